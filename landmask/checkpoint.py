@@ -1,0 +1,100 @@
+"""Self-describing model files: safetensors weights with a JSON header that carries the model
+config, scheme, crop rule, normalisation and metrics, so nothing else is needed to use them.
+Also the resume state of a training run (weights, optimiser, scheduler, random states), likewise in
+safetensors: no pickle anywhere."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from landmask.errors import LandmaskError
+from landmask.imageio import write_bytes_atomic
+
+FORMAT = "landmask-model-1"
+
+
+def save_model(path, state_dict, meta: dict) -> None:
+    """Write weights (name → torch tensor) plus ``meta`` (JSON-able) atomically."""
+    from safetensors.torch import save
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    blob = save(tensors, metadata={"landmask": json.dumps({"format": FORMAT, **meta})})
+    write_bytes_atomic(path, blob)
+
+
+def read_meta(path) -> dict:
+    """The JSON header of a landmask .safetensors file, without loading the weights."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > 100_000_000:
+                raise ValueError("bad header length")
+            header = json.loads(f.read(n))
+        meta = json.loads(header["__metadata__"]["landmask"])
+    except FileNotFoundError:
+        raise LandmaskError(f"{path}: no such model file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LandmaskError(f"{path}: not a landmask model file ({e})") from None
+    return meta
+
+
+def load_model_file(path):
+    """(torch model in eval mode, meta) from a landmask .safetensors file."""
+    from safetensors.torch import load_file
+    from landmask.model import ModelConfig, build_model
+    meta = read_meta(path)
+    model = build_model(ModelConfig(**meta["model"]))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval(), meta
+
+
+# ---------------------------------------------------------------- training resume state
+
+def save_resume(path, model, optimizer, scheduler, np_rng, torch_rng, epoch: int, history: list) -> None:
+    import torch
+    from safetensors.torch import save
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for pid, st in opt["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"opt/{pid}/{k}"] = t.detach().cpu().contiguous()
+    tensors["rng/torch"] = torch_rng
+    meta = {
+        "epoch": epoch, "history": history,
+        "param_groups": opt["param_groups"],
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "np_rng": _jsonable(np_rng.bit_generator.state),
+    }
+    write_bytes_atomic(path, save(tensors, metadata={"resume": json.dumps(meta)}))
+
+
+def load_resume(path, model, optimizer, scheduler, np_rng):
+    """Restore everything saved by save_resume; returns (next epoch, history, torch rng state)."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["resume"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt/"):
+            _, pid, name = k.split("/", 2)
+            state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    np_rng.bit_generator.state = meta["np_rng"]
+    return meta["epoch"] + 1, meta["history"], tensors["rng/torch"]
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return x

@@ -1,0 +1,216 @@
+"""The command line: one subcommand per job, each parses its options, calls one library function
+and prints.  ``landmask --help`` and ``landmask CMD --help`` show worked examples."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+
+from landmask.errors import LandmaskError
+
+EXAMPLES = """examples:
+  landmask train --data ../shared/data/helen-68/trainset --scheme ibug68 --epochs 150 --out runs/ibug68
+  landmask train --preset seed --data kaggle/training.csv --out runs/seed
+  landmask train --resume --out runs/ibug68
+  landmask evaluate --data ../shared/data/helen-68/testset --boxes landmarks --json -
+  landmask convert --data ../shared/data/helen-68/trainset --kaggle kaggle/training.csv
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that refuses abbreviations and suggests the nearest option for a misspelt one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        if "unrecognized arguments" in message:
+            opts = [o for a in self._actions for o in a.option_strings]
+            for bad in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(bad.split("=")[0], opts, n=1)
+                if close:
+                    message += f" (did you mean {close[0]}?)"
+        super().error(message)
+
+
+def add_train(sub):
+    p = sub.add_parser("train", help="train a landmark model", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", nargs="+", metavar="SPEC", help="data sets (any format landmask reads)")
+    p.add_argument("--out", required=True, help="run folder (config.yaml, curves.png, model files)")
+    p.add_argument("--preset", default="default", help="recipe: default | seed (the original Keras recipe)")
+    p.add_argument("--scheme", help="ibug68 | kaggle15 (default: the preset's, ibug68)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--loss", choices=["l1", "wing", "mse"])
+    p.add_argument("--arch", help="lmnet | seed")
+    p.add_argument("--input-size", type=int, help="crop side in pixels")
+    p.add_argument("--width", type=float, help="channel multiplier")
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--limit", type=int, help="use only the first N faces of each data set")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a):
+    from landmask.report import ConsoleReporter
+    from landmask.train import make_config, train
+    if not a.resume and not a.data:
+        raise LandmaskError("train: give --data PATH... (or --resume --out RUN_DIR)")
+    cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
+                      batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
+                      width=a.width, augment=a.augment, val_fraction=a.val_fraction, seed=a.seed,
+                      threads=a.threads, limit=a.limit)
+    path = train(cfg, ConsoleReporter(), resume=a.resume)
+    print(f"model: {path}")
+    return 0
+
+
+def add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="score a model on an annotated data set", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="annotated data set (format found by itself)")
+    p.add_argument("--model", help="model file, run folder or shipped name (default: the data scheme's)")
+    p.add_argument("--boxes", default="landmarks", choices=["landmarks", "detect"],
+                   help="face boxes from the ground-truth points, or from the face detector")
+    p.add_argument("--flip", action="store_true", help="test-time flip averaging")
+    p.add_argument("--backend", choices=["onnx", "torch"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON (- for stdout)")
+    p.add_argument("--ced", default="ced.png", metavar="PNG", help="CED plot (default ced.png; '' for none)")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(a):
+    import json
+    from landmask.evaluate import evaluate
+    from landmask.imageio import write_text_atomic
+    from landmask.report import ConsoleReporter
+    r = evaluate(a.data, a.model, a.boxes, flip=a.flip, ced_path=a.ced or None, threads=a.threads,
+                 backend=a.backend, reporter=ConsoleReporter())
+    if a.json == "-":
+        print(json.dumps(r, indent=1))
+    else:
+        print(format_table(r))
+        if a.json:
+            write_text_atomic(a.json, json.dumps(r, indent=1) + "\n")
+    return 0
+
+
+def format_table(r: dict) -> str:
+    lines = [f"model {r['model']} ({r['scheme']}, {r['backend']}) on {r['data']} ({r['data_scheme']}), "
+             f"boxes from {r['boxes']}" + (", flip" if r["flip"] else "")]
+    keys = [("n_faces", "faces", "{:d}"), ("detected_percent", "detected %", "{:.2f}"),
+            ("nme_percent", "NME %", "{:.3f}"), ("rmse_px96", "RMSE (Kaggle px)", "{:.3f}"),
+            ("failure_percent", "failures (NME>8%) %", "{:.2f}"), ("auc8", "AUC@8%", "{:.4f}"),
+            ("mae_px", "MAE px", "{:.3f}"), ("rmse_px", "RMSE px", "{:.3f}")]
+    lines += [f"  {label:<22}{fmt.format(r[k])}" for k, label, fmt in keys if k in r]
+    worst = sorted(r["per_landmark"].items(), key=lambda kv: -kv[1])
+    lines.append("  per landmark NME % (worst first): " + ", ".join(f"{n} {v:.2f}" for n, v in worst[:8]))
+    for s in r.get("skipped", []):
+        lines.append(f"  skipped: {s}")
+    return "\n".join(lines)
+
+
+def add_convert(sub):
+    p = sub.add_parser("convert", help="write a data set as Kaggle CSV and/or a 300-W folder",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, nargs="+", help="data sets to read")
+    p.add_argument("--kaggle", metavar="DIR", help="write DIR/training.csv (96×96 Kaggle-scale crops, 15 points)")
+    p.add_argument("--kaggle-test", metavar="DIR",
+                   help="write DIR/test.csv + IdLookupTable.csv + solution.csv (for scoring)")
+    p.add_argument("--pts", metavar="DIR", help="write a 300-W folder (images + .pts)")
+    p.add_argument("--drop-partial", type=float, default=0.0, metavar="F",
+                   help="fraction of Kaggle training rows keeping only 4 of 15 points, as in the real set")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(a):
+    from landmask.convert import write_kaggle, write_pts_folder
+    from landmask.datasets import load_dataset
+    from landmask.report import ConsoleReporter
+    if not (a.kaggle or a.kaggle_test or a.pts):
+        raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
+    samples = [s for d in a.data for s in load_dataset(d)]
+    rep = ConsoleReporter()
+    for flag, out, fn in (("--kaggle", a.kaggle, lambda o: write_kaggle(samples, o, a.drop_partial, a.seed, reporter=rep)),
+                          ("--kaggle-test", a.kaggle_test, lambda o: write_kaggle(samples, o, test=True, reporter=rep)),
+                          ("--pts", a.pts, lambda o: write_pts_folder(samples, o, reporter=rep))):
+        if out:
+            r = fn(out)
+            print(f"{flag} {out}: {r['rows']} faces written, {len(r['skipped'])} skipped")
+            for s in r["skipped"]:
+                print(f"  skipped {s}")
+    return 0
+
+
+def add_export(sub):
+    p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch)")
+    p.add_argument("--model", required=True, help="a .safetensors model or run folder")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a):
+    from landmask.export import export_onnx
+    from landmask.runtime import resolve_model_path
+    src = resolve_model_path(a.model)
+    if src.suffix != ".safetensors":
+        src = src.with_suffix(".safetensors")
+    r = export_onnx(src, a.onnx)
+    print(f"wrote {a.onnx} (opset {r['opset']}); PyTorch vs ONNX Runtime on {r['n_checked']} crops: "
+          f"max abs difference {r['max_abs_diff_px']:.2e} px")
+    return 0
+
+
+def add_submit(sub):
+    p = sub.add_parser("submit", help="Kaggle: predict test.csv and write a submission via IdLookupTable.csv")
+    p.add_argument("--test", required=True, help="Kaggle test.csv")
+    p.add_argument("--lookup", required=True, help="IdLookupTable.csv")
+    p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--model", help="kaggle15 model (default: the shipped one)")
+    p.add_argument("--solution", help="a solution.csv (RowId,Location) to score the submission against")
+    p.set_defaults(func=cmd_submit)
+
+
+def cmd_submit(a):
+    from landmask.convert import score_submission, write_submission
+    r = write_submission(a.test, a.lookup, a.out, a.model)
+    print(f"wrote {a.out}: {r['rows']} rows for {r['images']} images")
+    if a.solution:
+        print(f"RMSE against {a.solution}: {score_submission(a.out, a.solution):.4f}")
+    return 0
+
+
+def build_parser():
+    p = Parser(prog="landmask", description=__doc__, epilog=EXAMPLES,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_train(sub)
+    add_evaluate(sub)
+    add_convert(sub)
+    add_export(sub)
+    add_submit(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LandmaskError as e:
+        print(f"landmask: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landmask: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The training loop's pieces: turning cached face crops into batches, one epoch of training, and
+evaluation on held-out crops (under inference mode)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from landmask.errors import LandmaskError
+from landmask.transforms import AugmentConfig, augment, center_crop
+
+
+def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """(B, S, S) uint8 or float in [0, 1] → normalised (B, 1, S, S) channels_last float32."""
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    if images.dtype == np.uint8:
+        x = x / 255.0
+    x = ((x - mean) / std).unsqueeze(1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def batches(caches, points, idx, size, perm, aug: AugmentConfig | None, batch_size, rng, mean, std):
+    """Yield (x, y) training batches over ``idx`` in a random order; y (B, K, 2) crop pixels."""
+    order = rng.permutation(idx)
+    for s in range(0, len(order), batch_size):
+        sel = order[s:s + batch_size]
+        imgs, pts = [], []
+        for i in sel:
+            if aug is None:
+                im, p = center_crop(caches[i], points[i], size)
+                im = im.astype(np.float32) / 255.0
+            else:
+                im, p = augment(caches[i], points[i], size, perm, aug, rng)
+            imgs.append(im)
+            pts.append(p)
+        yield to_tensor(np.stack(imgs), mean, std), torch.from_numpy(np.stack(pts).astype(np.float32))
+
+
+def masked_loss(pred, target, kind: str, size: int):
+    """Loss over known points only (NaN targets are ignored); coordinates in units of the crop side."""
+    valid = torch.isfinite(target)
+    d = (pred - torch.nan_to_num(target)) / size
+    d = d[valid]
+    if d.numel() == 0:
+        return pred.sum() * 0.0
+    if kind == "mse":
+        return (d ** 2).mean()
+    if kind == "l1":
+        return d.abs().mean()
+    if kind == "wing":  # Feng et al. 2018, w and eps in units of the crop side
+        w, eps = 0.04, 0.008
+        a = d.abs()
+        c = w - w * math.log(1 + w / eps)
+        return torch.where(a < w, w * torch.log1p(a / eps), a - c).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, size, epoch, reporter):
+    model.train()
+    total, count, abs_err, n_err = 0.0, 0, 0.0, 0
+    for step, (x, y) in enumerate(loader):
+        pred = model(x)
+        loss = masked_loss(pred, y, loss_kind, size)
+        if not torch.isfinite(loss):
+            raise LandmaskError(f"training stopped: the loss became {loss.item()} at epoch {epoch}, "
+                                f"step {step + 1}; try a lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        with torch.no_grad():
+            v = torch.isfinite(y)
+            abs_err += (pred.detach() - torch.nan_to_num(y))[v].abs().sum().item()
+            n_err += int(v.sum())
+        total += loss.item() * len(x)
+        count += len(x)
+        reporter.step(epoch, step + 1, n_batches, total / count)
+    return {"loss": total / count, "mae_px": abs_err / max(n_err, 1)}
+
+
+@torch.inference_mode()
+def predict_crops(model, crops: np.ndarray, mean, std, batch_size=256) -> np.ndarray:
+    """(N, S, S) uint8 crops → (N, K, 2) points in crop pixels."""
+    model.eval()
+    out = [model(to_tensor(crops[s:s + batch_size], mean, std)).numpy()
+           for s in range(0, len(crops), batch_size)]
+    return np.concatenate(out).astype(np.float64)
+
+
+def evaluate(model, caches, points, norms, idx, size, loss_kind, mean, std) -> dict:
+    """Validation figures on unaugmented centre crops: loss, MAE/RMSE in crop px and NME."""
+    crops, pts = zip(*(center_crop(caches[i], points[i], size) for i in idx))
+    crops, gt = np.stack(crops), np.stack(pts).astype(np.float64)
+    pred = predict_crops(model, crops, mean, std)
+    loss = masked_loss(torch.from_numpy(pred), torch.from_numpy(gt), loss_kind, size).item()
+    d = pred - gt
+    err = np.linalg.norm(d, axis=-1)
+    return {"loss": loss, "mae_px": float(np.nanmean(np.abs(d))),
+            "rmse_px": float(np.sqrt(np.nanmean(d ** 2))),
+            "nme_percent": float(np.nanmean(np.nanmean(err, axis=1) / norms[idx]) * 100)}

@@ -1,0 +1,101 @@
+"""Honest evaluation of a landmark model on an annotated data set: NME, RMSE in Kaggle units,
+failure rate, CED AUC, per-landmark errors, and the CED plot."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from landmask import geometry as G
+from landmask.datasets import Sample, dataset_scheme, load_dataset
+from landmask.errors import LandmaskError
+from landmask.metrics import plot_ced, summarize
+from landmask.report import Reporter
+from landmask.runtime import DEFAULT_MODELS, load
+from landmask.schemes import can_convert, convert_points
+from landmask.train import face_box
+
+
+def default_scheme_for(data_scheme: str) -> str:
+    for s in (data_scheme, *DEFAULT_MODELS):
+        if s in DEFAULT_MODELS and can_convert(data_scheme, s):
+            return s
+    raise LandmaskError(f"no shipped model fits data in scheme {data_scheme}")
+
+
+def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced_path=None,
+             threads: int | None = None, backend: str | None = None, detector=None,
+             reporter: Reporter = Reporter()) -> dict:
+    """Evaluate ``model`` (a path, a shipped name, or None for the data scheme's default) on the
+    data set at ``data``.  ``boxes``: ``landmarks`` (box from the ground-truth points) or ``detect``
+    (the face detector's box, matched to the annotated face)."""
+    if boxes not in ("landmarks", "detect"):
+        raise LandmaskError(f"--boxes {boxes!r}: choose landmarks or detect")
+    samples = load_dataset(data)
+    if not samples:
+        raise LandmaskError(f"{data}: no annotated faces")
+    data_scheme = dataset_scheme(samples)
+    lm = load(model, default_scheme_for(data_scheme), threads=threads, backend=backend)
+    if not can_convert(data_scheme, lm.scheme.name):
+        raise LandmaskError(f"model scheme {lm.scheme.name} cannot be scored on {data_scheme} data")
+    if boxes == "detect" and detector is None:
+        from landmask.detect import get_detector
+        detector = get_detector()
+
+    preds, gts, norms, skipped, n_missed = [], [], [], [], 0
+    t0 = time.perf_counter()
+    for i, s in enumerate(samples):
+        reporter.item(i + 1, len(samples), s.source)
+        try:
+            image = s.image("grey")
+        except LandmaskError as e:
+            skipped.append(str(e))
+            continue
+        box = face_box(s)
+        if boxes == "detect":
+            box = _matched_detection(detector, image, box)
+            if box is None:
+                n_missed += 1
+                continue
+        gt = convert_points(s.points, data_scheme, lm.scheme.name)
+        preds.append(lm.predict(image, [box], flip=flip)[0])
+        gts.append(gt)
+        norms.append(_norm(s, gt, lm.scheme.name))
+    if not preds:
+        raise LandmaskError(f"{data}: no face could be scored")
+    pred, gt, norm = np.stack(preds), np.stack(gts), np.array(norms)
+    result = summarize(pred, gt, norm, lm.scheme.points)
+    nme = result.pop("nme_per_face")
+    result = {"scheme": lm.scheme.name, "model": str(lm.path), "backend": lm.backend, "data": str(data),
+              "data_scheme": data_scheme, "boxes": boxes, "flip": flip, **result,
+              "seconds": time.perf_counter() - t0}
+    if boxes == "detect":
+        result["detected_percent"] = 100.0 * len(preds) / (len(preds) + n_missed)
+        result["detector"] = getattr(detector, "name", type(detector).__name__)
+    if skipped:
+        result["skipped"] = skipped
+    if ced_path:
+        plot_ced({f"{lm.path.name} ({boxes})": nme}, ced_path)
+        result["ced_png"] = str(ced_path)
+    return result
+
+
+def _norm(s: Sample, gt: np.ndarray, scheme: str) -> float:
+    d = float(G.interocular(gt, scheme))
+    if np.isfinite(d) and d > 0:
+        return d
+    if "norm" in s.extra:  # Kaggle rows without eye corners: the crop's known scale
+        return float(s.extra["norm"])
+    raise LandmaskError(f"{s.source}: outer eye corners are missing, so NME has no normaliser")
+
+
+def _matched_detection(detector, image, truth_box, min_iou: float = 0.3):
+    """The detected face box that best overlaps the annotated face (IoU ≥ min_iou), mapped onto
+    the landmark-box convention by the detector's calibration; None if the face was missed."""
+    faces = detector.detect(image)
+    best, best_iou = None, min_iou
+    for f in faces:
+        iou = G.box_iou(f.landmark_box, truth_box)
+        if iou >= best_iou:
+            best, best_iou = f.landmark_box, iou
+    return best

@@ -1,0 +1,133 @@
+"""The landmark CNNs (PyTorch): one config dataclass, a registry of named architectures.
+
+Every model maps a grey crop (B, 1, S, S) with values in [0, 1] to points (B, K, 2) in crop pixels
+(pixel-centre convention, see landmask.geometry).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "lmnet"          # key of ARCHS
+    num_points: int = 68
+    input_size: int = 96         # crop side in pixels
+    width: float = 1.0           # channel multiplier
+    # Preprocessing facts that travel with the model: input = (grey/255 - mean) / std.
+    mean: float = 0.5
+    std: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def conv_bn(cin, cout, k=3, stride=1, groups=1, act=True):
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class SepBlock(nn.Module):
+    """Depthwise 3×3 then pointwise 1×1 (MobileNet-v1 style), residual when shapes allow."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.dw = conv_bn(cin, cin, 3, stride, groups=cin)
+        self.pw = conv_bn(cout if False else cin, cout, 1, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.pw(self.dw(x))
+        return F.relu(y + x if self.residual else y, inplace=True)
+
+
+class LMNet(nn.Module):
+    """Depthwise-separable encoder (strides 2..16) with a small top-down path to a 1/4-resolution
+    heatmap per point, decoded by soft-argmax (integral regression) into sub-pixel coordinates."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c = [max(8, int(round(v * cfg.width / 8)) * 8) for v in (24, 32, 64, 128, 192)]
+        self.cfg = cfg
+        self.stem = conv_bn(1, c[0], 3, 2)                                     # S/2
+        self.s2 = SepBlock(c[0], c[1])                                         # S/2
+        self.s4 = nn.Sequential(SepBlock(c[1], c[2], 2), SepBlock(c[2], c[2]))  # S/4
+        self.s8 = nn.Sequential(SepBlock(c[2], c[3], 2), SepBlock(c[3], c[3]), SepBlock(c[3], c[3]))  # S/8
+        self.s16 = nn.Sequential(SepBlock(c[3], c[4], 2), SepBlock(c[4], c[4]), SepBlock(c[4], c[4]))  # S/16
+        self.lat8 = conv_bn(c[3], c[3], 1, act=False)
+        self.top16 = conv_bn(c[4], c[3], 1, act=False)
+        self.fuse8 = SepBlock(c[3], c[3])
+        self.lat4 = conv_bn(c[2], c[2], 1, act=False)
+        self.top8 = conv_bn(c[3], c[2], 1, act=False)
+        self.fuse4 = nn.Sequential(SepBlock(c[2], c[2]), SepBlock(c[2], c[2]))
+        self.heat = nn.Conv2d(c[2], cfg.num_points, 1)
+        self.stride = 4
+
+    def forward_features(self, x):
+        x = self.s2(self.stem(x))
+        f4 = self.s4(x)
+        f8 = self.s8(f4)
+        f16 = self.s16(f8)
+        p8 = self.fuse8(F.relu(self.lat8(f8) + F.interpolate(self.top16(f16), scale_factor=2.0)))
+        p4 = self.fuse4(F.relu(self.lat4(f4) + F.interpolate(self.top8(p8), scale_factor=2.0)))
+        return p4
+
+    def forward_head(self, p4):
+        h = self.heat(p4)                                     # (B, K, H, W) logits
+        b, k, hh, ww = h.shape
+        prob = F.softmax(h.reshape(b, k, hh * ww), dim=-1).reshape(b, k, hh, ww)
+        # expected position in heatmap cells, then crop pixels (cell i covers pixels [4i, 4i+4))
+        xs = torch.arange(ww, dtype=h.dtype, device=h.device)
+        ys = torch.arange(hh, dtype=h.dtype, device=h.device)
+        x = (prob.sum(dim=2) * xs).sum(dim=-1)
+        y = (prob.sum(dim=3) * ys).sum(dim=-1)
+        pts = torch.stack([x, y], dim=-1)
+        return (pts + 0.5) * self.stride - 0.5
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+class SeedNet(nn.Module):
+    """The seed project's plain CNN: three conv+pool stages and two dense layers regressing
+    coordinates directly (no augmentation, MSE loss in its preset)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        s = cfg.input_size
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(128 * (s // 8) ** 2, 500), nn.ReLU(),
+            nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, cfg.num_points * 2),
+        )
+
+    def forward(self, x):
+        out = self.head(self.features(x))
+        # predicts coordinates as fractions of the crop side, centred on the crop centre
+        s = self.cfg.input_size
+        return (out.reshape(x.shape[0], -1, 2) + 0.5) * s - 0.5
+
+
+ARCHS = {"lmnet": LMNet, "seed": SeedNet}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    try:
+        return ARCHS[cfg.arch](cfg)
+    except KeyError:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHS)}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

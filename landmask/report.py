@@ -1,0 +1,58 @@
+"""Progress reporting.  The library reports through a Reporter it is given and never prints; the
+CLI passes one that draws progress bars on stderr."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Reporter:
+    """Silent reporter; subclasses override what they show."""
+
+    def info(self, msg: str) -> None: ...
+
+    def step(self, epoch: int, step: int, total: int, loss: float) -> None: ...
+
+    def epoch_end(self, epoch: int, metrics: dict) -> None: ...
+
+    def item(self, done: int, total: int, name: str) -> None: ...
+
+
+class ConsoleReporter(Reporter):
+    """Progress bars and lines on a text stream (stderr by default)."""
+
+    def __init__(self, stream=None, width: int = 28):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.t0 = time.monotonic()
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self._last = 0.0
+
+    def _bar(self, done, total):
+        n = int(self.width * done / max(total, 1))
+        return "█" * n + "·" * (self.width - n)
+
+    def info(self, msg):
+        print(msg, file=self.stream, flush=True)
+
+    def step(self, epoch, step, total, loss):
+        now = time.monotonic()
+        if step != total and now - self._last < (0.2 if self.tty else 10):
+            return
+        self._last = now
+        end = "\n" if (step == total or not self.tty) else ""
+        print(f"\repoch {epoch:>3} {self._bar(step, total)} {step}/{total} loss {loss:.5f}",
+              end=end, file=self.stream, flush=True)
+
+    def epoch_end(self, epoch, metrics):
+        parts = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"epoch {epoch:>3} done: {parts}", file=self.stream, flush=True)
+
+    def item(self, done, total, name):
+        now = time.monotonic()
+        if done != total and now - self._last < (0.2 if self.tty else 10):
+            return
+        self._last = now
+        end = "\n" if (done == total or not self.tty) else ""
+        print(f"\r{self._bar(done, total)} {done}/{total} {name[-40:]:<40}", end=end,
+              file=self.stream, flush=True)

@@ -1,0 +1,146 @@
+"""Running a trained landmark model: load once (ONNX Runtime by default, PyTorch for .safetensors),
+crop faces by the crop rule, predict in batches, map points back to the image.
+
+Nothing here imports torch unless a .safetensors model is loaded.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from landmask import geometry as G
+from landmask.crops import face_crop
+from landmask.errors import LandmaskError
+from landmask.imageio import to_grey
+from landmask.schemes import get_scheme
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODELS = ("ibug68", "kaggle15")
+
+
+def resolve_model_path(model: str | Path | None, scheme: str = "ibug68") -> Path:
+    """A shipped model name (``ibug68``, ``kaggle15``), a file path, or None (the default for
+    ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
+    name = str(model) if model is not None else scheme
+    if name in DEFAULT_MODELS:
+        for suffix in (".onnx", ".safetensors"):
+            p = MODELS_DIR / f"{name}{suffix}"
+            if p.exists():
+                return p
+        raise LandmaskError(f"the shipped model {name!r} is missing from {MODELS_DIR}")
+    p = Path(name)
+    if p.is_dir():  # a training run folder
+        p = p / "model.safetensors"
+    if not p.exists():
+        raise LandmaskError(f"--model {name}: no such file, and not a shipped model "
+                            f"({', '.join(DEFAULT_MODELS)})")
+    return p
+
+
+class LandmarkModel:
+    """A loaded landmark model.  ``predict(image, boxes)`` → (N, K, 2) points in image pixels."""
+
+    def __init__(self, path, threads: int | None = None, backend: str | None = None):
+        self.path = Path(path)
+        backend = backend or ("onnx" if self.path.suffix == ".onnx" else "torch")
+        if backend == "onnx":
+            self.meta, self._run = _load_onnx(self.path, threads)
+        elif backend == "torch":
+            self.meta, self._run = _load_torch(self.path, threads)
+        else:
+            raise LandmaskError(f"backend {backend!r}: choose onnx or torch")
+        self.backend = backend
+        m = self.meta["model"]
+        self.scheme = get_scheme(self.meta["scheme"])
+        self.input_size = int(m["input_size"])
+        self.mean, self.std = float(m["mean"]), float(m["std"])
+        self.crop_scale = float(self.meta["crop"]["scale"])
+        self._perm = self.scheme.flip_permutation
+
+    def __repr__(self):
+        return f"LandmarkModel({self.path.name}, scheme={self.scheme.name}, input={self.input_size}, {self.backend})"
+
+    def predict_crops(self, crops: np.ndarray, flip: bool = False) -> np.ndarray:
+        """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels.  ``flip`` averages with the
+        mirrored crop's prediction (test-time flip)."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.scheme), 2))
+        x = crops.astype(np.float32)
+        if flip:
+            x = np.concatenate([x, x[:, :, ::-1]])
+        x = ((x / 255.0 - self.mean) / self.std)[:, None]
+        pts = self._run(np.ascontiguousarray(x, dtype=np.float32)).astype(np.float64)
+        if flip:
+            n = len(crops)
+            mirrored = pts[n:][:, self._perm]
+            mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0]
+            pts = (pts[:n] + mirrored) / 2
+        return pts
+
+    def crops(self, image: np.ndarray, boxes) -> tuple[np.ndarray, list[np.ndarray]]:
+        grey = to_grey(image)
+        out, mats = [], []
+        for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+            c, m = face_crop(grey, box, self.input_size, self.crop_scale)
+            out.append(c)
+            mats.append(m)
+        if not out:
+            return np.zeros((0, self.input_size, self.input_size), np.uint8), []
+        return np.stack(out), mats
+
+    def predict(self, image: np.ndarray, boxes, flip: bool = False) -> np.ndarray:
+        """Landmarks for every face box (x0, y0, x1, y1) in an RGB or grey image, one batch."""
+        crops, mats = self.crops(image, boxes)
+        pts = self.predict_crops(crops, flip)
+        return np.stack([G.apply(G.invert(m), p) for m, p in zip(mats, pts)]) if mats else pts
+
+
+def _load_onnx(path: Path, threads):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise LandmaskError(f"{path}: cannot load the ONNX model ({e})") from None
+    props = sess.get_modelmeta().custom_metadata_map
+    if "landmask" not in props:
+        raise LandmaskError(f"{path}: an ONNX file without landmask metadata")
+    name = sess.get_inputs()[0].name
+    return json.loads(props["landmask"]), lambda x: sess.run(None, {name: x})[0]
+
+
+def _load_torch(path: Path, threads):
+    try:
+        import torch
+    except ImportError:
+        raise LandmaskError(f"{path}: a .safetensors model needs PyTorch "
+                            f"(pip install 'landmask[train]'), or use its .onnx export") from None
+    from landmask.checkpoint import load_model_file
+    if threads:
+        torch.set_num_threads(threads)
+    model, meta = load_model_file(path)
+
+    def run(x):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+    return meta, run
+
+
+_CACHE: dict = {}
+
+
+def load(model: str | Path | None = None, scheme: str = "ibug68", threads: int | None = None,
+         backend: str | None = None) -> LandmarkModel:
+    """Load a landmark model once and reuse it (cached by path, threads and backend)."""
+    path = resolve_model_path(model, scheme)
+    if backend == "torch" and path.suffix == ".onnx" and path.with_suffix(".safetensors").exists():
+        path = path.with_suffix(".safetensors")
+    key = (str(path.resolve()), threads, backend)
+    if key not in _CACHE:
+        _CACHE[key] = LandmarkModel(path, threads, backend)
+    return _CACHE[key]

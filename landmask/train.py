@@ -1,0 +1,248 @@
+"""The training job: one typed config (printed, saved as config.yaml), data → cache crops, the
+epoch loop with validation, curves.png, self-describing checkpoints and --resume."""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from landmask import geometry as G
+from landmask.crops import warp
+from landmask.datasets import Sample, load_dataset
+from landmask.errors import LandmaskError
+from landmask.imageio import write_text_atomic
+from landmask.report import Reporter
+from landmask.schemes import can_convert, convert_points, get_scheme
+from landmask.transforms import CACHE_FACTOR, AugmentConfig
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/train"
+    scheme: str = "ibug68"
+    preset: str = "default"
+    arch: str = "lmnet"
+    input_size: int = 80
+    width: float = 1.0
+    epochs: int = 150
+    batch_size: int = 64
+    optimizer: str = "adamw"     # adamw (one-cycle schedule) | adam (constant lr)
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    loss: str = "l1"             # l1 | wing | mse
+    augment: bool = True
+    val_fraction: float = 0.05
+    seed: int = 0
+    threads: int = 2
+    limit: int = 0               # use only the first N faces of each data set (0 = all)
+
+
+# Named recipes; CLI flags given explicitly override a preset's values.
+PRESETS = {
+    "default": {},
+    # The seed project's recipe: plain CNN on 96×96 grey, MSE, 100 epochs, batch 255, no augmentation.
+    "seed": dict(arch="seed", input_size=96, epochs=100, batch_size=255, optimizer="adam", lr=1e-3,
+                 weight_decay=0.0, loss="mse", augment=False, scheme="kaggle15"),
+}
+
+
+def make_config(preset: str = "default", **overrides) -> TrainConfig:
+    if preset not in PRESETS:
+        raise LandmaskError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    names = {f.name for f in fields(TrainConfig)}
+    bad = set(values) - names
+    if bad:
+        raise LandmaskError(f"unknown training option(s): {', '.join(sorted(bad))}")
+    return TrainConfig(preset=preset, **values)
+
+
+def face_box(sample: Sample) -> np.ndarray:
+    """The face box the crop rule starts from: the tight box of the points when every point is
+    known, else the data set's own box (Kaggle crops, dlib boxes)."""
+    if np.isfinite(sample.points).all() and sample.scheme != "kaggle15":
+        return G.points_box(sample.points)
+    if sample.box is not None:
+        return sample.box
+    if np.isfinite(sample.points).all():
+        return G.points_box(sample.points)
+    raise LandmaskError(f"{sample.source}: points are incomplete and the data set gives no face box")
+
+
+def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporter, threads: int = 2):
+    """Cut each face at CACHE_FACTOR × the crop side into (2S, 2S) uint8 crops.
+
+    Returns caches (N, 2S, 2S) uint8, points (N, K, 2) float32 in cache pixels (model scheme),
+    norms (N,) outer-eye-corner distance in cache pixels (NaN where unknown).
+    """
+    side = size * CACHE_FACTOR
+
+    def one(s: Sample):
+        cx, cy, crop_side = G.crop_square(face_box(s))
+        m = G.square_affine(cx, cy, crop_side * CACHE_FACTOR, side)
+        pts = G.apply(m, convert_points(s.points, s.scheme, scheme))
+        return warp(s.image("grey"), m, side), pts
+
+    caches = np.empty((len(samples), side, side), np.uint8)
+    points = np.empty((len(samples), len(get_scheme(scheme)), 2), np.float32)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for i, (img, pts) in enumerate(pool.map(one, samples)):
+            caches[i], points[i] = img, pts
+            reporter.item(i + 1, len(samples), "reading faces")
+    norms = G.interocular(points.astype(np.float64), scheme)
+    return caches, points, norms
+
+
+def load_training_data(cfg: TrainConfig, reporter: Reporter) -> list[Sample]:
+    samples = []
+    for spec in cfg.data:
+        part = load_dataset(spec)
+        if cfg.limit:
+            part = part[:cfg.limit]
+        for s in part[:1]:
+            if not can_convert(s.scheme, cfg.scheme):
+                raise LandmaskError(f"--data {spec}: its scheme {s.scheme} cannot be converted to "
+                                    f"--scheme {cfg.scheme}")
+        reporter.info(f"data {spec}: {len(part)} faces")
+        samples += part
+    if not samples:
+        raise LandmaskError("no training data: give --data PATH (a 300-W folder, a Kaggle/YouTube CSV, ...)")
+    return samples
+
+
+def split(n: int, fraction: float, seed: int):
+    rng = np.random.default_rng(seed + 12345)
+    order = rng.permutation(n)
+    n_val = max(1, int(round(n * fraction))) if fraction > 0 and n > 1 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def model_meta(cfg: TrainConfig, mcfg, metrics: dict, extra: dict) -> dict:
+    return {
+        "model": mcfg.to_dict(), "scheme": cfg.scheme,
+        "crop": {"rule": "square centred on the face box, side = scale × max(box w, box h); "
+                         "face box = tight box of the 68 points (or the detector's box mapped onto it)",
+                 "scale": G.CROP_SCALE},
+        "normalization": {"input": "grey/255", "mean": mcfg.mean, "std": mcfg.std},
+        "metrics": metrics, "training": {"config": asdict(cfg), **extra},
+    }
+
+
+def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = False) -> Path:
+    """Run a training job into ``cfg.out``; returns the path of the final model file."""
+    import torch
+    from landmask import checkpoint as ckpt
+    from landmask.engine import batches, evaluate, train_one_epoch
+    from landmask.model import ModelConfig, build_model, count_parameters
+
+    out = Path(cfg.out)
+    resume_path = out / "last.safetensors"
+    if resume:
+        if not (out / "config.yaml").exists():
+            raise LandmaskError(f"--resume: {out} has no config.yaml of an earlier run")
+        cfg = read_config(out / "config.yaml")
+    elif resume_path.exists():
+        raise LandmaskError(f"{out} already holds a training run; use --resume to continue it "
+                            f"or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", config_yaml(cfg))
+    reporter.info("config:\n" + config_yaml(cfg))
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    scheme = get_scheme(cfg.scheme)
+    samples = load_training_data(cfg, reporter)
+    t0 = time.time()
+    caches, points, norms = build_cache(samples, cfg.scheme, cfg.input_size, reporter, cfg.threads)
+    reporter.info(f"cached {len(samples)} faces in {time.time() - t0:.1f}s")
+    train_idx, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
+
+    mcfg = ModelConfig(arch=cfg.arch, num_points=len(scheme), input_size=cfg.input_size, width=cfg.width)
+    model = build_model(mcfg).to(memory_format=torch.channels_last)
+    steps = -(-len(train_idx) // cfg.batch_size)
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
+                                                    pct_start=0.1)
+    elif cfg.optimizer == "adam":
+        opt, sched = torch.optim.Adam(model.parameters(), lr=cfg.lr), None
+    else:
+        raise LandmaskError(f"--optimizer {cfg.optimizer!r}: choose adamw or adam")
+    rng = np.random.default_rng(cfg.seed)
+    start, history = 1, []
+    if resume and resume_path.exists():
+        start, history, torch_rng = ckpt.load_resume(resume_path, model, opt, sched, rng)
+        torch.set_rng_state(torch_rng)
+        reporter.info(f"resuming {out} at epoch {start}")
+    reporter.info(f"model {cfg.arch}: {count_parameters(model):,} parameters, input {cfg.input_size}px; "
+                  f"{len(train_idx)} train / {len(val_idx)} validation faces")
+    aug = AugmentConfig() if cfg.augment else None
+    perm = scheme.flip_permutation
+    best = min((h["val_nme_percent"] for h in history), default=np.inf)
+    for epoch in range(start, cfg.epochs + 1):
+        t = time.time()
+        loader = batches(caches, points, train_idx, cfg.input_size, perm, aug, cfg.batch_size, rng,
+                         mcfg.mean, mcfg.std)
+        tr = train_one_epoch(model, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch, reporter)
+        row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
+               "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t)}
+        if len(val_idx):
+            va = evaluate(model, caches, points, norms, val_idx, cfg.input_size, cfg.loss, mcfg.mean, mcfg.std)
+            row.update({f"val_{k}": v for k, v in va.items()})
+        history.append(row)
+        reporter.epoch_end(epoch, row)
+        score = row.get("val_nme_percent", -epoch)
+        meta = model_meta(cfg, mcfg, _last_metrics(row), {"epochs_done": epoch, "faces": len(samples)})
+        if score <= best or not np.isfinite(best):
+            best = score
+            ckpt.save_model(out / "best.safetensors", model.state_dict(), meta)
+        ckpt.save_model(out / "model.safetensors", model.state_dict(), meta)
+        ckpt.save_resume(resume_path, model, opt, sched, rng, torch.get_rng_state(), epoch, history)
+        write_text_atomic(out / "history.json", json.dumps(history, indent=1))
+        plot_curves(history, out / "curves.png")
+    return out / "model.safetensors"
+
+
+def _last_metrics(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k.startswith("val_")} | {"train_loss": row["train_loss"]}
+
+
+def plot_curves(history: list[dict], path) -> None:
+    """Loss and MAE per epoch, training and validation (as the seed project plotted them)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=90)
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "mae_px", "MAE (crop pixels)")):
+        ax.plot(ep, [h[f"train_{key}"] for h in history], label="train")
+        if "val_" + key in history[0]:
+            ax.plot(ep, [h[f"val_{key}"] for h in history], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = Path(path).with_name(".curves.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def config_yaml(cfg: TrainConfig) -> str:
+    import yaml
+    return yaml.safe_dump(asdict(cfg), sort_keys=False)
+
+
+def read_config(path) -> TrainConfig:
+    import yaml
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+        return TrainConfig(**values)
+    except (OSError, TypeError, yaml.YAMLError) as e:
+        raise LandmaskError(f"{path}: not a landmask training config ({e})") from None

@@ -1,0 +1,72 @@
+"""Training augmentation.  Every transform takes and returns ``(image, points)``: a grey uint8 or
+float32 image and (K, 2) points in its pixels, so geometry and labels always move together.
+
+Training reads from a *cache crop*: the face cut at twice the crop side and twice the input size
+(``CACHE_FACTOR``), so shifts, zooms and rotations stay inside real pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from landmask import geometry as G
+
+CACHE_FACTOR = 2
+
+
+@dataclass
+class AugmentConfig:
+    rotate_deg: float = 25.0     # uniform ± degrees
+    scale: float = 0.15          # zoom factor uniform in [1 - scale, 1 + scale]
+    shift: float = 0.08          # uniform ± fraction of the crop side
+    flip: float = 0.5            # probability of a horizontal flip
+    brightness: float = 0.2      # ± added (image in [0, 1])
+    contrast: float = 0.3        # × uniform in [1 - c, 1 + c]
+    blur: float = 0.2            # probability of a Gaussian blur (sigma 0.3..1.2 px)
+    noise: float = 0.03          # max std of Gaussian noise
+
+
+def center_crop(cache: np.ndarray, points: np.ndarray, size: int):
+    """The unaugmented crop from a cache crop: a pure translation, no resampling."""
+    o = (cache.shape[0] - size) // 2
+    return cache[o:o + size, o:o + size], points - o
+
+
+def random_affine(cache: np.ndarray, points: np.ndarray, size: int, cfg: AugmentConfig,
+                  rng: np.random.Generator):
+    """Random rotation/zoom/shift about the face centre, resampled to size×size."""
+    c = (cache.shape[0] - 1) / 2
+    angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)
+    zoom = rng.uniform(1 - cfg.scale, 1 + cfg.scale)
+    shift = rng.uniform(-cfg.shift, cfg.shift, size=2) * size
+    to_out = np.array([[1.0, 0, (size - 1) / 2 - c], [0, 1.0, (size - 1) / 2 - c]])
+    m = G.compose(to_out, G.rotation_about(c, c, angle, zoom, shift))
+    out = cv2.warpAffine(cache, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    return out, G.apply(m, points)
+
+
+def random_flip(image, points, perm, rng, p):
+    if rng.random() < p:
+        return np.ascontiguousarray(image[:, ::-1]), G.flip_points(points, image.shape[1], perm)
+    return image, points
+
+
+def photometric(image: np.ndarray, points, cfg: AugmentConfig, rng: np.random.Generator):
+    """uint8 → float32 in [0, 1] with random brightness, contrast, blur and noise."""
+    x = image.astype(np.float32) / 255.0
+    if rng.random() < cfg.blur:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.2))
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - cfg.contrast, 1 + cfg.contrast) + mean
+    x = x + rng.uniform(-cfg.brightness, cfg.brightness)
+    if cfg.noise > 0:
+        x = x + rng.normal(0, rng.uniform(0, cfg.noise), x.shape).astype(np.float32)
+    return np.clip(x, 0, 1), points
+
+
+def augment(cache, points, size, perm, cfg: AugmentConfig, rng):
+    img, pts = random_affine(cache, points, size, cfg, rng)
+    img, pts = random_flip(img, pts, perm, rng, cfg.flip)
+    return photometric(img, pts, cfg, rng)

