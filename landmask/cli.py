@@ -9,6 +9,10 @@ import sys
 from landmask.errors import LandmaskError
 
 EXAMPLES = """examples:
+  landmask mask photo.jpg -o out/                          # red lips, tinted eyes (the defaults)
+  landmask mask photos/ -o masked/ --lips color:#b0123a@0.6 --eyes blur
+  landmask mask group.jpg -o out/ --eyes solid:black --lips none --detect-size 640
+  landmask landmarks photo.jpg --json -
   landmask train --data ../shared/data/helen-68/trainset --scheme ibug68 --epochs 150 --out runs/ibug68
   landmask train --preset seed --data kaggle/training.csv --out runs/seed
   landmask train --resume --out runs/ibug68
@@ -26,7 +30,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         if "unrecognized arguments" in message:
-            opts = [o for a in self._actions for o in a.option_strings]
+            parsers = [self] + [p for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                                for p in a.choices.values()]
+            opts = sorted({o for p in parsers for a in p._actions for o in a.option_strings})
             for bad in message.split(":", 1)[1].split():
                 close = difflib.get_close_matches(bad.split("=")[0], opts, n=1)
                 if close:
@@ -68,6 +74,99 @@ def cmd_train(a):
                       threads=a.threads, limit=a.limit)
     path = train(cfg, ConsoleReporter(), resume=a.resume)
     print(f"model: {path}")
+    return 0
+
+
+DEFAULT_LIPS, DEFAULT_EYES = "color:#b0123a@0.6", "color:#1f6fd1@0.35"
+
+
+def add_runtime_options(p):
+    p.add_argument("--model", help="landmark model: ibug68 (default), kaggle15, or a model file")
+    p.add_argument("--detector", default="landmask", help="face detector: landmask (default), haar, dlib")
+    p.add_argument("--detect-size", type=int, help="detector input size (longer side, default 320)")
+    p.add_argument("--threads", type=int, help="CPU threads for inference")
+
+
+def make_landmarker(a):
+    from landmask.api import load
+    return load(a.model, a.detector, threads=a.threads, detect_size=a.detect_size)
+
+
+def add_mask(sub):
+    p = sub.add_parser("mask", help="mask lips, eyes (and eyebrows) on photos and folders", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (walked recursively)")
+    p.add_argument("-o", "--out", required=True, help="output folder (the inputs' folder layout is kept)")
+    p.add_argument("--lips", help=f"EFFECT[:VALUE][@OPACITY] (default {DEFAULT_LIPS} when no part is given)")
+    p.add_argument("--eyes", help=f"effect for both eyes (default {DEFAULT_EYES} when no part is given)")
+    p.add_argument("--eyebrows", help="effect for both eyebrows (default: none)")
+    p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--copy-unmasked", action="store_true", help="copy images with no face unchanged")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_mask)
+
+
+def cmd_mask(a):
+    from landmask.batch import mask_files
+    from landmask.report import ConsoleReporter
+    lips, eyes = a.lips, a.eyes
+    if not (lips or eyes or a.eyebrows):
+        lips, eyes = DEFAULT_LIPS, DEFAULT_EYES
+    s = mask_files(a.inputs, a.out, make_landmarker(a), lips=lips, eyes=eyes, eyebrows=a.eyebrows,
+                   feather=a.feather, overwrite=a.overwrite, copy_unmasked=a.copy_unmasked,
+                   reporter=ConsoleReporter())
+    for f in s.failed:
+        print(f"failed: {f}", file=sys.stderr)
+    print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
+    return 1 if s.failed else 0
+
+
+def add_landmarks(sub):
+    p = sub.add_parser("landmarks", help="boxes, scores and named landmarks of every face", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--json", metavar="FILE", help="write JSON (- for stdout, the default without --csv)")
+    p.add_argument("--csv", metavar="FILE", help="write one CSV row per point")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_landmarks)
+
+
+def cmd_landmarks(a):
+    import json
+    from landmask.batch import landmarks_files
+    from landmask.report import ConsoleReporter
+    json_path = a.json or (None if a.csv else "-")
+    records, s = landmarks_files(a.inputs, make_landmarker(a), json_path, a.csv, ConsoleReporter())
+    if json_path == "-":
+        print(json.dumps(records, indent=1))
+    for f in s.failed:
+        print(f"failed: {f}", file=sys.stderr)
+    print(s.line(), file=sys.stderr)
+    return 1 if s.failed else 0
+
+
+def add_train_detector(sub):
+    p = sub.add_parser("train-detector", help="train landmask's face detector from landmark data sets")
+    p.add_argument("--data", nargs="+", required=True, metavar="SPEC")
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--canvas", type=int, help="training crop side in pixels")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--width", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--limit", type=int)
+    p.set_defaults(func=cmd_train_detector)
+
+
+def cmd_train_detector(a):
+    from landmask.detect_train import DetectTrainConfig, train_detector
+    from landmask.report import ConsoleReporter
+    keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "seed", "threads", "limit")
+    cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
+    print(f"detector: {train_detector(cfg, ConsoleReporter())}")
     return 0
 
 
@@ -192,7 +291,10 @@ def build_parser():
     p = Parser(prog="landmask", description=__doc__, epilog=EXAMPLES,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_mask(sub)
+    add_landmarks(sub)
     add_train(sub)
+    add_train_detector(sub)
     add_evaluate(sub)
     add_convert(sub)
     add_export(sub)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmask.errors import LandmaskError
-from landmask.imageio import IMAGE_SUFFIXES, read_image
+from landmask.imageio import read_image
 from landmask.schemes import KAGGLE15
 
 csv.field_size_limit(sys.maxsize)  # a Kaggle Image cell is ~35 kB
@@ -344,6 +344,3 @@ def dataset_scheme(samples: list[Sample]) -> str:
         raise LandmaskError(f"data mixes schemes {sorted(schemes)}")
     return schemes.pop()
 
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES

@@ -127,3 +127,7 @@ def write_bytes_atomic(path, data: bytes) -> None:
 
 def write_text_atomic(path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def is_image_path(path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES

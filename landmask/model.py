@@ -131,3 +131,57 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class DetectorConfig:
+    """A CenterNet-style face detector: per stride-8 cell a face-centre score, the centre's
+    sub-cell offset and log box size.  Boxes are in the *landmark-box* convention (the tight box
+    of the 68 points), so the crop rule applies to them unchanged."""
+    arch: str = "detnet"
+    width: float = 1.0
+    input_size: int = 320        # longer image side at inference
+    mean: float = 0.5
+    std: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DetNet(nn.Module):
+    stride = 8
+
+    def __init__(self, cfg: DetectorConfig):
+        super().__init__()
+        c = [max(8, int(round(v * cfg.width / 8)) * 8) for v in (16, 24, 48, 64, 96)]
+        self.cfg = cfg
+        self.stem = conv_bn(1, c[0], 3, 2)                                         # /2
+        self.s4 = nn.Sequential(SepBlock(c[0], c[1], 2), SepBlock(c[1], c[1]))      # /4
+        self.s8 = nn.Sequential(SepBlock(c[1], c[2], 2), SepBlock(c[2], c[2]))      # /8
+        self.s16 = nn.Sequential(SepBlock(c[2], c[3], 2), SepBlock(c[3], c[3]))     # /16
+        self.s32 = nn.Sequential(SepBlock(c[3], c[4], 2), SepBlock(c[4], c[4]), SepBlock(c[4], c[4]))  # /32
+        self.top32 = conv_bn(c[4], c[3], 1, act=False)
+        self.lat16 = conv_bn(c[3], c[3], 1, act=False)
+        self.fuse16 = SepBlock(c[3], c[3])
+        self.top16 = conv_bn(c[3], c[2], 1, act=False)
+        self.lat8 = conv_bn(c[2], c[2], 1, act=False)
+        self.fuse8 = nn.Sequential(SepBlock(c[2], c[2]), SepBlock(c[2], c[2]))
+        self.head = nn.Conv2d(c[2], 5, 1)
+        nn.init.constant_(self.head.bias, 0.0)
+        with torch.no_grad():
+            self.head.bias[0] = -4.6   # prior face probability ~1 % per cell
+
+    def forward(self, x):
+        """(B, 1, H, W) → (B, 5, H/8, W/8): [centre logit, dx, dy, log w, log h] per cell."""
+        f8 = self.s8(self.s4(self.stem(x)))
+        f16 = self.s16(f8)
+        f32 = self.s32(f16)
+        p16 = self.fuse16(F.relu(self.lat16(f16) + F.interpolate(self.top32(f32), size=f16.shape[-2:])))
+        p8 = self.fuse8(F.relu(self.lat8(f8) + F.interpolate(self.top16(p16), size=f8.shape[-2:])))
+        return self.head(p8)
+
+
+def build_detector(cfg: DetectorConfig) -> nn.Module:
+    if cfg.arch != "detnet":
+        raise ValueError(f"unknown detector architecture {cfg.arch!r}")
+    return DetNet(cfg)

@@ -1,0 +1,98 @@
+"""The public Python API, mirroring the CLI:
+
+    import landmask
+    lm = landmask.load()                        # detector + landmark model, loaded once
+    image = landmask.read_image("photo.jpg")   # RGB (H, W, 3) uint8
+    faces = lm.faces(image)                     # every face: box, score, points, named parts
+    out = landmask.mask(image, faces, lips="color:#b0123a@0.6", eyes="blur")
+    landmask.write_image("out.jpg", out)
+
+Images are numpy arrays in RGB order (or grey (H, W)); points are (x, y) in image pixels with the
+top-left pixel's centre at (0, 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from landmask import geometry as G
+from landmask.masking import mask_image, part_polygons
+from landmask.runtime import LandmarkModel, load as load_model
+
+
+@dataclass
+class Face:
+    box: np.ndarray        # (x0, y0, x1, y1): the face box the landmarks were cut from
+    score: float           # detector confidence (1.0 for boxes given by the caller)
+    points: np.ndarray     # (K, 2) landmarks in image pixels
+    scheme: str            # "ibug68" or "kaggle15"
+
+    @property
+    def named(self) -> dict[str, tuple[float, float]]:
+        """Landmarks by name, e.g. ``face.named["nose_tip"]``."""
+        from landmask.schemes import get_scheme
+        return {n: (float(x), float(y)) for n, (x, y) in zip(get_scheme(self.scheme).points, self.points)}
+
+    @property
+    def parts(self) -> dict[str, list[np.ndarray]]:
+        """Polygons per part: lips, left_eye, right_eye, left_eyebrow, right_eyebrow."""
+        names = ("lips", "left_eye", "right_eye", "left_eyebrow", "right_eyebrow")
+        return {p: part_polygons(self.points, self.scheme, p) for p in names}
+
+    def to_dict(self) -> dict:
+        return {"box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
+                "scheme": self.scheme,
+                "points": {n: [round(x, 2), round(y, 2)] for n, (x, y) in self.named.items()}}
+
+
+class Landmarker:
+    """Face detector + landmark model.  ``faces(image)`` finds every face and its landmarks."""
+
+    def __init__(self, model: LandmarkModel, detector, refine: bool = True, flip: bool = False,
+                 min_overlap: float = 0.3):
+        self.model, self.detector = model, detector
+        self.refine, self.flip, self.min_overlap = refine, flip, min_overlap
+
+    @property
+    def scheme(self) -> str:
+        return self.model.scheme.name
+
+    def landmarks(self, image: np.ndarray, boxes, scores=None) -> list[Face]:
+        """Landmarks for given face boxes (landmark-box convention), all faces in one batch."""
+        boxes = np.asarray(boxes, float).reshape(-1, 4)
+        if len(boxes) == 0:
+            return []
+        scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, float)
+        pts = self.model.predict(image, boxes, flip=self.flip)
+        return [Face(b, float(s), p, self.scheme) for b, s, p in zip(boxes, scores, pts)]
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """Every face in the image.  Detector boxes whose landmarks do not form a face of about the
+        box's size are dropped; with ``refine`` (ibug68 models) the landmarks are predicted once
+        more from the box of the first prediction."""
+        dets = self.detector.detect(image)
+        faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets])
+        if self.scheme != "ibug68":
+            return faces
+        kept = [f for f in faces if G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
+        if self.refine and kept:
+            kept = self.landmarks(image, [G.points_box(f.points) for f in kept], [f.score for f in kept])
+        return kept
+
+
+def load(model=None, detector: str = "landmask", threads: int | None = None, backend: str | None = None,
+         refine: bool = True, flip: bool = False, detect_size: int | None = None) -> Landmarker:
+    """A ready Landmarker: ``model`` is ``ibug68`` (default), ``kaggle15`` or a model file;
+    ``detector`` is ``landmask`` (default), ``haar`` or ``dlib``."""
+    from landmask.detect import get_detector
+    opts = {"size": detect_size} if (detector == "landmask" and detect_size) else {}
+    if detector == "landmask" and threads:
+        opts["threads"] = threads
+    return Landmarker(load_model(model, "ibug68", threads=threads, backend=backend),
+                      get_detector(detector, **opts), refine=refine, flip=flip)
+
+
+def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, feather: float | None = None) -> np.ndarray:
+    """A masked copy of ``image``; see landmask.masking.mask_image for the effect syntax."""
+    return mask_image(image, faces, lips=lips, eyes=eyes, eyebrows=eyebrows, feather=feather)

@@ -1,0 +1,168 @@
+"""Face detection behind one narrow interface: ``detector.detect(image) -> list[Detection]``.
+
+Backends: ``landmask`` (landmask's own CNN, run by ONNX Runtime; the default), ``haar`` (OpenCV's
+frontal-face cascade from opencv-python-headless 4.x) and ``dlib`` (dlib's HOG detector, optional:
+``pip install dlib-bin``).  Every backend reports its own box *and* the box mapped onto the
+landmark-box convention (the tight box of the 68 points) that the crop rule expects.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from landmask import geometry as G
+from landmask.errors import LandmaskError
+from landmask.imageio import to_grey
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+@dataclass
+class Detection:
+    box: np.ndarray            # (x0, y0, x1, y1) as the backend gives it, image pixels
+    score: float
+    landmark_box: np.ndarray   # the same face in the landmark-box convention
+
+
+# Per-backend map from its own box onto the landmark box: centre shift (fractions of the box's
+# width/height) and size factor, measured on helen-68/trainset by scripts/calibrate_detectors.py.
+CALIBRATION = {
+    "haar": {"dx": 0.008, "dy": 0.145, "scale": 0.870},  # 773 faces
+    "dlib": {"dx": 0.013, "dy": 0.089, "scale": 0.991},  # 825 faces
+}
+
+
+def calibrate(box, cal) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    cx, cy = (x0 + x1) / 2 + cal["dx"] * w, (y0 + y1) / 2 + cal["dy"] * h
+    hw, hh = w * cal["scale"] / 2, h * cal["scale"] / 2
+    return np.array([cx - hw, cy - hh, cx + hw, cy + hh])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> list[int]:
+    order, keep = list(np.argsort(-scores)), []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        order = [j for j in order if G.box_iou(boxes[i], boxes[j]) < iou]
+    return keep
+
+
+class LandmaskDetector:
+    """landmask's own face detector (DetNet, CenterNet-style) on ONNX Runtime.
+
+    ``size``: the image's longer side is scaled to this before detection (faces down to about 12 px
+    at that scale are found; raise it for group photos with small faces)."""
+
+    name = "landmask"
+
+    def __init__(self, path=None, size: int | None = None, threshold: float = 0.35, threads: int | None = None):
+        import onnxruntime as ort
+        self.path = Path(path or MODELS_DIR / "detector.onnx")
+        if not self.path.exists():
+            raise LandmaskError(f"{self.path}: face detector model not found")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        self.sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        meta = json.loads(self.sess.get_modelmeta().custom_metadata_map["landmask"])
+        self.stride = int(meta["stride"])
+        self.mean, self.std = meta["model"]["mean"], meta["model"]["std"]
+        self.size = size or int(meta["model"]["input_size"])
+        self.threshold = threshold
+        self.input = self.sess.get_inputs()[0].name
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        grey = to_grey(image)
+        h, w = grey.shape
+        f = self.size / max(h, w)
+        nw, nh = max(32, round(w * f / 32) * 32), max(32, round(h * f / 32) * 32)
+        fx, fy = nw / w, nh / h
+        small = cv2.resize(grey, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        x = ((small.astype(np.float32) / 255.0 - self.mean) / self.std)[None, None]
+        out = self.sess.run(None, {self.input: x})[0][0]        # (5, nh/8, nw/8)
+        return self._decode(out, fx, fy)
+
+    def _decode(self, out, fx, fy) -> list[Detection]:
+        score = 1 / (1 + np.exp(-out[0]))
+        peak = score == cv2.dilate(score, np.ones((3, 3), np.uint8))
+        ys, xs = np.nonzero(peak & (score >= self.threshold))
+        boxes, scores = [], []
+        for y, x in zip(ys, xs):
+            dx, dy, lw, lh = out[1:, y, x]
+            cx, cy = (x + dx + 0.5) * self.stride - 0.5, (y + dy + 0.5) * self.stride - 0.5
+            bw, bh = np.exp(lw) * self.stride, np.exp(lh) * self.stride
+            # back to image pixels (pixel-centre convention)
+            box = np.array([(cx - bw / 2 + 0.5) / fx - 0.5, (cy - bh / 2 + 0.5) / fy - 0.5,
+                            (cx + bw / 2 + 0.5) / fx - 0.5, (cy + bh / 2 + 0.5) / fy - 0.5])
+            boxes.append(box)
+            scores.append(float(score[y, x]))
+        if not boxes:
+            return []
+        boxes, scores = np.array(boxes), np.array(scores)
+        return [Detection(boxes[i], scores[i], boxes[i]) for i in nms(boxes, scores)]
+
+
+class HaarDetector:
+    """OpenCV's Viola-Jones frontal-face cascade (ships with opencv-python-headless 4.x)."""
+
+    name = "haar"
+
+    def __init__(self, min_neighbors: int = 4, max_side: int = 640):
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise LandmaskError("this OpenCV has no CascadeClassifier (OpenCV 5 removed it); "
+                                "install opencv-python-headless<5 or use --detector landmask")
+        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        self.min_neighbors, self.max_side = min_neighbors, max_side
+
+    def detect(self, image):
+        grey = to_grey(image)
+        f = min(1.0, self.max_side / max(grey.shape))
+        small = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else grey
+        found, _, weights = self.cascade.detectMultiScale3(small, 1.1, self.min_neighbors, minSize=(20, 20),
+                                                           outputRejectLevels=True)
+        out = []
+        for (x, y, w, h), s in zip(found, np.ravel(weights) if len(found) else []):
+            box = np.array([x, y, x + w, y + h], float) / f
+            out.append(Detection(box, float(s), calibrate(box, CALIBRATION["haar"])))
+        return out
+
+
+class DlibDetector:
+    """dlib's HOG + linear SVM frontal face detector (optional extra: pip install dlib-bin)."""
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 0):
+        try:
+            import dlib
+        except ImportError:
+            raise LandmaskError("--detector dlib needs dlib: pip install dlib-bin") from None
+        self.det, self.upsample = dlib.get_frontal_face_detector(), upsample
+
+    def detect(self, image):
+        rects, scores, _ = self.det.run(to_grey(image), self.upsample, 0.0)
+        out = []
+        for r, s in zip(rects, scores):
+            box = np.array([r.left(), r.top(), r.right(), r.bottom()], float)
+            out.append(Detection(box, float(s), calibrate(box, CALIBRATION["dlib"])))
+        return out
+
+
+BACKENDS = {"landmask": LandmaskDetector, "haar": HaarDetector, "dlib": DlibDetector}
+_CACHE: dict = {}
+
+
+def get_detector(name: str = "landmask", **options):
+    """A detector backend by name, created once and reused."""
+    if name not in BACKENDS:
+        raise LandmaskError(f"--detector {name!r}: choose one of {', '.join(BACKENDS)}")
+    key = (name, tuple(sorted(options.items())))
+    if key not in _CACHE:
+        _CACHE[key] = BACKENDS[name](**options)
+    return _CACHE[key]

