@@ -71,7 +71,10 @@ class Landmarker:
         """Every face in the image.  Detector boxes whose landmarks do not form a face of about the
         box's size are dropped; with ``refine`` (ibug68 models) the landmarks are predicted once
         more from the box of the first prediction."""
-        dets = self.detector.detect(image)
+        return self.from_detections(image, self.detector.detect(image))
+
+    def from_detections(self, image: np.ndarray, dets) -> list[Face]:
+        """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
         faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets])
         if self.scheme != "ibug68":
             return faces

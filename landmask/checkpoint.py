@@ -43,9 +43,12 @@ def read_meta(path) -> dict:
 def load_model_file(path):
     """(torch model in eval mode, meta) from a landmask .safetensors file."""
     from safetensors.torch import load_file
-    from landmask.model import ModelConfig, build_model
+    from landmask.model import DetectorConfig, ModelConfig, build_detector, build_model
     meta = read_meta(path)
-    model = build_model(ModelConfig(**meta["model"]))
+    if meta.get("kind") == "detector":
+        model = build_detector(DetectorConfig(**meta["model"]))
+    else:
+        model = build_model(ModelConfig(**meta["model"]))
     model.load_state_dict(load_file(str(path)))
     return model.eval(), meta
 

@@ -178,6 +178,7 @@ def add_evaluate(sub):
     p.add_argument("--boxes", default="landmarks", choices=["landmarks", "detect"],
                    help="face boxes from the ground-truth points, or from the face detector")
     p.add_argument("--flip", action="store_true", help="test-time flip averaging")
+    p.add_argument("--detector", default="landmask", help="with --boxes detect: landmask, haar or dlib")
     p.add_argument("--backend", choices=["onnx", "torch"])
     p.add_argument("--threads", type=int)
     p.add_argument("--json", metavar="FILE", help="write the results as JSON (- for stdout)")
@@ -190,8 +191,12 @@ def cmd_evaluate(a):
     from landmask.evaluate import evaluate
     from landmask.imageio import write_text_atomic
     from landmask.report import ConsoleReporter
+    detector = None
+    if a.boxes == "detect":
+        from landmask.detect import get_detector
+        detector = get_detector(a.detector)
     r = evaluate(a.data, a.model, a.boxes, flip=a.flip, ced_path=a.ced or None, threads=a.threads,
-                 backend=a.backend, reporter=ConsoleReporter())
+                 backend=a.backend, detector=detector, reporter=ConsoleReporter())
     if a.json == "-":
         print(json.dumps(r, indent=1))
     else:
@@ -251,7 +256,7 @@ def cmd_convert(a):
 
 def add_export(sub):
     p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch)")
-    p.add_argument("--model", required=True, help="a .safetensors model or run folder")
+    p.add_argument("--model", required=True, help="a .safetensors model (landmarks or detector) or run folder")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx")
     p.set_defaults(func=cmd_export)
 
@@ -262,6 +267,8 @@ def cmd_export(a):
     src = resolve_model_path(a.model)
     if src.suffix != ".safetensors":
         src = src.with_suffix(".safetensors")
+    if not src.exists() and (src.parent / "detector.safetensors").exists():
+        src = src.parent / "detector.safetensors"
     r = export_onnx(src, a.onnx)
     print(f"wrote {a.onnx} (opset {r['opset']}); PyTorch vs ONNX Runtime on {r['n_checked']} crops: "
           f"max abs difference {r['max_abs_diff_px']:.2e} px")
@@ -288,7 +295,8 @@ def cmd_submit(a):
 
 
 def build_parser():
-    p = Parser(prog="landmask", description=__doc__, epilog=EXAMPLES,
+    p = Parser(prog="landmask", description="Facial landmarks and lip/eye masking with a small CNN of its own.",
+               epilog=EXAMPLES,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_mask(sub)

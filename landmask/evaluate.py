@@ -38,9 +38,10 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     lm = load(model, default_scheme_for(data_scheme), threads=threads, backend=backend)
     if not can_convert(data_scheme, lm.scheme.name):
         raise LandmaskError(f"model scheme {lm.scheme.name} cannot be scored on {data_scheme} data")
-    if boxes == "detect" and detector is None:
+    if boxes == "detect":
+        from landmask.api import Landmarker
         from landmask.detect import get_detector
-        detector = get_detector()
+        pipeline = Landmarker(lm, detector or get_detector())
 
     preds, gts, norms, skipped, n_missed = [], [], [], [], 0
     t0 = time.perf_counter()
@@ -52,13 +53,16 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
             skipped.append(str(e))
             continue
         box = face_box(s)
+        gt = convert_points(s.points, data_scheme, lm.scheme.name)
         if boxes == "detect":
-            box = _matched_detection(detector, image, box)
-            if box is None:
+            det = _matched_detection(pipeline.detector, image, box)
+            faces = pipeline.from_detections(image, [det]) if det is not None else []
+            if not faces:
                 n_missed += 1
                 continue
-        gt = convert_points(s.points, data_scheme, lm.scheme.name)
-        preds.append(lm.predict(image, [box], flip=flip)[0])
+            preds.append(faces[0].points)
+        else:
+            preds.append(lm.predict(image, [box], flip=flip)[0])
         gts.append(gt)
         norms.append(_norm(s, gt, lm.scheme.name))
     if not preds:
@@ -71,7 +75,7 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
               "seconds": time.perf_counter() - t0}
     if boxes == "detect":
         result["detected_percent"] = 100.0 * len(preds) / (len(preds) + n_missed)
-        result["detector"] = getattr(detector, "name", type(detector).__name__)
+        result["detector"] = getattr(pipeline.detector, "name", type(pipeline.detector).__name__)
     if skipped:
         result["skipped"] = skipped
     if ced_path:
@@ -90,12 +94,11 @@ def _norm(s: Sample, gt: np.ndarray, scheme: str) -> float:
 
 
 def _matched_detection(detector, image, truth_box, min_iou: float = 0.3):
-    """The detected face box that best overlaps the annotated face (IoU ≥ min_iou), mapped onto
-    the landmark-box convention by the detector's calibration; None if the face was missed."""
-    faces = detector.detect(image)
+    """The detection whose box (in the landmark-box convention) best overlaps the annotated face's
+    box, if IoU ≥ min_iou; None when the face was missed."""
     best, best_iou = None, min_iou
-    for f in faces:
-        iou = G.box_iou(f.landmark_box, truth_box)
+    for d in detector.detect(image):
+        iou = G.box_iou(d.landmark_box, truth_box)
         if iou >= best_iou:
-            best, best_iou = f.landmark_box, iou
+            best, best_iou = d, iou
     return best

@@ -13,7 +13,8 @@ OPSET = 17
 
 def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> dict:
     """Write ``out_path`` (.onnx, opset OPSET, batch axis dynamic, landmask metadata embedded) and
-    return {"opset", "max_abs_diff_px", "n_checked"} from a PyTorch vs ONNX Runtime comparison."""
+    return {"opset", "max_abs_diff_px", "n_checked"} from a PyTorch vs ONNX Runtime comparison
+    (points in crop pixels for landmark models; raw head outputs for the face detector)."""
     import onnx
     import torch
     from landmask.checkpoint import load_model_file
@@ -21,28 +22,43 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     from landmask.runtime import LandmarkModel
 
     model, meta = load_model_file(model_path)
+    detector = meta.get("kind") == "detector"
     s = int(meta["model"]["input_size"])
     dummy = torch.zeros(1, 1, s, s)
+    if detector:   # any image size: batch, height and width are dynamic
+        names, axes = (["images"], ["heads"]), {"images": {0: "n", 2: "h", 3: "w"}, "heads": {0: "n", 2: "h8", 3: "w8"}}
+    else:
+        names, axes = (["crops"], ["points"]), {"crops": {0: "n"}, "points": {0: "n"}}
     import io
     import warnings
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), buf, input_names=["crops"], output_names=["points"],
-                          dynamic_axes={"crops": {0: "n"}, "points": {0: "n"}}, opset_version=OPSET,
-                          dynamo=False)
+        torch.onnx.export(model, (dummy,), buf, input_names=names[0], output_names=names[1],
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = "landmask", json.dumps(meta)
     out_path = Path(out_path)
     write_bytes_atomic(out_path, proto.SerializeToString())
 
-    if check_crops is None:  # random-texture crops with a bright blob, deterministic
-        rng = np.random.default_rng(0)
-        check_crops = (rng.random((16, s, s)) * 255).astype(np.uint8)
-    a = LandmarkModel(model_path, backend="torch").predict_crops(check_crops)
-    b = LandmarkModel(out_path, backend="onnx").predict_crops(check_crops)
-    diff = float(np.abs(a - b).max())
+    rng = np.random.default_rng(0)
+    if detector:   # compare the raw heads on random images of two sizes
+        import onnxruntime as ort
+        sess = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+        diffs = []
+        for h, w in ((s, s), (224, 288)):
+            x = rng.standard_normal((2, 1, h, w)).astype(np.float32)
+            with torch.inference_mode():
+                a = model(torch.from_numpy(x)).numpy()
+            diffs.append(np.abs(a - sess.run(None, {"images": x})[0]).max())
+        diff, n = float(max(diffs)), 4
+    else:
+        if check_crops is None:  # random-texture crops, deterministic
+            check_crops = (rng.random((16, s, s)) * 255).astype(np.uint8)
+        a = LandmarkModel(model_path, backend="torch").predict_crops(check_crops)
+        b = LandmarkModel(out_path, backend="onnx").predict_crops(check_crops)
+        diff, n = float(np.abs(a - b).max()), len(check_crops)
     if not diff < 1e-2:
         raise LandmaskError(f"{out_path}: ONNX and PyTorch disagree by {diff:.4g} px")
-    return {"opset": OPSET, "max_abs_diff_px": diff, "n_checked": int(len(check_crops))}
+    return {"opset": OPSET, "max_abs_diff_px": diff, "n_checked": int(n)}

@@ -1,4 +1,5 @@
-"""Reading and writing images: one decoder path, clear errors, EXIF orientation, atomic writes.
+"""Reading and writing images: one decoder path (OpenCV), clear errors, EXIF orientation,
+atomic writes.  No imaging library beyond OpenCV is needed.
 
 Images in landmask are numpy arrays in **RGB** order (H, W, 3) uint8, or (H, W) for grey; this is
 stated once here and kept everywhere (OpenCV's BGR stays inside this module).
@@ -6,13 +7,12 @@ stated once here and kept everywhere (OpenCV's BGR stays inside this module).
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
 
 from landmask.errors import LandmaskError
 
@@ -33,54 +33,151 @@ def read_image(path, mode: str = "rgb") -> np.ndarray:
         raise LandmaskError(f"{path}: no such file")
     if path.is_dir():
         raise LandmaskError(f"{path}: is a folder, not an image")
-    if path.stat().st_size == 0:
-        raise LandmaskError(f"{path}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise LandmaskError(f"{path}: image too large ({im.width}×{im.height} pixels; "
-                                        f"the limit is {MAX_PIXELS:,})")
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                arr = _pil_to_array(im, mode)
-    except LandmaskError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise LandmaskError(f"{path}: image too large (decompression bomb guard, "
-                            f"limit {MAX_PIXELS:,} pixels)") from None
-    except Image.UnidentifiedImageError:
-        raise LandmaskError(f"{path}: not an image file (or a format that cannot be read)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise LandmaskError(f"{path}: truncated or corrupt image ({e})") from None
-    return arr
+        data = path.read_bytes()
+    except OSError as e:
+        raise LandmaskError(f"{path}: cannot read ({e.strerror})") from None
+    if not data:
+        raise LandmaskError(f"{path}: empty file (0 bytes)")
+    kind = sniff(data)
+    if kind is None:
+        raise LandmaskError(f"{path}: not an image file (or a format that cannot be read)")
+    size = header_size(data, kind)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise LandmaskError(f"{path}: image too large ({size[0]}×{size[1]} pixels; the limit is {MAX_PIXELS:,})")
+    if not looks_complete(data, kind):
+        raise LandmaskError(f"{path}: truncated or corrupt image (the {kind} data ends early)")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.size == 0:
+        raise LandmaskError(f"{path}: truncated or corrupt image (the decoder gave up)")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise LandmaskError(f"{path}: image too large ({arr.shape[1]}×{arr.shape[0]} pixels)")
+    if kind == "jpeg":
+        arr = apply_orientation(arr, exif_orientation(data))
+    return _convert(arr, mode)
 
 
-def _pil_to_array(im: Image.Image, mode: str) -> np.ndarray:
-    if mode == "grey":
-        return np.asarray(im.convert("L") if im.mode not in ("I;16", "I") else _to8(im).convert("L"))
-    if mode == "rgb":
-        if im.mode in ("I;16", "I;16B", "I"):
-            im = _to8(im)
-        return np.asarray(im.convert("RGB"))
+def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
+    """OpenCV's BGR(A)/grey, 8 or 16 bit → the requested RGB-ordered kind."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 3:
+        code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        arr = cv2.cvtColor(arr, code)
     if mode == "keep":
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            return np.asarray(im).astype(np.uint16)
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            return np.asarray(im.convert("RGBA"))
-        if im.mode in ("L", "1"):
-            return np.asarray(im.convert("L"))
-        return np.asarray(im.convert("RGB"))
+        return arr
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float32) / 257 + 0.5).astype(np.uint8)
+    if mode == "grey":
+        return to_grey(arr)
+    if mode == "rgb":
+        if arr.ndim == 2:
+            return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+        return np.ascontiguousarray(arr[..., :3])
     raise ValueError(f"unknown mode {mode!r}")
 
 
-def _to8(im: Image.Image) -> Image.Image:
-    a = np.asarray(im).astype(np.float64)
-    top = 65535.0 if a.max() > 255 else 255.0
-    return Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8))
+# ---------------------------------------------------------------- container facts (pure Python)
 
+def sniff(data: bytes) -> str | None:
+    """The image format from its magic bytes, or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:2] in (b"P2", b"P3", b"P5", b"P6"):
+        return "pnm"
+    return None
+
+
+def _jpeg_segments(data: bytes):
+    """(marker, payload start, payload end) for each JPEG segment up to the start of scan."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return
+        marker = data[i + 1]
+        if marker == 0xFF:   # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        n = struct.unpack(">H", data[i + 2:i + 4])[0]
+        yield marker, i + 4, i + 2 + n
+        if marker == 0xDA:
+            return
+        i += 2 + n
+
+
+def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) read from the header without decoding, where the format allows."""
+    try:
+        if kind == "png":
+            return struct.unpack(">II", data[16:24])
+        if kind == "bmp":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if kind == "jpeg":
+            for marker, a, _ in _jpeg_segments(data):
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack(">HH", data[a + 1:a + 5])
+                    return w, h
+    except struct.error:
+        return None
+    return None
+
+
+def looks_complete(data: bytes, kind: str) -> bool:
+    """False when a JPEG has no end-of-image marker after its scan, or a PNG has no IEND chunk."""
+    if kind == "jpeg":
+        sos = [a for m, a, _ in _jpeg_segments(data) if m == 0xDA]
+        return bool(sos) and data.find(b"\xff\xd9", sos[0]) != -1
+    if kind == "png":
+        return b"IEND" in data[-64:]
+    return True
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1-8) of a JPEG, 1 when absent or unreadable."""
+    for marker, a, b in _jpeg_segments(data):
+        if marker != 0xE1 or data[a:a + 6] != b"Exif\x00\x00":
+            continue
+        t = data[a + 6:b]
+        try:
+            e = "<" if t[:2] == b"II" else ">"
+            ifd = struct.unpack(e + "I", t[4:8])[0]
+            (n,) = struct.unpack(e + "H", t[ifd:ifd + 2])
+            for k in range(n):
+                off = ifd + 2 + 12 * k
+                tag, typ = struct.unpack(e + "HH", t[off:off + 4])
+                if tag == 0x0112 and typ == 3:
+                    v = struct.unpack(e + "H", t[off + 8:off + 10])[0]
+                    return v if 1 <= v <= 8 else 1
+        except struct.error:
+            return 1
+    return 1
+
+
+def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright by an EXIF orientation value."""
+    ops = {2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+           4: lambda a: cv2.flip(a, 0), 5: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE), 1),
+           6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+           7: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE), 1),
+           8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}
+    return ops[orientation](arr) if orientation in ops else arr
+
+
+# ---------------------------------------------------------------- conversions and writing
 
 def to_grey(image: np.ndarray) -> np.ndarray:
     """(H, W) uint8 grey from an RGB(A), grey, or 16-bit image."""
@@ -98,6 +195,10 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
     path = Path(path)
     ext = path.suffix.lower() or ".png"
     arr = image
+    if ext in (".jpg", ".jpeg") and arr.dtype == np.uint16:   # JPEG holds 8 bits
+        arr = (arr.astype(np.float32) / 257 + 0.5).astype(np.uint8)
+    if ext in (".jpg", ".jpeg") and arr.ndim == 3 and arr.shape[2] == 4:
+        arr = np.ascontiguousarray(arr[..., :3])
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif arr.ndim == 3 and arr.shape[2] == 4:

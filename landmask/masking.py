@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import ImageColor
 
 from landmask import geometry as G
+from landmask.colors import parse_color
 from landmask.errors import LandmaskError
 from landmask.schemes import get_scheme
 
@@ -50,7 +50,7 @@ def parse_effect(spec: str | Effect | None, option: str = "effect") -> Effect:
     kind = kind.lower()
     if kind in ("color", "colour", "solid"):
         try:
-            rgb = ImageColor.getrgb(value or ("#b0123a" if kind != "solid" else "black"))[:3]
+            rgb = parse_color(value or ("#b0123a" if kind != "solid" else "black"))
         except ValueError:
             raise LandmaskError(f"--{option} {spec!r}: {value!r} is not a CSS colour name or #hex") from None
         return Effect("color" if kind != "solid" else "solid", rgb, 0.0, opacity)

