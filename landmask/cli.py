@@ -54,6 +54,9 @@ def add_train(sub):
     p.add_argument("--arch", help="lmnet | seed")
     p.add_argument("--input-size", type=int, help="crop side in pixels")
     p.add_argument("--width", type=float, help="channel multiplier")
+    p.add_argument("--depth8", type=int, help="lmnet blocks at 1/8 resolution (default 3)")
+    p.add_argument("--depth16", type=int, help="lmnet blocks at 1/16 resolution (default 3)")
+    p.add_argument("--crop-scale", type=float, help="crop side / face box side (default 1.5)")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
@@ -70,7 +73,7 @@ def cmd_train(a):
         raise LandmaskError("train: give --data PATH... (or --resume --out RUN_DIR)")
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
-                      width=a.width, augment=a.augment, val_fraction=a.val_fraction, seed=a.seed,
+                      width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale, augment=a.augment, val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit)
     path = train(cfg, ConsoleReporter(), resume=a.resume)
     print(f"model: {path}")

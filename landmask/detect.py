@@ -81,11 +81,14 @@ class LandmaskDetector:
         grey = to_grey(image)
         h, w = grey.shape
         f = self.size / max(h, w)
-        nw, nh = max(32, round(w * f / 32) * 32), max(32, round(h * f / 32) * 32)
+        nw, nh = max(1, round(w * f)), max(1, round(h * f))
         fx, fy = nw / w, nh / h
         small = cv2.resize(grey, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        # pad right/bottom to a multiple of 32 (the network's total stride): geometry is unchanged
+        pw, ph = -nw % 32, -nh % 32
+        small = cv2.copyMakeBorder(small, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
         x = ((small.astype(np.float32) / 255.0 - self.mean) / self.std)[None, None]
-        out = self.sess.run(None, {self.input: x})[0][0]        # (5, nh/8, nw/8)
+        out = self.sess.run(None, {self.input: x})[0][0]        # (5, H/8, W/8)
         return self._decode(out, fx, fy)
 
     def _decode(self, out, fx, fy) -> list[Detection]:

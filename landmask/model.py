@@ -18,6 +18,8 @@ class ModelConfig:
     num_points: int = 68
     input_size: int = 96         # crop side in pixels
     width: float = 1.0           # channel multiplier
+    depth8: int = 3              # blocks at 1/8 resolution
+    depth16: int = 3             # blocks at 1/16 resolution
     # Preprocessing facts that travel with the model: input = (grey/255 - mean) / std.
     mean: float = 0.5
     std: float = 0.25
@@ -39,7 +41,7 @@ class SepBlock(nn.Module):
     def __init__(self, cin, cout, stride=1):
         super().__init__()
         self.dw = conv_bn(cin, cin, 3, stride, groups=cin)
-        self.pw = conv_bn(cout if False else cin, cout, 1, act=False)
+        self.pw = conv_bn(cin, cout, 1, act=False)
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x):
@@ -58,8 +60,8 @@ class LMNet(nn.Module):
         self.stem = conv_bn(1, c[0], 3, 2)                                     # S/2
         self.s2 = SepBlock(c[0], c[1])                                         # S/2
         self.s4 = nn.Sequential(SepBlock(c[1], c[2], 2), SepBlock(c[2], c[2]))  # S/4
-        self.s8 = nn.Sequential(SepBlock(c[2], c[3], 2), SepBlock(c[3], c[3]), SepBlock(c[3], c[3]))  # S/8
-        self.s16 = nn.Sequential(SepBlock(c[3], c[4], 2), SepBlock(c[4], c[4]), SepBlock(c[4], c[4]))  # S/16
+        self.s8 = nn.Sequential(SepBlock(c[2], c[3], 2), *(SepBlock(c[3], c[3]) for _ in range(cfg.depth8 - 1)))   # S/8
+        self.s16 = nn.Sequential(SepBlock(c[3], c[4], 2), *(SepBlock(c[4], c[4]) for _ in range(cfg.depth16 - 1)))  # S/16
         self.lat8 = conv_bn(c[3], c[3], 1, act=False)
         self.top16 = conv_bn(c[4], c[3], 1, act=False)
         self.fuse8 = SepBlock(c[3], c[3])

@@ -29,6 +29,9 @@ class TrainConfig:
     arch: str = "lmnet"
     input_size: int = 80
     width: float = 1.0
+    depth8: int = 3              # lmnet blocks at 1/8 and 1/16 resolution
+    depth16: int = 3
+    crop_scale: float = G.CROP_SCALE   # crop side / face box side (stored in the model file)
     epochs: int = 150
     batch_size: int = 64
     optimizer: str = "adamw"     # adamw (one-cycle schedule) | adam (constant lr)
@@ -74,7 +77,8 @@ def face_box(sample: Sample) -> np.ndarray:
     raise LandmaskError(f"{sample.source}: points are incomplete and the data set gives no face box")
 
 
-def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporter, threads: int = 2):
+def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporter, threads: int = 2,
+                crop_scale: float = G.CROP_SCALE):
     """Cut each face at CACHE_FACTOR × the crop side into (2S, 2S) uint8 crops.
 
     Returns caches (N, 2S, 2S) uint8, points (N, K, 2) float32 in cache pixels (model scheme),
@@ -83,7 +87,7 @@ def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporte
     side = size * CACHE_FACTOR
 
     def one(s: Sample):
-        cx, cy, crop_side = G.crop_square(face_box(s))
+        cx, cy, crop_side = G.crop_square(face_box(s), crop_scale)
         m = G.square_affine(cx, cy, crop_side * CACHE_FACTOR, side)
         pts = G.apply(m, convert_points(s.points, s.scheme, scheme))
         return warp(s.image("grey"), m, side), pts
@@ -127,7 +131,7 @@ def model_meta(cfg: TrainConfig, mcfg, metrics: dict, extra: dict) -> dict:
         "model": mcfg.to_dict(), "scheme": cfg.scheme,
         "crop": {"rule": "square centred on the face box, side = scale × max(box w, box h); "
                          "face box = tight box of the 68 points (or the detector's box mapped onto it)",
-                 "scale": G.CROP_SCALE},
+                 "scale": cfg.crop_scale},
         "normalization": {"input": "grey/255", "mean": mcfg.mean, "std": mcfg.std},
         "metrics": metrics, "training": {"config": asdict(cfg), **extra},
     }
@@ -157,11 +161,12 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     scheme = get_scheme(cfg.scheme)
     samples = load_training_data(cfg, reporter)
     t0 = time.time()
-    caches, points, norms = build_cache(samples, cfg.scheme, cfg.input_size, reporter, cfg.threads)
+    caches, points, norms = build_cache(samples, cfg.scheme, cfg.input_size, reporter, cfg.threads, cfg.crop_scale)
     reporter.info(f"cached {len(samples)} faces in {time.time() - t0:.1f}s")
     train_idx, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
 
-    mcfg = ModelConfig(arch=cfg.arch, num_points=len(scheme), input_size=cfg.input_size, width=cfg.width)
+    mcfg = ModelConfig(arch=cfg.arch, num_points=len(scheme), input_size=cfg.input_size, width=cfg.width,
+                       depth8=cfg.depth8, depth16=cfg.depth16)
     model = build_model(mcfg).to(memory_format=torch.channels_last)
     steps = -(-len(train_idx) // cfg.batch_size)
     if cfg.optimizer == "adamw":

