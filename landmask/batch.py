@@ -81,6 +81,9 @@ def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None,
         except LandmaskError as e:
             s.failed.append(str(e))
             reporter.info(f"failed: {e}")
+        except Exception as e:  # an item never stops the batch; say which file it was
+            s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")
+            reporter.info(f"failed: {s.failed[-1]}")
     return s
 
 
@@ -93,11 +96,12 @@ def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter:
         reporter.item(i, len(items), str(src))
         try:
             image = read_image(src, "keep")
-        except LandmaskError as e:
-            s.failed.append(str(e))
-            records.append({"file": str(src), "error": str(e)})
+            faces = landmarker.faces(image)
+        except Exception as e:  # LandmaskError names the file itself; anything else gets it added
+            msg = str(e) if isinstance(e, LandmaskError) else f"{src}: unexpected error ({type(e).__name__}: {e})"
+            s.failed.append(msg)
+            records.append({"file": str(src), "error": msg})
             continue
-        faces = landmarker.faces(image)
         s.done += bool(faces)
         s.no_face += not faces
         records.append({"file": str(src), "width": int(image.shape[1]), "height": int(image.shape[0]),

@@ -56,12 +56,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> list[int]:
 class LandmaskDetector:
     """landmask's own face detector (DetNet, CenterNet-style) on ONNX Runtime.
 
-    ``size``: the image's longer side is scaled to this before detection (faces down to about 12 px
-    at that scale are found; raise it for group photos with small faces)."""
+    ``size``: the image's longer side is scaled to this before detection (faces of about 12-170 px
+    at that scale are found; raise it for group photos with small faces).  ``threshold`` 0.4 was
+    chosen on helen-68/trainset: recall 98.3 % there, against 99.7 % at 0.3 and 95.7 % at 0.5,
+    with 7, 13 and 4 false boxes on the dlib example photos."""
 
     name = "landmask"
 
-    def __init__(self, path=None, size: int | None = None, threshold: float = 0.35, threads: int | None = None):
+    def __init__(self, path=None, size: int | None = None, threshold: float = 0.4, threads: int | None = None):
         import onnxruntime as ort
         self.path = Path(path or MODELS_DIR / "detector.onnx")
         if not self.path.exists():

