@@ -58,24 +58,29 @@ class Landmarker:
     def scheme(self) -> str:
         return self.model.scheme.name
 
-    def landmarks(self, image: np.ndarray, boxes, scores=None) -> list[Face]:
-        """Landmarks for given face boxes (landmark-box convention), all faces in one batch."""
+    def landmarks(self, image: np.ndarray, boxes, scores=None, check: bool = False) -> list[Face]:
+        """Landmarks for given face boxes (landmark-box convention), all faces in one batch.
+        With ``check``, boxes whose crop the model's face check rejects are dropped."""
         boxes = np.asarray(boxes, float).reshape(-1, 4)
         if len(boxes) == 0:
             return []
         scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, float)
-        pts = self.model.predict(image, boxes, flip=self.flip)
-        return [Face(b, float(s), p, self.scheme) for b, s, p in zip(boxes, scores, pts)]
+        pts, conf = self.model.predict(image, boxes, flip=self.flip, confidence=True)
+        keep = np.ones(len(boxes), bool)
+        if check and self.model.min_confidence is not None:
+            keep = conf >= self.model.min_confidence
+        return [Face(b, float(s), p, self.scheme) for b, s, p, k in zip(boxes, scores, pts, keep) if k]
 
     def faces(self, image: np.ndarray) -> list[Face]:
-        """Every face in the image.  Detector boxes whose landmarks do not form a face of about the
-        box's size are dropped; with ``refine`` (ibug68 models) the landmarks are predicted once
-        more from the box of the first prediction."""
+        """Every face in the image.  Detector boxes that fail the landmark model's face check
+        (diffuse heatmaps) or whose landmarks do not span about the box are dropped; with
+        ``refine`` (ibug68 models) the landmarks are predicted once more from the box of the first
+        prediction."""
         return self.from_detections(image, self.detector.detect(image))
 
     def from_detections(self, image: np.ndarray, dets) -> list[Face]:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
-        faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets])
+        faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], check=True)
         if self.scheme != "ibug68":
             return faces
         kept = [f for f in faces if G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]

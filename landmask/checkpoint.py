@@ -40,6 +40,15 @@ def read_meta(path) -> dict:
     return meta
 
 
+def update_meta(path, changes: dict) -> None:
+    """Rewrite a landmask .safetensors file with ``changes`` merged into its header (atomically)."""
+    from safetensors.numpy import load_file, save
+    meta = read_meta(path)
+    meta.update(changes)
+    tensors = load_file(str(path))
+    write_bytes_atomic(path, save(tensors, metadata={"landmask": json.dumps(meta)}))
+
+
 def load_model_file(path):
     """(torch model in eval mode, meta) from a landmask .safetensors file."""
     from safetensors.torch import load_file

@@ -173,6 +173,20 @@ def cmd_train_detector(a):
     return 0
 
 
+def add_calibrate(sub):
+    p = sub.add_parser("calibrate", help="set a run's face check from its validation faces "
+                                         "(training does this itself at the end)")
+    p.add_argument("--run", required=True, help="training run folder")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(a):
+    from landmask.report import ConsoleReporter
+    from landmask.train import calibrate_run
+    calibrate_run(a.run, ConsoleReporter())
+    return 0
+
+
 def add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a model on an annotated data set", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -306,6 +320,7 @@ def build_parser():
     add_landmarks(sub)
     add_train(sub)
     add_train_detector(sub)
+    add_calibrate(sub)
     add_evaluate(sub)
     add_convert(sub)
     add_export(sub)

@@ -154,6 +154,8 @@ class DlibDetector:
         rects, scores, _ = self.det.run(to_grey(image), self.upsample, 0.0)
         out = []
         for r, s in zip(rects, scores):
+            if s <= 0:   # dlib's own default: only positive SVM scores are faces
+                continue
             box = np.array([r.left(), r.top(), r.right(), r.bottom()], float)
             out.append(Detection(box, float(s), calibrate(box, CALIBRATION["dlib"])))
         return out

@@ -28,7 +28,10 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     if detector:   # any image size: batch, height and width are dynamic
         names, axes = (["images"], ["heads"]), {"images": {0: "n", 2: "h", 3: "w"}, "heads": {0: "n", 2: "h8", 3: "w8"}}
     else:
-        names, axes = (["crops"], ["points"]), {"crops": {0: "n"}, "points": {0: "n"}}
+        from landmask.model import WithConfidence
+        model = WithConfidence(model).eval()
+        names = (["crops"], ["points", "confidence"])
+        axes = {"crops": {0: "n"}, "points": {0: "n"}, "confidence": {0: "n"}}
     import io
     import warnings
     buf = io.BytesIO()
@@ -56,9 +59,9 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     else:
         if check_crops is None:  # random-texture crops, deterministic
             check_crops = (rng.random((16, s, s)) * 255).astype(np.uint8)
-        a = LandmarkModel(model_path, backend="torch").predict_crops(check_crops)
-        b = LandmarkModel(out_path, backend="onnx").predict_crops(check_crops)
-        diff, n = float(np.abs(a - b).max()), len(check_crops)
+        a, ca = LandmarkModel(model_path, backend="torch").predict_crops(check_crops, confidence=True)
+        b, cb = LandmarkModel(out_path, backend="onnx").predict_crops(check_crops, confidence=True)
+        diff, n = float(max(np.abs(a - b).max(), np.abs(ca - cb).max() * 100)), len(check_crops)
     if not diff < 1e-2:
         raise LandmaskError(f"{out_path}: ONNX and PyTorch disagree by {diff:.4g} px")
     return {"opset": OPSET, "max_abs_diff_px": diff, "n_checked": int(n)}

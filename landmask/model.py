@@ -81,19 +81,40 @@ class LMNet(nn.Module):
         return p4
 
     def forward_head(self, p4):
+        return self.points_and_confidence(p4)[0]
+
+    def points_and_confidence(self, p4):
+        """Points (B, K, 2) and a face confidence (B,): the mean over points of each heatmap's peak
+        probability.  A crop without a face gives diffuse heatmaps and a low confidence."""
         h = self.heat(p4)                                     # (B, K, H, W) logits
         b, k, hh, ww = h.shape
-        prob = F.softmax(h.reshape(b, k, hh * ww), dim=-1).reshape(b, k, hh, ww)
+        flat = F.softmax(h.reshape(b, k, hh * ww), dim=-1)
+        confidence = flat.max(dim=-1).values.mean(dim=-1)
+        prob = flat.reshape(b, k, hh, ww)
         # expected position in heatmap cells, then crop pixels (cell i covers pixels [4i, 4i+4))
         xs = torch.arange(ww, dtype=h.dtype, device=h.device)
         ys = torch.arange(hh, dtype=h.dtype, device=h.device)
         x = (prob.sum(dim=2) * xs).sum(dim=-1)
         y = (prob.sum(dim=3) * ys).sum(dim=-1)
         pts = torch.stack([x, y], dim=-1)
-        return (pts + 0.5) * self.stride - 0.5
+        return (pts + 0.5) * self.stride - 0.5, confidence
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
+
+
+class WithConfidence(nn.Module):
+    """Export wrapper: (points, confidence) from a model that has them, else (points, ones)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        if hasattr(self.model, "points_and_confidence"):
+            return self.model.points_and_confidence(self.model.forward_features(x))
+        pts = self.model(x)
+        return pts, torch.ones(pts.shape[0], dtype=pts.dtype)
 
 
 class SeedNet(nn.Module):

@@ -62,22 +62,30 @@ class LandmarkModel:
     def __repr__(self):
         return f"LandmarkModel({self.path.name}, scheme={self.scheme.name}, input={self.input_size}, {self.backend})"
 
-    def predict_crops(self, crops: np.ndarray, flip: bool = False) -> np.ndarray:
-        """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels.  ``flip`` averages with the
-        mirrored crop's prediction (test-time flip)."""
+    @property
+    def min_confidence(self) -> float | None:
+        """Crops whose face confidence is below this are not faces (set from validation crops by
+        ``landmask calibrate``/training; None when the model file has no such figure)."""
+        return self.meta.get("face_check", {}).get("min_confidence")
+
+    def predict_crops(self, crops: np.ndarray, flip: bool = False, confidence: bool = False):
+        """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels (and, with ``confidence``, the
+        (N,) face confidences).  ``flip`` averages with the mirrored crop's prediction."""
         if len(crops) == 0:
-            return np.zeros((0, len(self.scheme), 2))
+            empty = np.zeros((0, len(self.scheme), 2))
+            return (empty, np.zeros(0)) if confidence else empty
         x = crops.astype(np.float32)
         if flip:
             x = np.concatenate([x, x[:, :, ::-1]])
         x = ((x / 255.0 - self.mean) / self.std)[:, None]
-        pts = self._run(np.ascontiguousarray(x, dtype=np.float32)).astype(np.float64)
+        pts, conf = self._run(np.ascontiguousarray(x, dtype=np.float32))
+        pts = pts.astype(np.float64)
+        n = len(crops)
         if flip:
-            n = len(crops)
             mirrored = pts[n:][:, self._perm]
             mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0]
             pts = (pts[:n] + mirrored) / 2
-        return pts
+        return (pts, np.asarray(conf, np.float64)[:n]) if confidence else pts
 
     def crops(self, image: np.ndarray, boxes) -> tuple[np.ndarray, list[np.ndarray]]:
         grey = to_grey(image)
@@ -90,11 +98,14 @@ class LandmarkModel:
             return np.zeros((0, self.input_size, self.input_size), np.uint8), []
         return np.stack(out), mats
 
-    def predict(self, image: np.ndarray, boxes, flip: bool = False) -> np.ndarray:
-        """Landmarks for every face box (x0, y0, x1, y1) in an RGB or grey image, one batch."""
+    def predict(self, image: np.ndarray, boxes, flip: bool = False, confidence: bool = False):
+        """Landmarks (N, K, 2) for every face box (x0, y0, x1, y1) in an RGB or grey image, in one
+        batch (and, with ``confidence``, the (N,) face confidences)."""
         crops, mats = self.crops(image, boxes)
-        pts = self.predict_crops(crops, flip)
-        return np.stack([G.apply(G.invert(m), p) for m, p in zip(mats, pts)]) if mats else pts
+        pts, conf = self.predict_crops(crops, flip, confidence=True)
+        if mats:
+            pts = np.stack([G.apply(G.invert(m), p) for m, p in zip(mats, pts)])
+        return (pts, conf) if confidence else pts
 
 
 def _load_onnx(path: Path, threads):
@@ -111,7 +122,12 @@ def _load_onnx(path: Path, threads):
     if "landmask" not in props:
         raise LandmaskError(f"{path}: an ONNX file without landmask metadata")
     name = sess.get_inputs()[0].name
-    return json.loads(props["landmask"]), lambda x: sess.run(None, {name: x})[0]
+    n_out = len(sess.get_outputs())
+
+    def run(x):
+        out = sess.run(None, {name: x})
+        return out[0], (out[1] if n_out > 1 else np.ones(len(x), np.float32))
+    return json.loads(props["landmask"]), run
 
 
 def _load_torch(path: Path, threads):
@@ -125,9 +141,13 @@ def _load_torch(path: Path, threads):
         torch.set_num_threads(threads)
     model, meta = load_model_file(path)
 
+    from landmask.model import WithConfidence
+    wrapped = WithConfidence(model).eval()
+
     def run(x):
         with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
+            pts, conf = wrapped(torch.from_numpy(x))
+            return pts.numpy(), conf.numpy()
     return meta, run
 
 

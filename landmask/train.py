@@ -209,7 +209,40 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         ckpt.save_resume(resume_path, model, opt, sched, rng, torch.get_rng_state(), epoch, history)
         write_text_atomic(out / "history.json", json.dumps(history, indent=1))
         plot_curves(history, out / "curves.png")
+    if len(val_idx) and cfg.arch == "lmnet":
+        calibrate_run(out, reporter)
     return out / "model.safetensors"
+
+
+# The face check: a crop is taken for a face when its confidence (the mean peak probability of the
+# landmark heatmaps) is at least this fraction of the 1st percentile over validation faces.
+FACE_CHECK_MARGIN = 0.8
+
+
+def calibrate_run(run_dir, reporter: Reporter = Reporter()) -> float:
+    """Set ``face_check.min_confidence`` in a run's model files from its own validation faces (the
+    split is recomputed from the run's config and seed)."""
+    from landmask.checkpoint import update_meta
+    from landmask.runtime import LandmarkModel
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir / "config.yaml")
+    samples = load_training_data(cfg, Reporter())
+    _, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
+    if len(val_idx) == 0:
+        raise LandmaskError(f"{run_dir}: the run has no validation faces to calibrate on")
+    lm = LandmarkModel(run_dir / "model.safetensors", backend="torch")
+    conf = np.concatenate([lm.predict(samples[i].image("grey"), [face_box(samples[i])], confidence=True)[1]
+                           for i in val_idx])
+    p1 = float(np.percentile(conf, 1))
+    check = {"min_confidence": round(FACE_CHECK_MARGIN * p1, 4), "validation_faces": int(len(val_idx)),
+             "confidence_p1": round(p1, 4), "confidence_median": round(float(np.median(conf)), 4),
+             "rule": f"{FACE_CHECK_MARGIN} x the 1st percentile of validation-face confidence"}
+    for name in ("model.safetensors", "best.safetensors"):
+        if (run_dir / name).exists():
+            update_meta(run_dir / name, {"face_check": check})
+    reporter.info(f"face check: min confidence {check['min_confidence']} (1st percentile {p1:.4f} over "
+                  f"{len(val_idx)} validation faces)")
+    return check["min_confidence"]
 
 
 def _last_metrics(row: dict) -> dict:
