@@ -62,6 +62,7 @@ def add_train(sub):
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int, help="use only the first N faces of each data set")
+    p.add_argument("--init", help="start from this model file's weights (same architecture)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.set_defaults(func=cmd_train)
 
@@ -74,7 +75,7 @@ def cmd_train(a):
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
                       width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale, augment=a.augment, val_fraction=a.val_fraction, seed=a.seed,
-                      threads=a.threads, limit=a.limit)
+                      threads=a.threads, limit=a.limit, init=a.init)
     path = train(cfg, ConsoleReporter(), resume=a.resume)
     print(f"model: {path}")
     return 0

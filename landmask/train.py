@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     limit: int = 0               # use only the first N faces of each data set (0 = all)
+    init: str = ""               # start from this model file's weights (same architecture)
 
 
 # Named recipes; CLI flags given explicitly override a preset's values.
@@ -168,6 +169,9 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     mcfg = ModelConfig(arch=cfg.arch, num_points=len(scheme), input_size=cfg.input_size, width=cfg.width,
                        depth8=cfg.depth8, depth16=cfg.depth16)
     model = build_model(mcfg).to(memory_format=torch.channels_last)
+    if cfg.init:
+        _load_init(model, mcfg, cfg.init)
+        reporter.info(f"weights from {cfg.init}")
     steps = -(-len(train_idx) // cfg.batch_size)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -243,6 +247,19 @@ def calibrate_run(run_dir, reporter: Reporter = Reporter()) -> float:
     reporter.info(f"face check: min confidence {check['min_confidence']} (1st percentile {p1:.4f} over "
                   f"{len(val_idx)} validation faces)")
     return check["min_confidence"]
+
+
+def _load_init(model, mcfg, path) -> None:
+    """Start from another model's weights; its architecture must match this run's."""
+    from safetensors.torch import load_file
+    from landmask.checkpoint import read_meta
+    theirs = read_meta(path)["model"]
+    ours = mcfg.to_dict()
+    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    if diff:
+        raise LandmaskError(f"--init {path}: its model differs from this run's: "
+                            + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items()))
+    model.load_state_dict(load_file(str(path)))
 
 
 def _last_metrics(row: dict) -> dict:

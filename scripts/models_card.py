@@ -53,7 +53,7 @@ def main():
              "research use; the same applies to these model files.", "",
              "Reproduce all of them: `scripts/make_default_models.sh`.", ""]
     for name, run, evals in (
-            ("ibug68 (`ibug68.onnx`, `ibug68.safetensors`)", RUNS / "ibug68-final",
+            ("ibug68 (`ibug68.onnx`, `ibug68.safetensors`)", RUNS / "ibug68-v2",
              [("boxes from landmarks", "eval-ibug68-landmarks.json"), ("boxes from the detector", "eval-ibug68-detect.json")]),
             ("kaggle15 (`kaggle15.onnx`, `kaggle15.safetensors`)", RUNS / "kaggle15-v1",
              [("boxes from landmarks", "eval-kaggle15-landmarks.json")]),

@@ -56,3 +56,4 @@ def test_write_is_atomic_and_round_trips(tmp_path):
     write_image(tmp_path / "x.png", a)
     assert (read_image(tmp_path / "x.png") == a).all()
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]   # no temporary left behind
+    assert (tmp_path / "x.png").stat().st_mode & 0o044 == 0o044   # readable like any new file (umask 022)

@@ -33,6 +33,8 @@ def test_train_writes_a_self_describing_run_folder(tiny_run):
     assert meta["scheme"] == "ibug68" and meta["model"]["input_size"] == 32
     assert meta["crop"]["scale"] == 1.5 and "mean" in meta["normalization"]
     assert "val_nme_percent" in meta["metrics"]
+    check = meta["face_check"]   # set at the end of training from the validation faces
+    assert 0 < check["min_confidence"] < check["confidence_p1"] and check["validation_faces"] == 1
     h = json.loads((tiny_run / "history.json").read_text())
     assert len(h) == 1 and np.isfinite(h[0]["train_loss"]) and h[0]["images_per_s"] > 0
 
@@ -95,6 +97,17 @@ def test_resume_after_a_killed_run_loses_nothing(tmp_path, data):
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_calibrate_sets_the_face_check_of_a_run(tiny_run, tmp_path, capsys):
+    import shutil
+    from landmask.checkpoint import update_meta
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    update_meta(run / "model.safetensors", {"face_check": {}})
+    assert main(["calibrate", "--run", str(run)]) == 0
+    assert "face check: min confidence" in capsys.readouterr().err
+    assert read_meta(run / "model.safetensors")["face_check"]["min_confidence"] > 0
 
 
 def test_unknown_option_suggests_the_right_one(capsys):
