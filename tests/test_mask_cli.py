@@ -60,9 +60,9 @@ def test_bad_inputs_each_get_one_line_and_the_batch_goes_on(photos, tmp_path, da
     bad.mkdir()
     for name in ("empty.jpg", "text.jpg", "truncated.jpg"):
         shutil.copy(data / "bad" / name, bad / name)
-    Image.new("L", (400, 400)).save(bad / "huge.png")
+    Image.new("L", (1000, 1000)).save(bad / "huge.png")
     import landmask.imageio as io
-    monkeypatch.setattr(io, "MAX_PIXELS", 150_000)   # huge.png (160,000 px) is over the limit
+    monkeypatch.setattr(io, "MAX_PIXELS", 900_000)   # huge.png (10^6 px) is over it; the photos are not
     out = tmp_path / "out"
     assert main(["mask", str(photos), str(photos / "missing.jpg"), "-o", str(out)]) == 1
     cap = capsys.readouterr()
@@ -118,9 +118,9 @@ def test_python_api_mirrors_the_cli():
 
 def test_exif_rotated_photo_comes_out_upright(tmp_path, capsys):
     im = Image.open(SAMPLE).crop((0, 0, 512, 400))        # not square, so a wrong turn shows
-    rotated = im.transpose(Image.Transpose.ROTATE_90)      # stored on its side (400 wide, 512 high)...
+    rotated = im.transpose(Image.Transpose.ROTATE_90)      # stored turned 90° anticlockwise (400 wide, 512 high)
     exif = rotated.getexif()
-    exif[0x0112] = 8                                        # ...with the tag that turns it upright
+    exif[0x0112] = 6                                        # ...with the tag that turns it upright (90° clockwise)
     rotated.save(tmp_path / "r.jpg", exif=exif, quality=95)
     assert main(["mask", str(tmp_path / "r.jpg"), "-o", str(tmp_path / "o")]) == 0
     assert "done 1, no face 0" in capsys.readouterr().out   # the face was found upright
