@@ -79,8 +79,12 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     if skipped:
         result["skipped"] = skipped
     if ced_path:
-        plot_ced({f"{lm.path.name} ({boxes})": nme}, ced_path)
-        result["ced_png"] = str(ced_path)
+        try:
+            plot_ced({f"{lm.path.name} ({boxes})": nme}, ced_path)
+            result["ced_png"] = str(ced_path)
+        except ImportError:
+            result["ced_png"] = None
+            reporter.info("the CED plot needs matplotlib (pip install 'landmask[train]'); skipped")
     return result
 
 
