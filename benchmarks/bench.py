@@ -207,7 +207,7 @@ def report(results, sizes, install_mb, args) -> str:
                      f"{r['found']}/{len(r['landmark_ms'])} | "
                      f"{100 * np.mean(r['nme_same_box']) if r['nme_same_box'] else float('nan'):.2f} | "
                      f"{sizes.get(name, float('nan')):.2f} | {r['peak_rss_mb']:.0f} |")
-    lines += ["", f"Plain install (`pip install .`: numpy, OpenCV headless 4.x, onnxruntime, Pillow, PyYAML; "
+    lines += ["", f"Plain install (`pip install .`: numpy, OpenCV headless 4.x, onnxruntime, PyYAML; "
               f"no PyTorch): {install_mb:.0f} MB in a fresh virtual environment." if install_mb else "",
               "", "Notes: dlib was trained on HELEN (its test set included), so its NME here is not a "
               "held-out figure; landmask never saw helen-68/testset. The seed model predicts the 15 Kaggle "
