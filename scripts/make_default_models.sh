@@ -15,10 +15,12 @@ landmask calibrate --run runs/ibug68-v2   # (training does this itself now; v2 b
 landmask train --data $D/helen-68/trainset --init runs/ibug68-v2/model.safetensors --width 1.5 --depth8 4 --depth16 5 \
   --crop-scale 1.3 --epochs 30 --lr 5e-4 --threads 1 --out runs/ibug68-v2ft
 landmask train --data $TRAIN --scheme kaggle15 --width 1.25 --crop-scale 1.3 --epochs 80 --out runs/kaggle15-v1
+landmask train --data $D/helen-68/trainset --scheme kaggle15 --init runs/kaggle15-v1/model.safetensors --width 1.25 \
+  --crop-scale 1.3 --epochs 30 --lr 5e-4 --out runs/kaggle15-v1ft
 landmask train --preset seed --data $D/helen-68/trainset --out runs/seed-v1   # for comparison, not shipped
 
 cp runs/ibug68-v2ft/model.safetensors $M/ibug68.safetensors
-cp runs/kaggle15-v1/model.safetensors $M/kaggle15.safetensors
+cp runs/kaggle15-v1ft/model.safetensors $M/kaggle15.safetensors
 for name in ibug68 kaggle15; do
   landmask export --model $M/$name.safetensors --onnx $M/$name.onnx
 done

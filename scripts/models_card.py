@@ -26,7 +26,8 @@ def command(cfg: dict, detector=False) -> str:
         return (f"landmask train-detector --data {' '.join(cfg['data'])} --epochs {cfg['epochs']} "
                 f"--threads {cfg['threads']} --out {cfg['out']}")
     extra = "" if cfg["preset"] == "default" else f" --preset {cfg['preset']}"
-    flags = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("width", "crop_scale") if cfg[k] not in (1.0, 1.5))
+    defaults = {"width": 1.0, "depth8": 3, "depth16": 3, "crop_scale": 1.5}
+    flags = "".join(f" --{k.replace('_', '-')} {cfg.get(k, d)}" for k, d in defaults.items() if cfg.get(k, d) != d)
     return (f"landmask train{extra} --data {' '.join(cfg['data'])} --scheme {cfg['scheme']} "
             f"--epochs {cfg['epochs']}{flags} --out {cfg['out']}")
 
@@ -52,20 +53,24 @@ def main():
              "Data terms: HELEN (300-W annotations) and YouTube-Faces are published for non-commercial "
              "research use; the same applies to these model files.", "",
              "Reproduce all of them: `scripts/make_default_models.sh`.", ""]
-    for name, run, evals in (
-            ("ibug68 (`ibug68.onnx`, `ibug68.safetensors`)", RUNS / "ibug68-v2",
+    for name, runs, evals in (
+            ("ibug68 (`ibug68.onnx`, `ibug68.safetensors`)", [RUNS / "ibug68-v2", RUNS / "ibug68-v2ft"],
              [("boxes from landmarks", "eval-ibug68-landmarks.json"), ("boxes from the detector", "eval-ibug68-detect.json")]),
-            ("kaggle15 (`kaggle15.onnx`, `kaggle15.safetensors`)", RUNS / "kaggle15-v1",
+            ("kaggle15 (`kaggle15.onnx`, `kaggle15.safetensors`)", [RUNS / "kaggle15-v1", RUNS / "kaggle15-v1ft"],
              [("boxes from landmarks", "eval-kaggle15-landmarks.json")]),
-            ("seed preset (not shipped: 38 MB; for comparison)", RUNS / "seed-v1",
+            ("seed preset (not shipped: 38 MB; for comparison)", [RUNS / "seed-v1"],
              [("boxes from landmarks", "eval-seed-landmarks.json")])):
-        if not run.exists():
+        if not all((r / "history.json").exists() for r in runs):
             continue
-        f = run_facts(run.resolve())
-        lines += [f"## {name}", "", "```", command(f["cfg"]), "```", "",
-                  f"- epochs {f['epochs']}, wall time {f['wall_min']:.0f} min, median {f['ips']:.0f} images/s; "
-                  f"final validation NME {f['last'].get('val_nme_percent', float('nan')):.2f} %",
-                  f"- config: `{json.dumps({k: f['cfg'][k] for k in ('arch', 'input_size', 'width', 'crop_scale', 'loss', 'batch_size', 'lr', 'seed')})}`"]
+        lines += [f"## {name}", ""]
+        for run in runs:
+            f = run_facts(run.resolve())
+            init = f" --init {f['cfg']['init']} --lr {f['cfg']['lr']}" if f["cfg"].get("init") else ""
+            lines += ["```", command(f["cfg"]) + init, "```", "",
+                      f"- epochs {f['epochs']}, wall time {f['wall_min']:.0f} min, median {f['ips']:.0f} images/s "
+                      f"(2 CPU cores, shared with other work at times); final validation NME "
+                      f"{f['last'].get('val_nme_percent', float('nan')):.2f} %",
+                      f"- config: `{json.dumps({k: f['cfg'].get(k) for k in ('arch', 'input_size', 'width', 'depth8', 'depth16', 'crop_scale', 'loss', 'batch_size', 'lr', 'seed')})}`", ""]
         for label, j in evals:
             lines.append(f"- helen-68/testset, {label}: {fmt_eval(RUNS / j)}")
         lines.append("")
