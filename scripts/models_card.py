@@ -60,8 +60,9 @@ def main():
              [("boxes from landmarks", "eval-kaggle15-landmarks.json")]),
             ("seed preset (not shipped: 38 MB; for comparison)", [RUNS / "seed-v1"],
              [("boxes from landmarks", "eval-seed-landmarks.json")])):
-        if not all((r / "history.json").exists() for r in runs):
-            continue
+        if not all((r / "history.json").exists() for r in runs) or any(
+                run_facts(r)["epochs"] < run_facts(r)["cfg"]["epochs"] for r in runs):
+            continue   # absent or still training
         lines += [f"## {name}", ""]
         for run in runs:
             f = run_facts(run.resolve())

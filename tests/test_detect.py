@@ -93,3 +93,18 @@ def test_evaluate_detect_reports_the_detection_rate(data):
     assert r["boxes"] == "detect" and r["detector"] == "landmask"
     assert r["detected_percent"] == pytest.approx(100.0) and r["n_faces"] == 3
     assert r["nme_percent"] < 10
+
+
+def test_partly_visible_face_is_found_with_the_same_landmarks(astronaut):
+    """A quarter of the face cut off by the image's left edge: still one face, and its landmarks
+    (some now outside the image, x < 0) agree with the full photo's."""
+    import landmask
+    full = landmask.load().faces(astronaut)[0]
+    x0, _, x1, _ = full.box
+    cut = int(x0 + 0.25 * (x1 - x0))
+    faces = landmask.load().faces(np.ascontiguousarray(astronaut[:, cut:]))
+    assert len(faces) == 1
+    pts = faces[0].points + [cut, 0]
+    assert (faces[0].points[:, 0] < 0).any()
+    err = np.linalg.norm(pts - full.points, axis=1).mean()
+    assert err < 0.08 * G.interocular(full.points, "ibug68")
