@@ -138,6 +138,35 @@ def model_meta(cfg: TrainConfig, mcfg, metrics: dict, extra: dict) -> dict:
     }
 
 
+def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter) -> TrainConfig:
+    """Create (or, with ``resume``, reopen) the run folder; the config in force is returned,
+    printed and saved as config.yaml."""
+    out = Path(cfg.out)
+    if resume:
+        if not (out / "config.yaml").exists():
+            raise LandmaskError(f"--resume: {out} has no config.yaml of an earlier run")
+        cfg = read_config(out / "config.yaml")
+    elif (out / "last.safetensors").exists():
+        raise LandmaskError(f"{out} already holds a training run; use --resume to continue it "
+                            f"or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", config_yaml(cfg))
+    reporter.info("config:\n" + config_yaml(cfg))
+    return cfg
+
+
+def make_optimizer(cfg: TrainConfig, model, steps_per_epoch: int):
+    """(optimizer, scheduler or None): AdamW with a one-cycle schedule, or the seed's plain Adam."""
+    import torch
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, pct_start=0.1,
+                                                        total_steps=cfg.epochs * steps_per_epoch)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr), None
+    raise LandmaskError(f"--optimizer {cfg.optimizer!r}: choose adamw or adam")
+
+
 def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = False) -> Path:
     """Run a training job into ``cfg.out``; returns the path of the final model file."""
     import torch
@@ -145,18 +174,8 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     from landmask.engine import batches, evaluate, train_one_epoch
     from landmask.model import ModelConfig, build_model, count_parameters
 
-    out = Path(cfg.out)
-    resume_path = out / "last.safetensors"
-    if resume:
-        if not (out / "config.yaml").exists():
-            raise LandmaskError(f"--resume: {out} has no config.yaml of an earlier run")
-        cfg = read_config(out / "config.yaml")
-    elif resume_path.exists():
-        raise LandmaskError(f"{out} already holds a training run; use --resume to continue it "
-                            f"or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", config_yaml(cfg))
-    reporter.info("config:\n" + config_yaml(cfg))
+    cfg = prepare_run(cfg, resume, reporter)
+    out, resume_path = Path(cfg.out), Path(cfg.out) / "last.safetensors"
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     scheme = get_scheme(cfg.scheme)
@@ -173,14 +192,7 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         _load_init(model, mcfg, cfg.init)
         reporter.info(f"weights from {cfg.init}")
     steps = -(-len(train_idx) // cfg.batch_size)
-    if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
-                                                    pct_start=0.1)
-    elif cfg.optimizer == "adam":
-        opt, sched = torch.optim.Adam(model.parameters(), lr=cfg.lr), None
-    else:
-        raise LandmaskError(f"--optimizer {cfg.optimizer!r}: choose adamw or adam")
+    opt, sched = make_optimizer(cfg, model, steps)
     rng = np.random.default_rng(cfg.seed)
     start, history = 1, []
     if resume and resume_path.exists():
@@ -190,12 +202,11 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     reporter.info(f"model {cfg.arch}: {count_parameters(model):,} parameters, input {cfg.input_size}px; "
                   f"{len(train_idx)} train / {len(val_idx)} validation faces")
     aug = AugmentConfig() if cfg.augment else None
-    perm = scheme.flip_permutation
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
     for epoch in range(start, cfg.epochs + 1):
         t = time.time()
-        loader = batches(caches, points, train_idx, cfg.input_size, perm, aug, cfg.batch_size, rng,
-                         mcfg.mean, mcfg.std)
+        loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
+                         cfg.batch_size, rng, mcfg.mean, mcfg.std)
         tr = train_one_epoch(model, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch, reporter)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
                "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t)}
@@ -204,18 +215,26 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
             row.update({f"val_{k}": v for k, v in va.items()})
         history.append(row)
         reporter.epoch_end(epoch, row)
-        score = row.get("val_nme_percent", -epoch)
         meta = model_meta(cfg, mcfg, _last_metrics(row), {"epochs_done": epoch, "faces": len(samples)})
+        score = row.get("val_nme_percent", -epoch)
         if score <= best or not np.isfinite(best):
             best = score
             ckpt.save_model(out / "best.safetensors", model.state_dict(), meta)
-        ckpt.save_model(out / "model.safetensors", model.state_dict(), meta)
-        ckpt.save_resume(resume_path, model, opt, sched, rng, torch.get_rng_state(), epoch, history)
-        write_text_atomic(out / "history.json", json.dumps(history, indent=1))
-        plot_curves(history, out / "curves.png")
+        save_epoch(out, model, opt, sched, rng, epoch, history, meta)
     if len(val_idx) and cfg.arch == "lmnet":
         calibrate_run(out, reporter)
     return out / "model.safetensors"
+
+
+def save_epoch(out: Path, model, opt, sched, rng, epoch: int, history: list, meta: dict) -> None:
+    """Everything an epoch leaves behind, each file written atomically: the model, the resume
+    state, history.json and curves.png."""
+    import torch
+    from landmask import checkpoint as ckpt
+    ckpt.save_model(out / "model.safetensors", model.state_dict(), meta)
+    ckpt.save_resume(out / "last.safetensors", model, opt, sched, rng, torch.get_rng_state(), epoch, history)
+    write_text_atomic(out / "history.json", json.dumps(history, indent=1))
+    plot_curves(history, out / "curves.png")
 
 
 # The face check: a crop is taken for a face when its confidence (the mean peak probability of the
