@@ -116,6 +116,20 @@ def targets(boxes: np.ndarray, size: int):
     return heat, reg, mask
 
 
+def make_batch(images, cfg: DetectTrainConfig, aug: AugmentConfig, rng):
+    """One batch: canvases (B, S, S) float in [0, 1] (mirrored half the time) and their targets."""
+    xs, hs, rs, ms = [], [], [], []
+    for _ in range(cfg.batch_size):
+        canvas, boxes = make_canvas(images, cfg, rng)
+        if rng.random() < 0.5:   # mirror the canvas and its boxes
+            canvas = np.ascontiguousarray(canvas[:, ::-1])
+            boxes = np.stack([cfg.canvas - 1 - boxes[:, 2], boxes[:, 1], cfg.canvas - 1 - boxes[:, 0], boxes[:, 3]], 1)
+        x, _ = photometric(canvas, None, aug, rng)
+        h, r, m = targets(boxes, cfg.canvas)
+        xs.append(x), hs.append(h), rs.append(r), ms.append(m)
+    return np.stack(xs), np.stack(hs), np.stack(rs), np.stack(ms)
+
+
 def detector_loss(out, heat, reg, mask):
     """Focal loss on the centre heatmap (CenterNet, α=2, β=4) + L1 on offset/size at centres."""
     import torch
@@ -163,17 +177,9 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter()) -> P
         t0, tot = time.time(), 0.0
         model.train()
         for step in range(steps):
-            xs, hs, rs, ms = [], [], [], []
-            for _ in range(cfg.batch_size):
-                canvas, boxes = make_canvas(images, cfg, rng)
-                if rng.random() < 0.5:   # mirror
-                    canvas = np.ascontiguousarray(canvas[:, ::-1])
-                    boxes = np.stack([cfg.canvas - boxes[:, 2], boxes[:, 1], cfg.canvas - boxes[:, 0], boxes[:, 3]], 1)
-                x, _ = photometric(canvas, None, aug, rng)
-                h, r, m = targets(boxes, cfg.canvas)
-                xs.append(x), hs.append(h), rs.append(r), ms.append(m)
-            out_t = model(to_tensor(np.stack(xs), dcfg.mean, dcfg.std))
-            loss, focal, l1 = detector_loss(out_t, *(torch.from_numpy(np.stack(a)) for a in (hs, rs, ms)))
+            x, heat, reg, mask = make_batch(images, cfg, aug, rng)
+            out_t = model(to_tensor(x, dcfg.mean, dcfg.std))
+            loss, focal, l1 = detector_loss(out_t, *(torch.from_numpy(a) for a in (heat, reg, mask)))
             if not torch.isfinite(loss):
                 raise LandmaskError(f"detector training stopped: loss {loss.item()} at epoch {epoch}, step {step + 1}")
             opt.zero_grad(set_to_none=True)
