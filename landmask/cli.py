@@ -11,7 +11,7 @@ from landmask.errors import LandmaskError
 EXAMPLES = """examples:
   landmask mask photo.jpg -o out/                          # red lips, tinted eyes (the defaults)
   landmask mask photos/ -o masked/ --lips color:#b0123a@0.6 --eyes blur
-  landmask mask group.jpg -o out/ --eyes solid:black --lips none --detect-size 640
+  landmask mask group.jpg -o out/ --eyes solid:black --lips none --detect-size 480
   landmask landmarks photo.jpg --json -
   landmask train --data ../shared/data/helen-68/trainset --scheme ibug68 --epochs 150 --out runs/ibug68
   landmask train --preset seed --data kaggle/training.csv --out runs/seed
