@@ -52,7 +52,7 @@ class LandmaskTool:
     def __init__(self, model="ibug68", backend="onnx"):
         from landmask.api import load
         self.lm = load(model, "landmask", threads=1, backend=backend)
-        self.scheme = self.lm.scheme
+        self.scheme = self.lm.scheme          # the scheme's name
 
     def landmarks(self, img, box):
         return self.lm.landmarks(img, [box])[0].points
@@ -143,18 +143,17 @@ def run_tool(name, data, n_faces, repeat):
         truth = G.points_box(s.points)
         times.append(median_ms(lambda: tool.landmarks(img, truth), repeat))
         # each with its own detector: the detected face that best overlaps the truth
-        best = max(tool.faces(img), key=lambda f: G.box_iou(G.points_box(f[1]), truth), default=None)
-        if best is not None and G.box_iou(G.points_box(best[1]), truth) >= 0.3:
+        best = max(tool.faces(img), key=lambda f: G.box_iou(f[0], truth), default=None)
+        if best is not None and G.box_iou(best[0], truth) >= 0.3:
             found += 1
-            own.append(nme(best[1], s.points, tool.scheme.name if hasattr(tool.scheme, "name") else "ibug68"))
+            own.append(nme(best[1], s.points, tool.scheme))
         # the same box for both: dlib's HOG box (landmask maps it by its calibration)
         if dlib_boxes and dlib_boxes[i] is not None:
             box = np.array(dlib_boxes[i])
             if name != "dlib":
                 from landmask.detect import CALIBRATION, calibrate
                 box = calibrate(box, CALIBRATION["dlib"])
-            sch = tool.scheme.name if hasattr(tool.scheme, "name") else "ibug68"
-            same.append(nme(tool.landmarks(img, box), s.points, sch))
+            same.append(nme(tool.landmarks(img, box), s.points, tool.scheme))
     photos = [photo_640x480(read_image(s.path), s.points)[0] for s in samples[:20]]
     for p in photos[:3]:
         tool.pipeline(p)   # warm-up
