@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from landmask import geometry as G
+from landmask.imageio import to_grey
 from landmask.masking import mask_image, part_polygons
 from landmask.runtime import LandmarkModel, load as load_model
 
@@ -76,7 +77,8 @@ class Landmarker:
         (diffuse heatmaps) or whose landmarks do not span about the box are dropped; with
         ``refine`` (ibug68 models) the landmarks are predicted once more from the box of the first
         prediction."""
-        return self.from_detections(image, self.detector.detect(image))
+        grey = to_grey(image)   # once: the detector and both landmark passes use the same pixels
+        return self.from_detections(grey, self.detector.detect(grey))
 
     def from_detections(self, image: np.ndarray, dets) -> list[Face]:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""

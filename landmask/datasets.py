@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmask import geometry as G
 from landmask.errors import LandmaskError
 from landmask.imageio import read_image
 from landmask.schemes import KAGGLE15
@@ -275,6 +276,18 @@ def read_ljson(path) -> list[Sample]:
         raise LandmaskError(f"{path}: not a menpo LJSON landmark file ({e})") from None
     pts = pts[:, ::-1]  # LJSON stores (y, x)
     return [Sample(str(path), pts, _scheme_for(len(pts)), path=image_beside(path))]
+
+
+def face_box(sample: Sample) -> np.ndarray:
+    """The face box the crop rule starts from: the tight box of the points when every point is
+    known, else the data set's own box (Kaggle crops, dlib boxes)."""
+    if np.isfinite(sample.points).all() and sample.scheme != "kaggle15":
+        return G.points_box(sample.points)
+    if sample.box is not None:
+        return sample.box
+    if np.isfinite(sample.points).all():
+        return G.points_box(sample.points)
+    raise LandmaskError(f"{sample.source}: points are incomplete and the data set gives no face box")
 
 
 # ---------------------------------------------------------------- format detection

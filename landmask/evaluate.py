@@ -7,13 +7,12 @@ import time
 import numpy as np
 
 from landmask import geometry as G
-from landmask.datasets import Sample, dataset_scheme, load_dataset
+from landmask.datasets import Sample, dataset_scheme, face_box, load_dataset
 from landmask.errors import LandmaskError
 from landmask.metrics import plot_ced, summarize
 from landmask.report import Reporter
 from landmask.runtime import DEFAULT_MODELS, load
 from landmask.schemes import can_convert, convert_points
-from landmask.train import face_box
 
 
 def default_scheme_for(data_scheme: str) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.crops import warp
-from landmask.datasets import Sample, load_dataset
+from landmask.datasets import Sample, face_box, load_dataset
 from landmask.errors import LandmaskError
 from landmask.imageio import write_text_atomic
 from landmask.report import Reporter
@@ -64,18 +64,6 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
     if bad:
         raise LandmaskError(f"unknown training option(s): {', '.join(sorted(bad))}")
     return TrainConfig(preset=preset, **values)
-
-
-def face_box(sample: Sample) -> np.ndarray:
-    """The face box the crop rule starts from: the tight box of the points when every point is
-    known, else the data set's own box (Kaggle crops, dlib boxes)."""
-    if np.isfinite(sample.points).all() and sample.scheme != "kaggle15":
-        return G.points_box(sample.points)
-    if sample.box is not None:
-        return sample.box
-    if np.isfinite(sample.points).all():
-        return G.points_box(sample.points)
-    raise LandmaskError(f"{sample.source}: points are incomplete and the data set gives no face box")
 
 
 def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporter, threads: int = 2,
