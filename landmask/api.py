@@ -73,21 +73,24 @@ class Landmarker:
         return [Face(b, float(s), p, self.scheme) for b, s, p, k in zip(boxes, scores, pts, keep) if k]
 
     def faces(self, image: np.ndarray) -> list[Face]:
-        """Every face in the image.  Detector boxes that fail the landmark model's face check
-        (diffuse heatmaps) or whose landmarks do not span about the box are dropped; with
-        ``refine`` (ibug68 models) the landmarks are predicted once more from the box of the first
-        prediction."""
+        """Every face in the image.  With ``refine`` (ibug68 models) the landmarks are predicted
+        once more from the box of the first prediction.  Detector boxes whose landmarks do not span
+        about the box, or whose final crop fails the landmark model's face check (diffuse
+        heatmaps), are dropped."""
         grey = to_grey(image)   # once: the detector and both landmark passes use the same pixels
         return self.from_detections(grey, self.detector.detect(grey))
 
     def from_detections(self, image: np.ndarray, dets) -> list[Face]:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
-        faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], check=True)
+        refine = self.refine and self.scheme == "ibug68"
+        # the face check judges the crop the landmarks come from: the refined one when refining
+        # (a real face is framed well there even when the detector's box was off)
+        faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], check=not refine)
         if self.scheme != "ibug68":
             return faces
         kept = [f for f in faces if G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
-        if self.refine and kept:
-            kept = self.landmarks(image, [G.points_box(f.points) for f in kept], [f.score for f in kept])
+        if refine and kept:
+            kept = self.landmarks(image, [G.points_box(f.points) for f in kept], [f.score for f in kept], check=True)
         return kept
 
 

@@ -51,6 +51,7 @@ def add_train(sub):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--loss", choices=["l1", "wing", "mse"])
+    p.add_argument("--heat-reg", type=float, help="weight of the heatmap-shape loss term (lmnet; default 0)")
     p.add_argument("--arch", help="lmnet | seed")
     p.add_argument("--input-size", type=int, help="crop side in pixels")
     p.add_argument("--width", type=float, help="channel multiplier")
@@ -58,6 +59,8 @@ def add_train(sub):
     p.add_argument("--depth16", type=int, help="lmnet blocks at 1/16 resolution (default 3)")
     p.add_argument("--crop-scale", type=float, help="crop side / face box side (default 1.5)")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
+    p.add_argument("--box-jitter", type=float,
+                   help="× the augmentation's face-box shift (±8 %%) and zoom (±15 %%) ranges (default 1)")
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
@@ -74,7 +77,8 @@ def cmd_train(a):
         raise LandmaskError("train: give --data PATH... (or --resume --out RUN_DIR)")
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
-                      width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale, augment=a.augment, val_fraction=a.val_fraction, seed=a.seed,
+                      width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale, augment=a.augment, box_jitter=a.box_jitter, heat_reg=a.heat_reg,
+                      val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init)
     path = train(cfg, ConsoleReporter(), resume=a.resume)
     print(f"model: {path}")
@@ -276,6 +280,8 @@ def add_export(sub):
     p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch)")
     p.add_argument("--model", required=True, help="a .safetensors model (landmarks or detector) or run folder")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx")
+    p.add_argument("--scheme", help="output another scheme's points, converted by the scheme table "
+                                    "(kaggle15 from an ibug68 model); also writes OUT.safetensors")
     p.set_defaults(func=cmd_export)
 
 
@@ -287,6 +293,11 @@ def cmd_export(a):
         src = src.with_suffix(".safetensors")
     if not src.exists() and (src.parent / "detector.safetensors").exists():
         src = src.parent / "detector.safetensors"
+    if a.scheme:
+        from pathlib import Path
+        from landmask.export import derive_scheme
+        src = derive_scheme(src, a.scheme, Path(a.onnx).with_suffix(".safetensors"))
+        print(f"wrote {src} ({a.scheme} points from the model's own)")
     r = export_onnx(src, a.onnx)
     print(f"wrote {a.onnx} (opset {r['opset']}); PyTorch vs ONNX Runtime on {r['n_checked']} crops: "
           f"max abs difference {r['max_abs_diff_px']:.2e} px")

@@ -56,12 +56,38 @@ def masked_loss(pred, target, kind: str, size: int):
     raise ValueError(f"unknown loss {kind!r}")
 
 
-def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, size, epoch, reporter):
+def heatmap_js(prob, target, stride: int, sigma: float = 1.0):
+    """Mean Jensen-Shannon divergence between each heatmap (B, K, H, W, probabilities) and a
+    Gaussian of ``sigma`` cells at the true point (DSNT-style regularisation of integral
+    regression: it keeps each heatmap one compact blob); points missing or off the map are ignored."""
+    b, k, hh, ww = prob.shape
+    c = (torch.nan_to_num(target) + 0.5) / stride - 0.5          # true points in heatmap cells
+    xs = torch.arange(ww, dtype=prob.dtype)
+    ys = torch.arange(hh, dtype=prob.dtype)
+    gx = torch.exp(-0.5 * ((xs - c[..., :1]) / sigma) ** 2)       # (B, K, W)
+    gy = torch.exp(-0.5 * ((ys - c[..., 1:]) / sigma) ** 2)       # (B, K, H)
+    q = gy[..., :, None] * gx[..., None, :]
+    q = q / q.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    m = 0.5 * (prob + q)
+    eps = 1e-12
+    kl = lambda a: (a * (torch.log(a + eps) - torch.log(m + eps))).sum(dim=(-2, -1))  # noqa: E731
+    js = 0.5 * (kl(prob) + kl(q))                                 # (B, K)
+    valid = torch.isfinite(target).all(dim=-1) & (c[..., 0] > -0.5) & (c[..., 0] < ww - 0.5) \
+        & (c[..., 1] > -0.5) & (c[..., 1] < hh - 0.5)
+    return js[valid].mean() if valid.any() else prob.sum() * 0.0
+
+
+def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, size, epoch, reporter,
+                    heat_reg: float = 0.0):
     model.train()
     total, count, abs_err, n_err = 0.0, 0, 0.0, 0
     for step, (x, y) in enumerate(loader):
-        pred = model(x)
-        loss = masked_loss(pred, y, loss_kind, size)
+        if heat_reg > 0:
+            pred, prob = model.points_and_heatmaps(x)
+            loss = masked_loss(pred, y, loss_kind, size) + heat_reg * heatmap_js(prob, y, model.stride)
+        else:
+            pred = model(x)
+            loss = masked_loss(pred, y, loss_kind, size)
         if not torch.isfinite(loss):
             raise LandmaskError(f"training stopped: the loss became {loss.item()} at epoch {epoch}, "
                                 f"step {step + 1}; try a lower --lr")

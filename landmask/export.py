@@ -11,6 +11,31 @@ from landmask.errors import LandmaskError
 OPSET = 17
 
 
+def derive_scheme(model_path, scheme: str, out_path) -> Path:
+    """Write a copy of a landmark model file whose output is converted to ``scheme`` (e.g. the 15
+    Kaggle points from a 68-point model, by the scheme table), to ``out_path`` (.safetensors).
+    The weights are unchanged; the model config gets ``reduce = "SRC>DST"``."""
+    from safetensors.torch import load_file
+    from landmask.checkpoint import read_meta, save_model
+    from landmask.schemes import can_convert, get_scheme
+    meta = read_meta(model_path)
+    src = meta.get("scheme")
+    if meta.get("kind") == "detector" or meta["model"].get("arch") != "lmnet":
+        raise LandmaskError(f"--scheme: {model_path} is not an lmnet landmark model")
+    if src == scheme:
+        raise LandmaskError(f"--scheme {scheme}: {model_path} already has that scheme")
+    if meta["model"].get("reduce") or not can_convert(src, scheme):
+        raise LandmaskError(f"--scheme {scheme}: {model_path} ({src}) cannot be converted to it")
+    meta = {**meta, "scheme": scheme,
+            "model": {**meta["model"], "reduce": f"{src}>{scheme}", "num_points": len(get_scheme(scheme))},
+            "derived": {"from": Path(model_path).name, "scheme": src,
+                        "rule": f"the {src} points converted to {scheme} by the scheme table "
+                                f"(landmask export --scheme {scheme})"}}
+    out_path = Path(out_path)
+    save_model(out_path, load_file(str(model_path)), meta)
+    return out_path
+
+
 def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> dict:
     """Write ``out_path`` (.onnx, opset OPSET, batch axis dynamic, landmask metadata embedded) and
     return {"opset", "max_abs_diff_px", "n_checked"} from a PyTorch vs ONNX Runtime comparison

@@ -20,6 +20,9 @@ class ModelConfig:
     width: float = 1.0           # channel multiplier
     depth8: int = 3              # blocks at 1/8 resolution
     depth16: int = 3             # blocks at 1/16 resolution
+    # "SRC>DST" (e.g. "ibug68>kaggle15"): the net predicts SRC's points and outputs DST's through
+    # the scheme conversion table, so a 68-point model also serves as a 15-point one.
+    reduce: str = ""
     # Preprocessing facts that travel with the model: input = (grey/255 - mean) / std.
     mean: float = 0.5
     std: float = 0.25
@@ -68,7 +71,16 @@ class LMNet(nn.Module):
         self.lat4 = conv_bn(c[2], c[2], 1, act=False)
         self.top8 = conv_bn(c[3], c[2], 1, act=False)
         self.fuse4 = nn.Sequential(SepBlock(c[2], c[2]), SepBlock(c[2], c[2]))
-        self.heat = nn.Conv2d(c[2], cfg.num_points, 1)
+        n_heat = cfg.num_points
+        if cfg.reduce:
+            from landmask.schemes import conversion_matrix
+            src, dst = cfg.reduce.split(">")
+            m = torch.tensor(conversion_matrix(src, dst), dtype=torch.float32)
+            if m.shape[0] != cfg.num_points:
+                raise ValueError(f"reduce {cfg.reduce}: gives {m.shape[0]} points, the model has {cfg.num_points}")
+            n_heat = m.shape[1]
+            self.register_buffer("reduce_matrix", m, persistent=False)   # weights stay the SRC model's
+        self.heat = nn.Conv2d(c[2], n_heat, 1)
         self.stride = 4
 
     def forward_features(self, x):
@@ -86,18 +98,27 @@ class LMNet(nn.Module):
     def points_and_confidence(self, p4):
         """Points (B, K, 2) and a face confidence (B,): the mean over points of each heatmap's peak
         probability.  A crop without a face gives diffuse heatmaps and a low confidence."""
-        h = self.heat(p4)                                     # (B, K, H, W) logits
+        pts, prob = self._decode(self.heat(p4))
+        return pts, prob.flatten(2).max(dim=-1).values.mean(dim=-1)
+
+    def points_and_heatmaps(self, x):
+        """Points (B, K, 2) and the heatmaps as probabilities (B, K, H, W), for training losses
+        that shape the heatmaps (not available for ``reduce`` models)."""
+        return self._decode(self.heat(self.forward_features(x)))
+
+    def _decode(self, h):
+        """Soft-argmax of heatmap logits (B, K, H, W): sub-pixel points in crop pixels."""
         b, k, hh, ww = h.shape
-        flat = F.softmax(h.reshape(b, k, hh * ww), dim=-1)
-        confidence = flat.max(dim=-1).values.mean(dim=-1)
-        prob = flat.reshape(b, k, hh, ww)
+        prob = F.softmax(h.reshape(b, k, hh * ww), dim=-1).reshape(b, k, hh, ww)
         # expected position in heatmap cells, then crop pixels (cell i covers pixels [4i, 4i+4))
         xs = torch.arange(ww, dtype=h.dtype, device=h.device)
         ys = torch.arange(hh, dtype=h.dtype, device=h.device)
         x = (prob.sum(dim=2) * xs).sum(dim=-1)
         y = (prob.sum(dim=3) * ys).sum(dim=-1)
-        pts = torch.stack([x, y], dim=-1)
-        return (pts + 0.5) * self.stride - 0.5, confidence
+        pts = (torch.stack([x, y], dim=-1) + 0.5) * self.stride - 0.5
+        if self.cfg.reduce:
+            pts = torch.einsum("dk,bkc->bdc", self.reduce_matrix, pts)
+        return pts, prob
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

@@ -13,7 +13,6 @@ import numpy as np
 from landmask import geometry as G
 from landmask.crops import face_crop
 from landmask.errors import LandmaskError
-from landmask.imageio import to_grey
 from landmask.schemes import get_scheme
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -88,10 +87,9 @@ class LandmarkModel:
         return (pts, np.asarray(conf, np.float64)[:n]) if confidence else pts
 
     def crops(self, image: np.ndarray, boxes) -> tuple[np.ndarray, list[np.ndarray]]:
-        grey = to_grey(image)
         out, mats = [], []
         for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-            c, m = face_crop(grey, box, self.input_size, self.crop_scale)
+            c, m = face_crop(image, box, self.input_size, self.crop_scale)
             out.append(c)
             mats.append(m)
         if not out:

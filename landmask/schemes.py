@@ -216,5 +216,15 @@ def convert_points(points: np.ndarray, src: str, dst: str) -> np.ndarray:
     return out
 
 
+def conversion_matrix(src: str, dst: str) -> np.ndarray:
+    """(K_dst, K_src) weights with ``convert_points(p, src, dst) == matrix @ p`` for complete points."""
+    s, d = get_scheme(src), get_scheme(dst)
+    m = np.zeros((len(d), len(s)))
+    for j, name in enumerate(d.points):
+        idx = [s.index(n) for n in CONVERSIONS[(src, dst)][name]] if src != dst else [j]
+        m[j, idx] = 1.0 / len(idx)
+    return m
+
+
 def can_convert(src: str, dst: str) -> bool:
     return src == dst or (src, dst) in CONVERSIONS

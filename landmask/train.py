@@ -38,7 +38,9 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     loss: str = "l1"             # l1 | wing | mse
+    heat_reg: float = 0.0        # weight of the heatmap-shape term (lmnet; JS to a Gaussian at the point)
     augment: bool = True
+    box_jitter: float = 1.0      # × the augmentation's box shift (±8 %) and zoom (±15 %) ranges
     val_fraction: float = 0.05
     seed: int = 0
     threads: int = 2
@@ -63,7 +65,10 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
     bad = set(values) - names
     if bad:
         raise LandmaskError(f"unknown training option(s): {', '.join(sorted(bad))}")
-    return TrainConfig(preset=preset, **values)
+    cfg = TrainConfig(preset=preset, **values)
+    if cfg.heat_reg and cfg.arch != "lmnet":
+        raise LandmaskError(f"--heat-reg needs heatmaps: --arch {cfg.arch} has none (use lmnet)")
+    return cfg
 
 
 def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporter, threads: int = 2,
@@ -189,13 +194,15 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         reporter.info(f"resuming {out} at epoch {start}")
     reporter.info(f"model {cfg.arch}: {count_parameters(model):,} parameters, input {cfg.input_size}px; "
                   f"{len(train_idx)} train / {len(val_idx)} validation faces")
-    aug = AugmentConfig() if cfg.augment else None
+    base = AugmentConfig()
+    aug = AugmentConfig(shift=base.shift * cfg.box_jitter, scale=base.scale * cfg.box_jitter) if cfg.augment else None
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
     for epoch in range(start, cfg.epochs + 1):
         t = time.time()
         loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
                          cfg.batch_size, rng, mcfg.mean, mcfg.std)
-        tr = train_one_epoch(model, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch, reporter)
+        tr = train_one_epoch(model, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch, reporter,
+                             cfg.heat_reg)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
                "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t)}
         if len(val_idx):
@@ -227,7 +234,7 @@ def save_epoch(out: Path, model, opt, sched, rng, epoch: int, history: list, met
 
 # The face check: a crop is taken for a face when its confidence (the mean peak probability of the
 # landmark heatmaps) is at least this fraction of the 1st percentile over validation faces.
-FACE_CHECK_MARGIN = 0.8
+FACE_CHECK_MARGIN = 0.9
 
 
 def calibrate_run(run_dir, reporter: Reporter = Reporter()) -> float:
@@ -257,12 +264,15 @@ def calibrate_run(run_dir, reporter: Reporter = Reporter()) -> float:
 
 
 def _load_init(model, mcfg, path) -> None:
-    """Start from another model's weights; its architecture must match this run's."""
+    """Start from another model's weights; its architecture must match this run's.  The input
+    size may differ: lmnet is fully convolutional and its soft-argmax works on any heatmap size."""
     from safetensors.torch import load_file
     from landmask.checkpoint import read_meta
-    theirs = read_meta(path)["model"]
+    from landmask.model import ModelConfig
+    theirs = ModelConfig(**read_meta(path)["model"]).to_dict()   # fields newer than the file: defaults
     ours = mcfg.to_dict()
-    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    free = {"input_size"} if ours["arch"] == "lmnet" else set()
+    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v and k not in free}
     if diff:
         raise LandmaskError(f"--init {path}: its model differs from this run's: "
                             + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items()))

