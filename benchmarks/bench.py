@@ -163,6 +163,23 @@ def run_tool(name, data, n_faces, repeat):
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def paired_landmarks(data, n_faces, repeat, rounds=4):
+    """Landmark step of landmask (ONNX) and dlib in one process, interleaved face by face and in
+    ``rounds`` alternating turns, so both see the same machine load: per-face median ms of each."""
+    from landmask.imageio import read_image
+    tools = {"landmask-onnx": make_tool("landmask-onnx"), "dlib": make_tool("dlib")}
+    times = {k: [] for k in tools}
+    for s in load_dataset(data)[:n_faces]:
+        img, truth = read_image(s.path), G.points_box(s.points)
+        per = {k: [] for k in tools}
+        for r in range(rounds):
+            for k in (list(tools) if r % 2 == 0 else list(tools)[::-1]):
+                per[k].append(median_ms(lambda: tools[k].landmarks(img, truth), max(1, repeat // rounds)))
+        for k in tools:
+            times[k].append(float(np.median(per[k])))
+    return times
+
+
 def dlib_hog_boxes(data, n_faces):
     import dlib
     det = dlib.get_frontal_face_detector()
@@ -206,6 +223,13 @@ def report(results, sizes, install_mb, args) -> str:
                      f"{r['found']}/{len(r['landmark_ms'])} | "
                      f"{100 * np.mean(r['nme_same_box']) if r['nme_same_box'] else float('nan'):.2f} | "
                      f"{sizes.get(name, float('nan')):.2f} | {r['peak_rss_mb']:.0f} |")
+    paired = getattr(args, "paired", None)
+    if paired:
+        a, b = np.array(paired["landmask-onnx"]), np.array(paired["dlib"])
+        lines += ["", "Landmark step measured interleaved in one process (landmask ONNX and dlib taking turns on "
+                  f"each face, so both see the same load): landmask {np.median(a):.3f} ms, dlib {np.median(b):.3f} ms "
+                  f"median per face; median per-face ratio landmask/dlib {np.median(a / b):.3f} "
+                  f"(faces where landmask is faster: {int((a < b).sum())}/{len(a)})."]
     lines += ["", f"Plain install (`pip install .`: numpy, OpenCV headless 4.x, onnxruntime, PyYAML; "
               f"no PyTorch): {install_mb:.0f} MB in a fresh virtual environment." if install_mb else "",
               "", "Notes: dlib was trained on HELEN (its test set included), so its NME here is not a "
@@ -227,8 +251,11 @@ def main():
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--no-install-size", action="store_true")
     args = ap.parse_args()
-    if args.one:   # child process: one tool, JSON on stdout
-        print(json.dumps(run_tool(args.one, args.data, args.faces, args.repeat)))
+    if args.one:   # child process: one tool (or "paired"), JSON on stdout
+        if args.one == "paired":
+            print(json.dumps(paired_landmarks(args.data, args.faces, args.repeat)))
+        else:
+            print(json.dumps(run_tool(args.one, args.data, args.faces, args.repeat)))
         return
     env = dict(os.environ, BENCH_DLIB_BOXES=json.dumps(dlib_hog_boxes(args.data, args.faces)),
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", BENCH_SEED_MODEL=str(args.seed_model))
@@ -242,6 +269,12 @@ def main():
                               str(args.faces), "--repeat", str(args.repeat)], env=env, check=True,
                              capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
+    if "landmask-onnx" in args.tools and "dlib" in args.tools:
+        print("running landmask-onnx and dlib interleaved ...", file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, __file__, "--one", "paired", "--data", args.data, "--faces",
+                              str(args.faces), "--repeat", str(args.repeat)], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        args.paired = json.loads(out.strip().splitlines()[-1])
     m = ROOT / "landmask" / "models"
     sizes = {"landmask-onnx": (m / "ibug68.onnx").stat().st_size / 1e6,
              "landmask-torch": (m / "ibug68.safetensors").stat().st_size / 1e6,
