@@ -105,6 +105,8 @@ def make_tool(name):
         return LandmaskTool("ibug68", "onnx")
     if name == "landmask-torch":
         return LandmaskTool("ibug68", "torch")
+    if name == "landmask-fast-onnx":   # the shipped ibug68-fast model
+        return LandmaskTool("ibug68-fast", "onnx")
     if name == "seed":   # the seed preset's model (38 MB, not shipped): --seed-model
         return LandmaskTool(os.environ["BENCH_SEED_MODEL"], "torch")
     if name == "dlib":
@@ -167,7 +169,8 @@ def paired_landmarks(data, n_faces, repeat, rounds=4):
     """Landmark step of landmask (ONNX) and dlib in one process, interleaved face by face and in
     ``rounds`` alternating turns, so both see the same machine load: per-face median ms of each."""
     from landmask.imageio import read_image
-    tools = {"landmask-onnx": make_tool("landmask-onnx"), "dlib": make_tool("dlib")}
+    tools = {"landmask-onnx": make_tool("landmask-onnx"), "landmask-fast-onnx": make_tool("landmask-fast-onnx"),
+             "dlib": make_tool("dlib")}
     times = {k: [] for k in tools}
     for s in load_dataset(data)[:n_faces]:
         img, truth = read_image(s.path), G.points_box(s.points)
@@ -225,11 +228,13 @@ def report(results, sizes, install_mb, args) -> str:
                      f"{sizes.get(name, float('nan')):.2f} | {r['peak_rss_mb']:.0f} |")
     paired = getattr(args, "paired", None)
     if paired:
-        a, b = np.array(paired["landmask-onnx"]), np.array(paired["dlib"])
-        lines += ["", "Landmark step measured interleaved in one process (landmask ONNX and dlib taking turns on "
-                  f"each face, so both see the same load): landmask {np.median(a):.3f} ms, dlib {np.median(b):.3f} ms "
-                  f"median per face; median per-face ratio landmask/dlib {np.median(a / b):.3f} "
-                  f"(faces where landmask is faster: {int((a < b).sum())}/{len(a)})."]
+        b = np.array(paired["dlib"])
+        lines += ["", "Landmark step measured interleaved in one process (the landmask models and dlib taking "
+                  "turns on each face, so all see the same load), median ms per face and median per-face ratio "
+                  "to dlib:", "", "| tool | ms | ratio to dlib | faces where it is faster than dlib |", "|---|---|---|---|"]
+        for k, v in paired.items():
+            a = np.array(v)
+            lines.append(f"| {k} | {np.median(a):.3f} | {np.median(a / b):.3f} | {int((a < b).sum())}/{len(a)} |")
     lines += ["", f"Plain install (`pip install .`: numpy, OpenCV headless 4.x, onnxruntime, PyYAML; "
               f"no PyTorch): {install_mb:.0f} MB in a fresh virtual environment." if install_mb else "",
               "", "Notes: dlib was trained on HELEN (its test set included), so its NME here is not a "
@@ -244,7 +249,7 @@ def main():
     ap.add_argument("--data", default="../shared/data/helen-68/testset")
     ap.add_argument("--faces", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=50)
-    ap.add_argument("--tools", nargs="+", default=["landmask-onnx", "landmask-torch", "dlib", "seed"])
+    ap.add_argument("--tools", nargs="+", default=["landmask-onnx", "landmask-fast-onnx", "landmask-torch", "dlib", "seed"])
     ap.add_argument("--out", help="write the markdown table here")
     ap.add_argument("--seed-model", default="runs/seed-v1/model.safetensors",
                     help="the seed preset's model (landmask train --preset seed)")
@@ -277,6 +282,7 @@ def main():
         args.paired = json.loads(out.strip().splitlines()[-1])
     m = ROOT / "landmask" / "models"
     sizes = {"landmask-onnx": (m / "ibug68.onnx").stat().st_size / 1e6,
+             "landmask-fast-onnx": (m / "ibug68-fast.onnx").stat().st_size / 1e6,
              "landmask-torch": (m / "ibug68.safetensors").stat().st_size / 1e6,
              "dlib": dlib_predictor_path().stat().st_size / 1e6}
     if "seed" in args.tools:

@@ -16,14 +16,15 @@ from landmask.errors import LandmaskError
 from landmask.schemes import get_scheme
 
 MODELS_DIR = Path(__file__).parent / "models"
-DEFAULT_MODELS = ("ibug68", "kaggle15")
+DEFAULT_MODELS = ("ibug68", "kaggle15")          # the default model of each scheme, by scheme name
+SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast",)  # every model file in MODELS_DIR, by name
 
 
 def resolve_model_path(model: str | Path | None, scheme: str = "ibug68") -> Path:
-    """A shipped model name (``ibug68``, ``kaggle15``), a file path, or None (the default for
-    ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
+    """A shipped model name (``ibug68``, ``ibug68-fast``, ``kaggle15``), a file path, or None (the
+    default for ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
     name = str(model) if model is not None else scheme
-    if name in DEFAULT_MODELS:
+    if name in SHIPPED_MODELS:
         for suffix in (".onnx", ".safetensors"):
             p = MODELS_DIR / f"{name}{suffix}"
             if p.exists():
@@ -33,8 +34,11 @@ def resolve_model_path(model: str | Path | None, scheme: str = "ibug68") -> Path
     if p.is_dir():  # a training run folder
         p = p / "model.safetensors"
     if not p.exists():
+        import difflib
+        close = difflib.get_close_matches(name, SHIPPED_MODELS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
         raise LandmaskError(f"--model {name}: no such file, and not a shipped model "
-                            f"({', '.join(DEFAULT_MODELS)})")
+                            f"({', '.join(SHIPPED_MODELS)}){hint}")
     return p
 
 

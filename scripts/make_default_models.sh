@@ -20,10 +20,18 @@ landmask train --data $D/helen-68/trainset --init runs/ibug68-v2ft/model.safeten
   --depth16 5 --crop-scale 1.3 --epochs 40 --lr 1e-3 --out runs/ibug68-v2ft-96
 landmask train --data $D/helen-68/trainset --init runs/ibug68-v2ft-96/model.safetensors --input-size 112 --width 1.5 --depth8 4 \
   --depth16 5 --crop-scale 1.3 --epochs 30 --lr 5e-4 --out runs/ibug68-v2ft-112
+# ibug68-fast: v1 (width 1, 3 + 3 blocks, crop scale 1.5, 80 px), then on HELEN alone at crop scale 1.3 and 80 px,
+# then 96 px
+landmask train --data $TRAIN --scheme ibug68 --epochs 150 --out runs/ibug68-v1
+landmask train --data $D/helen-68/trainset --init runs/ibug68-v1/model.safetensors --crop-scale 1.3 --epochs 30 --lr 1e-3 --out runs/fast-80
+landmask train --data $D/helen-68/trainset --init runs/fast-80/model.safetensors --crop-scale 1.3 --input-size 96 --epochs 30 \
+  --lr 1e-3 --out runs/fast-96
 landmask train --preset seed --data $D/helen-68/trainset --out runs/seed-v1   # for comparison, not shipped
 
 cp runs/ibug68-v2ft-112/model.safetensors $M/ibug68.safetensors
 landmask export --model $M/ibug68.safetensors --onnx $M/ibug68.onnx
+cp runs/fast-96/model.safetensors $M/ibug68-fast.safetensors
+landmask export --model $M/ibug68-fast.safetensors --onnx $M/ibug68-fast.onnx
 # kaggle15: the same network, its 68 points converted to the 15 Kaggle points by the scheme table
 # (writes kaggle15.safetensors and kaggle15.onnx)
 landmask export --model $M/ibug68.safetensors --scheme kaggle15 --onnx $M/kaggle15.onnx
@@ -31,6 +39,11 @@ landmask export --model runs/detector-v1/detector.safetensors --onnx $M/detector
 
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes landmarks --json runs/eval-ibug68-landmarks.json --ced docs/images/ced-ibug68.png
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes detect --json runs/eval-ibug68-detect.json --ced ""
+landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes landmarks --flip --json runs/eval-ibug68-landmarks-flip.json --ced ""
+for b in landmarks detect; do
+  landmask evaluate --model ibug68-fast --data $D/helen-68/testset --boxes $b --json runs/eval-ibug68-fast-$b.json --ced ""
+done
+landmask evaluate --model ibug68-fast --data $D/helen-68/testset --boxes landmarks --flip --json runs/eval-ibug68-fast-landmarks-flip.json --ced ""
 landmask evaluate --model kaggle15 --data $D/helen-68/testset --boxes landmarks --json runs/eval-kaggle15-landmarks.json --ced ""
 landmask evaluate --model runs/seed-v1 --data $D/helen-68/testset --boxes landmarks --json runs/eval-seed-landmarks.json --ced ""
 python scripts/models_card.py

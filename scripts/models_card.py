@@ -14,7 +14,9 @@ OUT = Path("landmask/models/MODELS.md")
 
 
 def run_facts(run: Path) -> dict:
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    from dataclasses import asdict
+    from landmask.train import TrainConfig
+    cfg = {**asdict(TrainConfig()), **yaml.safe_load((run / "config.yaml").read_text())}  # older runs: defaults
     hist = json.loads((run / "history.json").read_text())
     wall = (run / "history.json").stat().st_mtime - (run / "config.yaml").stat().st_mtime
     return {"cfg": cfg, "epochs": len(hist), "wall_min": wall / 60,
@@ -64,6 +66,13 @@ def main():
              [RUNS / "ibug68-v2", RUNS / "ibug68-v2ft", RUNS / "ibug68-v2ft-96", RUNS / "ibug68-v2ft-112"],
              [("boxes from landmarks", "eval-ibug68-landmarks.json"), ("boxes from landmarks, `--flip`", "eval-ibug68-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-detect.json")], ""),
+            ("ibug68-fast (`ibug68-fast.onnx`, `ibug68-fast.safetensors`; `--model ibug68-fast`)",
+             [RUNS / "ibug68-v1", RUNS / "fast-80", RUNS / "fast-96"],
+             [("boxes from landmarks", "eval-ibug68-fast-landmarks.json"),
+              ("boxes from landmarks, `--flip`", "eval-ibug68-fast-landmarks-flip.json"),
+              ("boxes from the detector", "eval-ibug68-fast-detect.json")],
+             "The smaller landmark model, for speed: width 1.0 and 3 + 3 blocks at 1/8 and 1/16 (245 k "
+             "parameters), 96 px crops; about a third of ibug68's computation."),
             ("kaggle15 (`kaggle15.onnx`, `kaggle15.safetensors`)", [],
              [("boxes from landmarks", "eval-kaggle15-landmarks.json")], kaggle_note),
             ("seed preset (not shipped: 38 MB; for comparison)", [RUNS / "seed-v1"],

@@ -116,6 +116,14 @@ def test_python_api_mirrors_the_cli():
     assert landmask.load() is not None and lm.faces(np.zeros((200, 300, 3), np.uint8)) == []
 
 
+def test_the_fast_model_finds_the_sample_face_and_a_typo_gets_a_suggestion(capsys):
+    import landmask
+    faces = landmask.load("ibug68-fast").faces(landmask.read_image(SAMPLE))
+    assert len(faces) == 1 and faces[0].points.shape == (68, 2)
+    assert main(["mask", str(SAMPLE), "-o", "unused", "--model", "ibug68-fst"]) == 2
+    assert "did you mean ibug68-fast" in capsys.readouterr().err
+
+
 def test_exif_rotated_photo_comes_out_upright(tmp_path, capsys):
     im = Image.open(SAMPLE).crop((0, 0, 512, 400))        # not square, so a wrong turn shows
     rotated = im.transpose(Image.Transpose.ROTATE_90)      # stored turned 90° anticlockwise (400 wide, 512 high)

