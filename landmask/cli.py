@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from pathlib import Path
 
 from landmask.errors import LandmaskError
 
@@ -294,7 +295,6 @@ def cmd_export(a):
     if not src.exists() and (src.parent / "detector.safetensors").exists():
         src = src.parent / "detector.safetensors"
     if a.scheme:
-        from pathlib import Path
         from landmask.export import derive_scheme
         src = derive_scheme(src, a.scheme, Path(a.onnx).with_suffix(".safetensors"))
         print(f"wrote {src} ({a.scheme} points from the model's own)")

@@ -63,7 +63,7 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
         else:
             preds.append(lm.predict(image, [box], flip=flip)[0])
         gts.append(gt)
-        norms.append(_norm(s, gt, lm.scheme.name))
+        norms.append(face_norm(s, gt, lm.scheme.name))
     if not preds:
         raise LandmaskError(f"{data}: no face could be scored")
     pred, gt, norm = np.stack(preds), np.stack(gts), np.array(norms)
@@ -87,7 +87,8 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     return result
 
 
-def _norm(s: Sample, gt: np.ndarray, scheme: str) -> float:
+def face_norm(s: Sample, gt: np.ndarray, scheme: str) -> float:
+    """The NME normaliser of one face: its outer-eye-corner distance (or a Kaggle crop's known scale)."""
     d = float(G.interocular(gt, scheme))
     if np.isfinite(d) and d > 0:
         return d

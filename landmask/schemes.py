@@ -200,28 +200,34 @@ CONVERSIONS = {
 }
 
 
-def convert_points(points: np.ndarray, src: str, dst: str) -> np.ndarray:
-    """Convert (..., K_src, 2) points from scheme ``src`` to ``dst``; NaN in, NaN out."""
+def _sources(src: str, dst: str) -> list[list[int]]:
+    """For each point of ``dst``, the indices of the ``src`` points it is the mean of."""
+    s, d = get_scheme(src), get_scheme(dst)
     if src == dst:
-        return points
+        return [[j] for j in range(len(d))]
     try:
         table = CONVERSIONS[(src, dst)]
     except KeyError:
         raise ValueError(f"no conversion from scheme {src} to {dst}") from None
-    s, d = get_scheme(src), get_scheme(dst)
-    out = np.empty(points.shape[:-2] + (len(d), 2), dtype=np.float64)
-    for j, name in enumerate(d.points):
-        idx = [s.index(n) for n in table[name]]
+    return [[s.index(n) for n in table[name]] for name in d.points]
+
+
+def convert_points(points: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Convert (..., K_src, 2) points from scheme ``src`` to ``dst``; NaN in, NaN out."""
+    if src == dst:
+        return points
+    sources = _sources(src, dst)
+    out = np.empty(points.shape[:-2] + (len(sources), 2), dtype=np.float64)
+    for j, idx in enumerate(sources):
         out[..., j, :] = points[..., idx, :].mean(axis=-2)
     return out
 
 
 def conversion_matrix(src: str, dst: str) -> np.ndarray:
     """(K_dst, K_src) weights with ``convert_points(p, src, dst) == matrix @ p`` for complete points."""
-    s, d = get_scheme(src), get_scheme(dst)
-    m = np.zeros((len(d), len(s)))
-    for j, name in enumerate(d.points):
-        idx = [s.index(n) for n in CONVERSIONS[(src, dst)][name]] if src != dst else [j]
+    sources = _sources(src, dst)
+    m = np.zeros((len(sources), len(get_scheme(src))))
+    for j, idx in enumerate(sources):
         m[j, idx] = 1.0 / len(idx)
     return m
 

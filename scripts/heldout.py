@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 from landmask.datasets import face_box, load_dataset
-from landmask.evaluate import _norm
+from landmask.evaluate import face_norm
 from landmask.metrics import nme_per_face, rmse_kaggle
 from landmask.runtime import load
 from landmask.schemes import convert_points
@@ -28,10 +28,10 @@ def score(model, samples, flip=False):
     for s in samples:
         pred = lm.predict(s.image("grey"), [face_box(s)], flip=flip)[0]
         gt = convert_points(s.points, s.scheme, name)
-        preds.append(pred), gts.append(gt), norms.append(_norm(s, gt, name))
+        preds.append(pred), gts.append(gt), norms.append(face_norm(s, gt, name))
         p15.append(convert_points(pred, name, "kaggle15"))
         g15.append(convert_points(s.points, s.scheme, "kaggle15"))
-        n15.append(_norm(s, g15[-1], "kaggle15"))
+        n15.append(face_norm(s, g15[-1], "kaggle15"))
     nme = nme_per_face(np.stack(preds), np.stack(gts), np.array(norms))
     return {"scheme": name, "nme_percent": 100 * float(nme.mean()),
             "rmse15_px96": rmse_kaggle(np.stack(p15), np.stack(g15), np.array(n15))}
