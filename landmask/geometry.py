@@ -58,14 +58,19 @@ def rotation_about(cx: float, cy: float, degrees: float, scale: float = 1.0,
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The 2×3 affine that applies ``b`` first, then ``a``."""
-    a3 = np.vstack([a, [0, 0, 1]])
-    b3 = np.vstack([b, [0, 0, 1]])
-    return (a3 @ b3)[:2]
+    out = np.empty((2, 3))
+    out[:, :2] = a[:, :2] @ b[:, :2]
+    out[:, 2] = a[:, :2] @ b[:, 2] + a[:, 2]
+    return out
 
 
 def invert(m: np.ndarray) -> np.ndarray:
-    m3 = np.vstack([m, [0, 0, 1]])
-    return np.linalg.inv(m3)[:2]
+    (a, b, tx), (c, d, ty) = m.tolist()
+    det = a * d - b * c
+    if det == 0:
+        raise np.linalg.LinAlgError("a singular affine has no inverse")
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])
 
 
 def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -186,8 +186,8 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image
     if image.shape[2] == 4:
-        image = image[..., :3]
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        return cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)    # a view of a larger image needs no copy
 
 
 def write_image(path, image: np.ndarray, quality: int = 95) -> None:
