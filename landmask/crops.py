@@ -2,6 +2,8 @@
 inference, so a model sees the same pixels everywhere."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -16,16 +18,19 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, grey: bool = False) -> np.
     shrinks the image by 2× or more, reduced by an integer factor with area averaging so the crop
     is not aliased.  Outside the image is black.
     """
-    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    (a, b, _), (c, d, _) = m.tolist()
+    scale = abs(a * d - b * c) ** 0.5
     f = max(int(1.0 / scale), 1) if scale > 0 else 1
     h, w = image.shape[:2]
-    inv = G.invert(m)
-    corners = G.apply(inv, np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
+    (ia, ib, tx), (ic, id_, ty) = G.invert(m).tolist()
+    # the image region under the crop's corners (plain floats: this runs once per face)
+    xs = [ia * u + ib * v + tx for u, v in ((-1, -1), (size, -1), (-1, size), (size, size))]
+    ys = [ic * u + id_ * v + ty for u, v in ((-1, -1), (size, -1), (-1, size), (size, size))]
     pad = max(f, 2)
-    x0 = max(int(np.floor(corners[:, 0].min())) - pad, 0)
-    y0 = max(int(np.floor(corners[:, 1].min())) - pad, 0)
-    x1 = min(int(np.ceil(corners[:, 0].max())) + pad, w)
-    y1 = min(int(np.ceil(corners[:, 1].max())) + pad, h)
+    x0 = max(math.floor(min(xs)) - pad, 0)
+    y0 = max(math.floor(min(ys)) - pad, 0)
+    x1 = min(math.ceil(max(xs)) + pad, w)
+    y1 = min(math.ceil(max(ys)) + pad, h)
     if x1 <= x0 or y1 <= y0:   # the crop lies wholly outside the image
         return np.zeros((size, size) if grey else (size, size) + image.shape[2:],
                         np.uint8 if grey else image.dtype)
