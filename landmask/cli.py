@@ -62,6 +62,7 @@ def add_train(sub):
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
     p.add_argument("--box-jitter", type=float,
                    help="× the augmentation's face-box shift (±8 %%) and zoom (±15 %%) ranges (default 1)")
+    p.add_argument("--rotate", type=float, help="the augmentation's rotation range, ± degrees (default 25)")
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
@@ -78,7 +79,8 @@ def cmd_train(a):
         raise LandmaskError("train: give --data PATH... (or --resume --out RUN_DIR)")
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
-                      width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale, augment=a.augment, box_jitter=a.box_jitter, heat_reg=a.heat_reg,
+                      width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale, augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate,
+                      heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init)
     path = train(cfg, ConsoleReporter(), resume=a.resume)

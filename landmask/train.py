@@ -41,6 +41,7 @@ class TrainConfig:
     heat_reg: float = 0.0        # weight of the heatmap-shape term (lmnet; JS to a Gaussian at the point)
     augment: bool = True
     box_jitter: float = 1.0      # × the augmentation's box shift (±8 %) and zoom (±15 %) ranges
+    rotate: float = 25.0         # the augmentation's rotation range, ± degrees
     val_fraction: float = 0.05
     seed: int = 0
     threads: int = 2
@@ -195,7 +196,8 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     reporter.info(f"model {cfg.arch}: {count_parameters(model):,} parameters, input {cfg.input_size}px; "
                   f"{len(train_idx)} train / {len(val_idx)} validation faces")
     base = AugmentConfig()
-    aug = AugmentConfig(shift=base.shift * cfg.box_jitter, scale=base.scale * cfg.box_jitter) if cfg.augment else None
+    aug = AugmentConfig(shift=base.shift * cfg.box_jitter, scale=base.scale * cfg.box_jitter,
+                        rotate_deg=cfg.rotate) if cfg.augment else None
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
     for epoch in range(start, cfg.epochs + 1):
         t = time.time()

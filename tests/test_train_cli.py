@@ -181,12 +181,12 @@ def test_init_from_a_model_of_another_input_size(tiny_run, data, tmp_path, capsy
     assert "width 0.5 vs 1.0" in capsys.readouterr().err
 
 
-def test_heatmap_term_and_box_jitter_train_and_are_recorded(data, tmp_path, capsys):
+def test_heatmap_term_box_jitter_and_rotation_train_and_are_recorded(data, tmp_path, capsys):
     out = tmp_path / "hr"
     assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--out", str(out), "--heat-reg", "0.05",
-                 "--box-jitter", "0.5", *TINY]) == 0
+                 "--box-jitter", "0.5", "--rotate", "10", *TINY]) == 0
     cfg = read_meta(out / "model.safetensors")["training"]["config"]
-    assert cfg["heat_reg"] == 0.05 and cfg["box_jitter"] == 0.5
+    assert cfg["heat_reg"] == 0.05 and cfg["box_jitter"] == 0.5 and cfg["rotate"] == 10
     assert np.isfinite(json.loads((out / "history.json").read_text())[0]["train_loss"])
     assert main(["train", "--preset", "seed", "--data", str(data / "menpo"), "--heat-reg", "0.1",
                  "--out", str(tmp_path / "s")]) == 2
