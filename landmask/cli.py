@@ -79,8 +79,8 @@ def cmd_train(a):
         raise LandmaskError("train: give --data PATH... (or --resume --out RUN_DIR)")
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
-                      width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale, augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate,
-                      heat_reg=a.heat_reg,
+                      width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale,
+                      augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate, heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init)
     path = train(cfg, ConsoleReporter(), resume=a.resume)
@@ -92,7 +92,8 @@ DEFAULT_LIPS, DEFAULT_EYES = "color:#b0123a@0.6", "color:#1f6fd1@0.35"
 
 
 def add_runtime_options(p):
-    p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-fast, ibug68-tiny, kaggle15, or a model file")
+    p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-fast, ibug68-tiny, kaggle15, "
+                                   "or a model file")
     p.add_argument("--detector", default="landmask", help="face detector: landmask (default), haar, dlib")
     p.add_argument("--detect-size", type=int, help="detector input size (longer side, default 320)")
     p.add_argument("--threads", type=int, help="CPU threads for inference")

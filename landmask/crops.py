@@ -24,8 +24,9 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, grey: bool = False) -> np.
     h, w = image.shape[:2]
     (ia, ib, tx), (ic, id_, ty) = G.invert(m).tolist()
     # the image region under the crop's corners (plain floats: this runs once per face)
-    xs = [ia * u + ib * v + tx for u, v in ((-1, -1), (size, -1), (-1, size), (size, size))]
-    ys = [ic * u + id_ * v + ty for u, v in ((-1, -1), (size, -1), (-1, size), (size, size))]
+    corners = ((-1, -1), (size, -1), (-1, size), (size, size))
+    xs = [ia * u + ib * v + tx for u, v in corners]
+    ys = [ic * u + id_ * v + ty for u, v in corners]
     pad = max(f, 2)
     x0 = max(math.floor(min(xs)) - pad, 0)
     y0 = max(math.floor(min(ys)) - pad, 0)
@@ -55,8 +56,8 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, grey: bool = False) -> np.
 
 def _multiple(a: int, b: int, f: int, limit: int) -> tuple[int, int]:
     """Widen [a, b) within [0, limit) to a length that is a multiple of f, or narrow it where the
-    image ends.  Resizing n·f pixels to n scales by exactly 1/f; any other
-    length would scale by slightly less and shift the crop against its matrix."""
+    image ends.  Resizing n·f pixels to n scales by exactly 1/f; any other length would scale by
+    slightly less and shift the crop against its matrix."""
     extra = -(b - a) % f
     if extra:
         grow = min(extra, limit - b)

@@ -21,8 +21,8 @@ SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast", "ibug68-tiny")  # every model 
 
 
 def resolve_model_path(model: str | Path | None, scheme: str = "ibug68") -> Path:
-    """A shipped model name (``ibug68``, ``ibug68-fast``, ``ibug68-tiny``, ``kaggle15``), a file path, or None (the
-    default for ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
+    """A shipped model name (``ibug68``, ``ibug68-fast``, ``ibug68-tiny``, ``kaggle15``), a file path,
+    or None (the default for ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
     name = str(model) if model is not None else scheme
     if name in SHIPPED_MODELS:
         for suffix in (".onnx", ".safetensors"):

@@ -41,7 +41,7 @@ class TrainConfig:
     heat_reg: float = 0.0        # weight of the heatmap-shape term (lmnet; JS to a Gaussian at the point)
     augment: bool = True
     box_jitter: float = 1.0      # × the augmentation's box shift (±8 %) and zoom (±15 %) ranges
-    rotate: float = 25.0         # the augmentation's rotation range, ± degrees
+    rotate: float = AugmentConfig.rotate_deg   # the augmentation's rotation range, ± degrees
     val_fraction: float = 0.05
     seed: int = 0
     threads: int = 2

@@ -28,8 +28,9 @@ def command(cfg: dict, detector=False) -> str:
         return (f"landmask train-detector --data {' '.join(cfg['data'])} --epochs {cfg['epochs']} "
                 f"--threads {cfg['threads']} --out {cfg['out']}")
     extra = "" if cfg["preset"] == "default" else f" --preset {cfg['preset']}"
-    defaults = {"input_size": 80, "width": 1.0, "depth8": 3, "depth16": 3, "crop_scale": 1.5,
-                "box_jitter": 1.0, "rotate": 25.0, "heat_reg": 0.0}
+    from landmask.train import TrainConfig
+    defaults = {k: getattr(TrainConfig, k) for k in ("input_size", "width", "depth8", "depth16", "crop_scale",
+                                                     "box_jitter", "rotate", "heat_reg")}
     flags = "".join(f" --{k.replace('_', '-')} {cfg.get(k, d)}" for k, d in defaults.items() if cfg.get(k, d) != d)
     return (f"landmask train{extra} --data {' '.join(cfg['data'])} --scheme {cfg['scheme']} "
             f"--epochs {cfg['epochs']}{flags} --out {cfg['out']}")
