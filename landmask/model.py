@@ -99,26 +99,32 @@ class LMNet(nn.Module):
         """Points (B, K, 2) and a face confidence (B,): the mean over points of each heatmap's peak
         probability.  A crop without a face gives diffuse heatmaps and a low confidence."""
         pts, prob = self._decode(self.heat(p4))
-        return pts, prob.flatten(2).max(dim=-1).values.mean(dim=-1)
+        return pts, prob.amax(dim=-1).mean(dim=-1)
 
     def points_and_heatmaps(self, x):
         """Points (B, K, 2) and the heatmaps as probabilities (B, K, H, W), for training losses
         that shape the heatmaps (not available for ``reduce`` models)."""
-        return self._decode(self.heat(self.forward_features(x)))
+        h = self.heat(self.forward_features(x))
+        pts, prob = self._decode(h)
+        return pts, prob.unflatten(2, h.shape[2:])
 
     def _decode(self, h):
-        """Soft-argmax of heatmap logits (B, K, H, W): sub-pixel points in crop pixels."""
+        """Soft-argmax of heatmap logits (B, K, H, W): sub-pixel points (B, K, 2) in crop pixels, and
+        the probabilities (B, K, H·W)."""
         b, k, hh, ww = h.shape
-        prob = F.softmax(h.reshape(b, k, hh * ww), dim=-1).reshape(b, k, hh, ww)
-        # expected position in heatmap cells, then crop pixels (cell i covers pixels [4i, 4i+4))
-        xs = torch.arange(ww, dtype=h.dtype, device=h.device)
-        ys = torch.arange(hh, dtype=h.dtype, device=h.device)
-        x = (prob.sum(dim=2) * xs).sum(dim=-1)
-        y = (prob.sum(dim=3) * ys).sum(dim=-1)
-        pts = (torch.stack([x, y], dim=-1) + 0.5) * self.stride - 0.5
+        prob = F.softmax(h.flatten(2), dim=-1)                       # (B, K, H·W)
+        pts = prob @ self._grid(hh, ww, h.dtype, h.device)           # expected position, crop pixels
         if self.cfg.reduce:
             pts = torch.einsum("dk,bkc->bdc", self.reduce_matrix, pts)
         return pts, prob
+
+    def _grid(self, hh: int, ww: int, dtype, device):
+        """(H·W, 2) crop-pixel centre of each heatmap cell (cell i covers pixels [4i, 4i+4)), made
+        with numpy so that an exported graph holds it as one constant (the decode is one MatMul)."""
+        import numpy as np
+        ys, xs = np.mgrid[0:int(hh), 0:int(ww)]
+        g = (np.stack([xs.ravel(), ys.ravel()], axis=-1) + 0.5) * self.stride - 0.5
+        return torch.from_numpy(g.astype(np.float32)).to(dtype=dtype, device=device)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
