@@ -257,6 +257,10 @@ def add_convert(sub):
     p.add_argument("--pts", metavar="DIR", help="write a 300-W folder (images + .pts)")
     p.add_argument("--drop-partial", type=float, default=0.0, metavar="F",
                    help="fraction of Kaggle training rows keeping only 4 of 15 points, as in the real set")
+    p.add_argument("--relabel", metavar="MODEL",
+                   help="write MODEL's points instead of the data's own (each face cropped from the box of "
+                        "its own points): pseudo-labels in the style of the data MODEL was trained on")
+    p.add_argument("--flip", action="store_true", help="with --relabel: average with the mirrored crop's points")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_convert)
 
@@ -267,8 +271,13 @@ def cmd_convert(a):
     from landmask.report import ConsoleReporter
     if not (a.kaggle or a.kaggle_test or a.pts):
         raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
+    if a.flip and not a.relabel:
+        raise LandmaskError("convert: --flip only applies with --relabel MODEL")
     samples = [s for d in a.data for s in load_dataset(d)]
     rep = ConsoleReporter()
+    if a.relabel:
+        from landmask.convert import relabel
+        samples = relabel(samples, a.relabel, a.flip, reporter=rep)
     for flag, out, fn in (("--kaggle", a.kaggle, lambda o: write_kaggle(samples, o, a.drop_partial, a.seed, reporter=rep)),
                           ("--kaggle-test", a.kaggle_test, lambda o: write_kaggle(samples, o, test=True, reporter=rep)),
                           ("--pts", a.pts, lambda o: write_pts_folder(samples, o, reporter=rep))):

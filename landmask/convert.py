@@ -128,6 +128,24 @@ def write_pts_folder(samples: list[Sample], out_dir, reporter: Reporter = Report
     return {"rows": len(samples), "skipped": []}
 
 
+def relabel(samples: list[Sample], model, flip: bool = False, threads=None,
+            reporter: Reporter = Reporter()) -> list[Sample]:
+    """The same faces with a model's points instead of their own (pseudo-labels, e.g. to give a
+    data set another data set's annotation style).  Each face is cropped from the box of its own
+    points, as `landmask evaluate --boxes landmarks` crops; ``flip`` averages with the mirrored crop."""
+    from dataclasses import replace
+    from landmask.datasets import face_box
+    from landmask.runtime import load
+    lm = load(model, threads=threads)
+    out = []
+    for i, s in enumerate(samples):
+        reporter.item(i + 1, len(samples), s.source)
+        pts = lm.predict(s.image("grey"), [face_box(s)], flip=flip)[0]
+        out.append(replace(s, points=pts, scheme=lm.scheme.name, box=None,
+                           extra={**s.extra, "relabelled_by": str(model)}))
+    return out
+
+
 def write_submission(test_csv, lookup_csv, out_csv, model=None, threads=None) -> dict:
     """Predict every Kaggle test image and write ``RowId,Location`` for the rows of IdLookupTable."""
     from landmask.datasets import kaggle_face_box, read_kaggle_test

