@@ -63,6 +63,13 @@ def add_train(sub):
     p.add_argument("--box-jitter", type=float,
                    help="× the augmentation's face-box shift (±8 %%) and zoom (±15 %%) ranges (default 1)")
     p.add_argument("--rotate", type=float, help="the augmentation's rotation range, ± degrees (default 25)")
+    p.add_argument("--flip-prob", type=float,
+                   help="probability of a mirrored training crop (default 0.5; 0 lets the model learn annotations "
+                        "that are not mirror-symmetric, e.g. shifted in x)")
+    p.add_argument("--mirror-shift", type=float, metavar="PX",
+                   help="crop pixels added to the x of mirrored training points: twice the annotations' x offset "
+                        "from the mirror-symmetric position (the 'mirror shift' `landmask calibrate` measures on "
+                        "a model trained with --flip-prob 0)")
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
@@ -80,7 +87,8 @@ def cmd_train(a):
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
                       width=a.width, depth8=a.depth8, depth16=a.depth16, crop_scale=a.crop_scale,
-                      augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate, heat_reg=a.heat_reg,
+                      augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate, flip_prob=a.flip_prob,
+                      mirror_shift=a.mirror_shift, heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init)
     path = train(cfg, ConsoleReporter(), resume=a.resume)

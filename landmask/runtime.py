@@ -61,6 +61,8 @@ class LandmarkModel:
         self.mean, self.std = float(m["mean"]), float(m["std"])
         self.crop_scale = float(self.meta["crop"]["scale"])
         self._perm = self.scheme.flip_permutation
+        # added to the x of mirrored predictions when averaging with a flip (see train.mirror_shift)
+        self.mirror_shift = float(self.meta.get("mirror", {}).get("shift_px", 0.0))
 
     def __repr__(self):
         return f"LandmarkModel({self.path.name}, scheme={self.scheme.name}, input={self.input_size}, {self.backend})"
@@ -86,7 +88,7 @@ class LandmarkModel:
         n = len(crops)
         if flip:
             mirrored = pts[n:][:, self._perm]
-            mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0]
+            mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0] + self.mirror_shift
             pts = (pts[:n] + mirrored) / 2
         return (pts, np.asarray(conf, np.float64)[:n]) if confidence else pts
 

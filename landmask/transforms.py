@@ -22,6 +22,7 @@ class AugmentConfig:
     scale: float = 0.15          # zoom factor uniform in [1 - scale, 1 + scale]
     shift: float = 0.08          # uniform ± fraction of the crop side
     flip: float = 0.5            # probability of a horizontal flip
+    mirror_shift: float = 0.0    # added to mirrored x (output pixels): annotations not mirror-symmetric
     brightness: float = 0.2      # ± added (image in [0, 1])
     contrast: float = 0.3        # × uniform in [1 - c, 1 + c]
     blur: float = 0.2            # probability of a Gaussian blur (sigma 0.3..1.2 px)
@@ -47,9 +48,14 @@ def random_affine(cache: np.ndarray, points: np.ndarray, size: int, cfg: Augment
     return out, G.apply(m, points)
 
 
-def random_flip(image, points, perm, rng, p):
+def random_flip(image, points, perm, rng, p, shift=0.0):
+    """Mirror with probability p.  ``shift`` is added to the mirrored x: when annotations sit δ right
+    of the mirror-symmetric position, the mirrored face's points sit δ right of *its* content, that
+    is 2δ right of the plain mirror of the points (see train.mirror_shift)."""
     if rng.random() < p:
-        return np.ascontiguousarray(image[:, ::-1]), G.flip_points(points, image.shape[1], perm)
+        pts = G.flip_points(points, image.shape[1], perm)
+        pts[:, 0] += shift
+        return np.ascontiguousarray(image[:, ::-1]), pts
     return image, points
 
 
@@ -68,5 +74,5 @@ def photometric(image: np.ndarray, points, cfg: AugmentConfig, rng: np.random.Ge
 
 def augment(cache, points, size, perm, cfg: AugmentConfig, rng):
     img, pts = random_affine(cache, points, size, cfg, rng)
-    img, pts = random_flip(img, pts, perm, rng, cfg.flip)
+    img, pts = random_flip(img, pts, perm, rng, cfg.flip, cfg.mirror_shift)
     return photometric(img, pts, cfg, rng)

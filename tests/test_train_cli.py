@@ -35,6 +35,7 @@ def test_train_writes_a_self_describing_run_folder(tiny_run):
     assert "val_nme_percent" in meta["metrics"]
     check = meta["face_check"]   # set at the end of training from the validation faces
     assert 0 < check["min_confidence"] < check["confidence_p1"] and check["validation_faces"] == 1
+    assert np.isfinite(meta["mirror"]["shift_px"]) and meta["mirror"]["validation_faces"] == 1
     h = json.loads((tiny_run / "history.json").read_text())
     assert len(h) == 1 and np.isfinite(h[0]["train_loss"]) and h[0]["images_per_s"] > 0
 
