@@ -30,7 +30,7 @@ def command(cfg: dict, detector=False) -> str:
     extra = "" if cfg["preset"] == "default" else f" --preset {cfg['preset']}"
     from landmask.train import TrainConfig
     defaults = {k: getattr(TrainConfig, k) for k in ("input_size", "width", "depth8", "depth16", "crop_scale",
-                                                     "box_jitter", "rotate", "heat_reg")}
+                                                     "box_jitter", "rotate", "flip_prob", "mirror_shift", "heat_reg")}
     flags = "".join(f" --{k.replace('_', '-')} {cfg.get(k, d)}" for k, d in defaults.items() if cfg.get(k, d) != d)
     return (f"landmask train{extra} --data {' '.join(cfg['data'])} --scheme {cfg['scheme']} "
             f"--epochs {cfg['epochs']}{flags} --out {cfg['out']}")
@@ -56,10 +56,13 @@ def main():
              "for the figures below and for nothing else.", "",
              "Data terms: HELEN (300-W annotations) and YouTube-Faces are published for non-commercial "
              "research use; the same applies to these model files.", "",
-             "Reproduce all of them: `scripts/make_default_models.sh`. The HELEN fine-tunes of ibug68 and "
-             "ibug68-fast (runs named fx-) were re-run after the crop fix of 2026-11-29 (landmask/crops.py: "
-             "the area reduction is now exactly 1/f); the first stages (ibug68-v2, ibug68-v1, fast-80, "
-             "tiny-80) were trained before it.", ""]
+             "Reproduce all of them: `scripts/make_default_models.sh`. The HELEN stages (runs named nf-) "
+             "are trained without mirrored crops (`--flip-prob 0`): HELEN's 300-W points are not "
+             "mirror-symmetric (they sit about 1 % of the eye distance right of the mirrored position), so "
+             "the model learns that offset, and flip averaging adds back the mirror shift measured after "
+             "training (`mirror.shift_px` in the model file; docs/experiments.md, fourth session). The "
+             "first stages (ibug68-v2, ibug68-v1, fast-80, tiny-80) were trained, with mirroring, before "
+             "the crop fix of 2026-11-29 (landmask/crops.py: the area reduction is now exactly 1/f).", ""]
     kaggle_note = ("The same network as ibug68 (same weights, same file size), its 68 points converted to the "
                    "15 Kaggle points by the scheme table inside the model: `landmask export --model "
                    "landmask/models/ibug68.safetensors --scheme kaggle15 --onnx landmask/models/kaggle15.onnx` "
@@ -67,18 +70,18 @@ def main():
                    "better than a network trained on the 15 alone (docs/experiments.md).")
     for name, runs, evals, note in (
             ("ibug68 (`ibug68.onnx`, `ibug68.safetensors`)",
-             [RUNS / "ibug68-v2", RUNS / "fx-v2ft", RUNS / "fx-v2ft-96", RUNS / "fx-v2ft-112-bj05"],
+             [RUNS / "ibug68-v2", RUNS / "nf-v2ft", RUNS / "nf-v2ft-96", RUNS / "nf-v2ft-112"],
              [("boxes from landmarks", "eval-ibug68-landmarks.json"), ("boxes from landmarks, `--flip`", "eval-ibug68-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-detect.json")], ""),
             ("ibug68-fast (`ibug68-fast.onnx`, `ibug68-fast.safetensors`; `--model ibug68-fast`)",
-             [RUNS / "ibug68-v1", RUNS / "fast-80", RUNS / "fx-fast-96"],
+             [RUNS / "ibug68-v1", RUNS / "fast-80", RUNS / "nf-fast-96"],
              [("boxes from landmarks", "eval-ibug68-fast-landmarks.json"),
               ("boxes from landmarks, `--flip`", "eval-ibug68-fast-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-fast-detect.json")],
              "The smaller landmark model, for speed: width 1.0 and 3 + 3 blocks at 1/8 and 1/16 (245 k "
              "parameters), 96 px crops: 34 M multiply-adds, about a third of ibug68's 114 M."),
             ("ibug68-tiny (`ibug68-tiny.onnx`, `ibug68-tiny.safetensors`; `--model ibug68-tiny`)",
-             [RUNS / "tiny-80", RUNS / "tiny-80ft"],
+             [RUNS / "tiny-80", RUNS / "nf-tiny-80ft"],
              [("boxes from landmarks", "eval-ibug68-tiny-landmarks.json"),
               ("boxes from landmarks, `--flip`", "eval-ibug68-tiny-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-tiny-detect.json")],
