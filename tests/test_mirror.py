@@ -55,6 +55,7 @@ def test_flip_averaging_of_the_default_model_keeps_its_points_where_they_were(da
     """The default model learned HELEN's x offset; averaging with the mirrored crop must not move
     its points left by that offset (it did before the shift was stored in the model)."""
     lm = LandmarkModel(resolve_model_path("ibug68"))
+    assert lm.meta["training"]["config"]["flip_prob"] == 0   # its last stage saw no mirrored crops
     assert lm.mirror_shift > 0.5            # measured on its validation faces, crop pixels
     crops = np.concatenate([lm.crops(f.image("grey"), [G.points_box(f.points)])[0]
                             for f in load_dataset(data / "menpo")])
