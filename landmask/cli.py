@@ -191,8 +191,8 @@ def cmd_train_detector(a):
 
 
 def add_calibrate(sub):
-    p = sub.add_parser("calibrate", help="set a run's face check from its validation faces "
-                                         "(training does this itself at the end)")
+    p = sub.add_parser("calibrate", help="set a run's face check and mirror shift from its validation "
+                                         "faces (training does this itself at the end)")
     p.add_argument("--run", required=True, help="training run folder")
     p.set_defaults(func=cmd_calibrate)
 
