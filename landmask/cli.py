@@ -100,8 +100,8 @@ DEFAULT_LIPS, DEFAULT_EYES = "color:#b0123a@0.6", "color:#1f6fd1@0.35"
 
 
 def add_runtime_options(p):
-    p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-fast, ibug68-tiny, kaggle15, "
-                                   "or a model file")
+    p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-int8, ibug68-fast, ibug68-tiny, "
+                                   "kaggle15, or a model file")
     p.add_argument("--detector", default="landmask", help="face detector: landmask (default), haar, dlib")
     p.add_argument("--detect-size", type=int, help="detector input size (longer side, default 320)")
     p.add_argument("--threads", type=int, help="CPU threads for inference")
@@ -303,6 +303,11 @@ def add_export(sub):
     p.add_argument("--onnx", required=True, metavar="OUT.onnx")
     p.add_argument("--scheme", help="output another scheme's points, converted by the scheme table "
                                     "(kaggle15 from an ibug68 model); also writes OUT.safetensors")
+    p.add_argument("--int8", metavar="DATA",
+                   help="write an 8-bit model instead, calibrated on faces of DATA (training data, never the "
+                        "test set) and checked against PyTorch on other faces of it")
+    p.add_argument("--int8-faces", type=int, default=300, metavar="N",
+                   help="faces of --int8 DATA to use, half to calibrate and half to check (default 300)")
     p.set_defaults(func=cmd_export)
 
 
@@ -318,6 +323,13 @@ def cmd_export(a):
         from landmask.export import derive_scheme
         src = derive_scheme(src, a.scheme, Path(a.onnx).with_suffix(".safetensors"))
         print(f"wrote {src} ({a.scheme} points from the model's own)")
+    if a.int8:
+        from landmask.export import export_onnx_int8, face_crops
+        r = export_onnx_int8(src, a.onnx, face_crops(src, a.int8, a.int8_faces))
+        print(f"wrote {a.onnx} (8-bit, opset {r['opset']}, calibrated on {r['n_calibration']} faces); PyTorch vs "
+              f"ONNX Runtime on {r['n_checked']} other faces: mean abs difference {r['mean_abs_diff_px']:.3f} px, "
+              f"max {r['max_abs_diff_px']:.3f} px")
+        return 0
     r = export_onnx(src, a.onnx)
     print(f"wrote {a.onnx} (opset {r['opset']}); PyTorch vs ONNX Runtime on {r['n_checked']} crops: "
           f"max abs difference {r['max_abs_diff_px']:.2e} px")

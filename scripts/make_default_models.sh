@@ -40,6 +40,8 @@ landmask train --preset seed --data $D/helen-68/trainset --out runs/seed-v1   # 
 
 cp runs/nf-v2ft-112/model.safetensors $M/ibug68.safetensors
 landmask export --model $M/ibug68.safetensors --onnx $M/ibug68.onnx
+# ibug68-int8: the same network with 8-bit convolutions, calibrated on helen-68/trainset faces (images only)
+landmask export --model $M/ibug68.safetensors --onnx $M/ibug68-int8.onnx --int8 $D/helen-68/trainset
 cp runs/nf-fast-96/model.safetensors $M/ibug68-fast.safetensors
 landmask export --model $M/ibug68-fast.safetensors --onnx $M/ibug68-fast.onnx
 cp runs/nf-tiny-80ft/model.safetensors $M/ibug68-tiny.safetensors
@@ -52,7 +54,7 @@ landmask export --model runs/detector-v1/detector.safetensors --onnx $M/detector
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes landmarks --json runs/eval-ibug68-landmarks.json --ced docs/images/ced-ibug68.png
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes detect --json runs/eval-ibug68-detect.json --ced ""
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes landmarks --flip --json runs/eval-ibug68-landmarks-flip.json --ced ""
-for n in ibug68-fast ibug68-tiny; do
+for n in ibug68-int8 ibug68-fast ibug68-tiny; do
   for b in landmarks detect; do
     landmask evaluate --model $n --data $D/helen-68/testset --boxes $b --json runs/eval-$n-$b.json --ced ""
   done

