@@ -99,11 +99,18 @@ INT8_CALIB_PERCENTILE = 99.99
 INT8_MAX_MEAN_DIFF_PX = 0.25
 
 
+def _landmark_model_only(model_path) -> None:
+    from landmask.checkpoint import read_meta
+    if read_meta(model_path).get("kind") == "detector":
+        raise LandmaskError(f"--int8: {model_path} is a face detector; only landmark models are quantised")
+
+
 def face_crops(model_path, data, n: int) -> np.ndarray:
     """Up to ``n`` crops (uint8, the model's crop rule) of the annotated faces of ``data``, spread
     evenly over the data set, for calibrating and checking a quantised model."""
     from landmask.datasets import face_box, load_dataset
     from landmask.runtime import LandmarkModel
+    _landmark_model_only(model_path)
     lm = LandmarkModel(model_path, backend="torch")
     faces = load_dataset(data)
     pick = np.unique(np.linspace(0, len(faces) - 1, min(n, len(faces))).astype(int))
@@ -123,6 +130,7 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray) -> dict:
     from landmask.imageio import write_bytes_atomic
     from landmask.runtime import LandmarkModel
 
+    _landmark_model_only(model_path)
     if len(crops) < 8:
         raise LandmaskError(f"--int8: {len(crops)} calibration faces are too few (at least 8)")
     calib, check = crops[0::2], crops[1::2]

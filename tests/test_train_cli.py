@@ -224,4 +224,11 @@ def test_int8_export_is_calibrated_on_faces_and_checked_against_pytorch(tiny_run
     assert m.meta["quantized"]["from"] == "model.safetensors" and m.backend == "onnx"
     assert main(["export", "--model", str(tiny_run), "--onnx", str(tmp_path / "x.onnx"), "--int8", str(data / "menpo")]) == 2
     assert "too few" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]   # nothing else left behind
+    from landmask.checkpoint import save_model
+    from landmask.model import DetectorConfig, build_detector
+    cfg = DetectorConfig(width=0.5)
+    save_model(tmp_path / "det.safetensors", build_detector(cfg).state_dict(), {"kind": "detector", "model": cfg.to_dict()})
+    assert main(["export", "--model", str(tmp_path / "det.safetensors"), "--onnx", str(tmp_path / "d.onnx"),
+                 "--int8", str(data / "menpo")]) == 2
+    assert "only landmark models" in capsys.readouterr().err
