@@ -135,6 +135,9 @@ def _load_onnx(path: Path, threads):
 
 
 def _load_torch(path: Path, threads):
+    if path.suffix == ".onnx":
+        raise LandmaskError(f"{path}: the PyTorch backend needs the model's .safetensors file, and this ONNX "
+                            f"model has none beside it (an 8-bit export runs on ONNX Runtime only)")
     try:
         import torch
     except ImportError:

@@ -41,6 +41,9 @@ def test_the_8_bit_model_places_points_as_the_float_one_does(data):
     crops = np.concatenate([a.crops(f.image("grey"), [G.points_box(f.points)])[0] for f in faces])
     d = np.abs(a.predict_crops(crops) - b.predict_crops(crops))
     assert d.mean() < 0.25 and d.max() < 3
+    from landmask.errors import LandmaskError
+    with pytest.raises(LandmaskError, match="ONNX Runtime only"):
+        LandmarkModel(resolve_model_path("ibug68-int8"), backend="torch")
 
 
 @pytest.mark.parametrize("name, bound", [(None, 7), ("ibug68-int8", 7), ("ibug68-fast", 8), ("ibug68-tiny", 9)])
