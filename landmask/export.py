@@ -138,7 +138,7 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray) -> dict:
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            x = ((calib.astype(np.float32) / 255.0 - src.mean) / src.std)[:, None]
+            x = src.model_input(calib)
             self.batches = iter([{"crops": x[i:i + 1]} for i in range(len(x))])
 
         def get_next(self):
@@ -160,11 +160,11 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray) -> dict:
         finally:
             os.chdir(cwd)
         proto = onnx.load(q)
-        meta = json.loads(onnx.load(fp32).metadata_props[0].value)
-    meta["quantized"] = {"format": "int8 QDQ, per-channel weights, uint8 activations",
-                         "float_layers": "first and heatmap convolutions, soft-argmax",
-                         "calibration": f"{len(calib)} face crops, percentile {INT8_CALIB_PERCENTILE}",
-                         "from": Path(model_path).name}
+    meta = {**src.meta, "quantized": {
+        "format": "int8 QDQ, per-channel weights, uint8 activations",
+        "float_layers": "first and heatmap convolutions, soft-argmax",
+        "calibration": f"{len(calib)} face crops, percentile {INT8_CALIB_PERCENTILE}",
+        "from": Path(model_path).name}}
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = "landmask", json.dumps(meta)

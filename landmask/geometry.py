@@ -79,10 +79,10 @@ def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def flip_points(points: np.ndarray, width: int, perm: np.ndarray) -> np.ndarray:
-    """Mirror (K, 2) points of an image ``width`` pixels wide and swap left/right names."""
+    """Mirror (..., K, 2) points of an image ``width`` pixels wide and swap left/right names."""
     out = points.copy()
-    out[:, 0] = (width - 1) - out[:, 0]
-    return out[perm]
+    out[..., 0] = (width - 1) - out[..., 0]
+    return out[..., perm, :]
 
 
 def interocular(points: np.ndarray, scheme_name: str) -> np.ndarray:

@@ -79,18 +79,20 @@ class LandmarkModel:
         if len(crops) == 0:
             empty = np.zeros((0, len(self.scheme), 2))
             return (empty, np.zeros(0)) if confidence else empty
-        x = crops.astype(np.float32)
-        if flip:
-            x = np.concatenate([x, x[:, :, ::-1]])
-        x = ((x / 255.0 - self.mean) / self.std)[:, None]
-        pts, conf = self._run(np.ascontiguousarray(x, dtype=np.float32))
+        x = np.concatenate([crops, crops[:, :, ::-1]]) if flip else crops
+        pts, conf = self._run(self.model_input(x))
         pts = pts.astype(np.float64)
         n = len(crops)
         if flip:
-            mirrored = pts[n:][:, self._perm]
-            mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0] + self.mirror_shift
+            mirrored = G.flip_points(pts[n:], self.input_size, self._perm)
+            mirrored[..., 0] += self.mirror_shift
             pts = (pts[:n] + mirrored) / 2
         return (pts, np.asarray(conf, np.float64)[:n]) if confidence else pts
+
+    def model_input(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S) uint8 crops → the network's (N, 1, S, S) float32 input (the model's normalisation)."""
+        x = (crops.astype(np.float32) / 255.0 - self.mean) / self.std
+        return np.ascontiguousarray(x[:, None], dtype=np.float32)
 
     def crops(self, image: np.ndarray, boxes) -> tuple[np.ndarray, list[np.ndarray]]:
         out, mats = [], []

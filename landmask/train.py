@@ -277,10 +277,9 @@ def mirror_shift(lm, crops: np.ndarray) -> float:
     mirrored crops; for one trained without them it is twice the annotations' own x offset from
     the mirror-symmetric position (HELEN's 300-W points sit about 1 % of the eye distance right
     of it), which flip averaging must add back."""
-    plain = lm.predict_crops(crops)
-    flipped = lm.predict_crops(np.ascontiguousarray(crops[:, :, ::-1]))[:, lm.scheme.flip_permutation]
-    back = (lm.input_size - 1) - flipped[..., 0]
-    return float(np.nanmean(plain[..., 0] - back))
+    mirrored = lm.predict_crops(np.ascontiguousarray(crops[:, :, ::-1]))
+    back = G.flip_points(mirrored, lm.input_size, lm.scheme.flip_permutation)
+    return float(np.nanmean(lm.predict_crops(crops)[..., 0] - back[..., 0]))
 
 
 def _load_init(model, mcfg, path) -> None:
