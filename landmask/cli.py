@@ -75,6 +75,11 @@ def add_train(sub):
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int, help="use only the first N faces of each data set")
     p.add_argument("--init", help="start from this model file's weights (same architecture)")
+    p.add_argument("--teacher", metavar="MODEL",
+                   help="distil from this landmark model (.safetensors, same scheme and crop scale): it sees each "
+                        "augmented training crop, and its points are a second target")
+    p.add_argument("--teacher-weight", type=float, metavar="A",
+                   help="loss = (1 - A) x loss to the labels + A x loss to the teacher's points (default 0.5)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.set_defaults(func=cmd_train)
 
@@ -90,7 +95,8 @@ def cmd_train(a):
                       augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate, flip_prob=a.flip_prob,
                       mirror_shift=a.mirror_shift, heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
-                      threads=a.threads, limit=a.limit, init=a.init)
+                      threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
+                      teacher_weight=a.teacher_weight)
     path = train(cfg, ConsoleReporter(), resume=a.resume)
     print(f"model: {path}")
     return 0

@@ -78,7 +78,10 @@ def heatmap_js(prob, target, stride: int, sigma: float = 1.0):
 
 
 def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, size, epoch, reporter,
-                    heat_reg: float = 0.0):
+                    heat_reg: float = 0.0, teacher=None, teacher_weight: float = 0.5):
+    """One pass over ``loader``.  With a ``teacher`` (a model in eval mode), the loss is
+    (1 - teacher_weight) × the loss to the labels + teacher_weight × the loss to the teacher's
+    points on the same crops (knowledge distillation)."""
     model.train()
     total, count, abs_err, n_err = 0.0, 0, 0.0, 0
     for step, (x, y) in enumerate(loader):
@@ -88,6 +91,10 @@ def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, s
         else:
             pred = model(x)
             loss = masked_loss(pred, y, loss_kind, size)
+        if teacher is not None:
+            with torch.no_grad():
+                t = teacher(x)
+            loss = (1 - teacher_weight) * loss + teacher_weight * masked_loss(pred, t, loss_kind, size)
         if not torch.isfinite(loss):
             raise LandmaskError(f"training stopped: the loss became {loss.item()} at epoch {epoch}, "
                                 f"step {step + 1}; try a lower --lr")

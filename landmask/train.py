@@ -49,6 +49,8 @@ class TrainConfig:
     threads: int = 2
     limit: int = 0               # use only the first N faces of each data set (0 = all)
     init: str = ""               # start from this model file's weights (same architecture)
+    teacher: str = ""            # distil from this model: its points on each training crop are a second target
+    teacher_weight: float = 0.5  # loss = (1 - w) × loss to the labels + w × loss to the teacher
 
 
 # Named recipes; CLI flags given explicitly override a preset's values.
@@ -71,6 +73,8 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
     cfg = TrainConfig(preset=preset, **values)
     if cfg.heat_reg and cfg.arch != "lmnet":
         raise LandmaskError(f"--heat-reg needs heatmaps: --arch {cfg.arch} has none (use lmnet)")
+    if not 0 <= cfg.teacher_weight <= 1:
+        raise LandmaskError(f"--teacher-weight {cfg.teacher_weight}: give a number from 0 to 1")
     return cfg
 
 
@@ -187,6 +191,9 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     if cfg.init:
         _load_init(model, mcfg, cfg.init)
         reporter.info(f"weights from {cfg.init}")
+    teacher = load_teacher(cfg, mcfg) if cfg.teacher else None
+    if teacher is not None:
+        reporter.info(f"teacher {cfg.teacher}: weight {cfg.teacher_weight}")
     steps = -(-len(train_idx) // cfg.batch_size)
     opt, sched = make_optimizer(cfg, model, steps)
     rng = np.random.default_rng(cfg.seed)
@@ -207,7 +214,7 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
                          cfg.batch_size, rng, mcfg.mean, mcfg.std)
         tr = train_one_epoch(model, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch, reporter,
-                             cfg.heat_reg)
+                             cfg.heat_reg, teacher, cfg.teacher_weight)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
                "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t)}
         if len(val_idx):
@@ -280,6 +287,26 @@ def mirror_shift(lm, crops: np.ndarray) -> float:
     mirrored = lm.predict_crops(np.ascontiguousarray(crops[:, :, ::-1]))
     back = G.flip_points(mirrored, lm.input_size, lm.scheme.flip_permutation)
     return float(np.nanmean(lm.predict_crops(crops)[..., 0] - back[..., 0]))
+
+
+def load_teacher(cfg: TrainConfig, mcfg):
+    """The --teacher model (torch, eval mode, channels_last), checked to read the same crops as the
+    run's model and to give the same points: scheme, crop scale and input normalisation must match
+    (the input size need not: lmnet is fully convolutional)."""
+    import torch
+    from landmask.checkpoint import load_model_file
+    model, meta = load_model_file(cfg.teacher)
+    if meta.get("kind") == "detector" or "scheme" not in meta:
+        raise LandmaskError(f"--teacher {cfg.teacher}: not a landmark model")
+    theirs = {"scheme": meta["scheme"], "crop scale": float(meta["crop"]["scale"]),
+              "mean": float(meta["model"]["mean"]), "std": float(meta["model"]["std"])}
+    ours = {"scheme": cfg.scheme, "crop scale": float(cfg.crop_scale), "mean": mcfg.mean, "std": mcfg.std}
+    diff = [f"{k} {theirs[k]} vs {ours[k]}" for k in ours if theirs[k] != ours[k]]
+    if diff:
+        raise LandmaskError(f"--teacher {cfg.teacher}: it differs from this run: {', '.join(diff)}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(memory_format=torch.channels_last)
 
 
 def _load_init(model, mcfg, path) -> None:

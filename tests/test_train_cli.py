@@ -232,3 +232,52 @@ def test_int8_export_is_calibrated_on_faces_and_checked_against_pytorch(tiny_run
     assert main(["export", "--model", str(tmp_path / "det.safetensors"), "--onnx", str(tmp_path / "d.onnx"),
                  "--int8", str(data / "menpo")]) == 2
     assert "only landmark models" in capsys.readouterr().err
+
+
+def test_distillation_loss_mixes_the_labels_and_the_teachers_points():
+    """train_one_epoch with a teacher: the loss is (1 - w) × loss to the labels + w × loss to the
+    teacher's points on the same crops; w = 1 follows the teacher alone (labels may be missing)."""
+    import torch
+    from landmask.engine import train_one_epoch
+    from landmask.report import Reporter
+
+    class Fixed(torch.nn.Module):    # a "model" placing its one point at a learnable spot
+        def __init__(self, xy):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.tensor([[xy]], dtype=torch.float32))
+
+        def forward(self, x):
+            return self.p.expand(len(x), 1, 2)
+
+    x = torch.zeros(2, 1, 8, 8)
+    labels = torch.tensor([[[4.0, 4.0]], [[4.0, 4.0]]])
+    teacher = Fixed([0.0, 0.0]).eval()
+
+    def run(w, y, lr=0.0, epochs=1):
+        student = Fixed([2.0, 2.0])
+        opt = torch.optim.SGD(student.parameters(), lr=lr)
+        for e in range(epochs):
+            r = train_one_epoch(student, opt, None, [(x, y)], 1, "l1", 8, e + 1, Reporter(), teacher=teacher,
+                                teacher_weight=w)
+        return r["loss"], student.p.detach().numpy().ravel()
+
+    assert run(0.0, labels)[0] == pytest.approx(2 / 8)            # |2 - 4| / 8
+    assert run(1.0, labels)[0] == pytest.approx(2 / 8)            # |2 - 0| / 8
+    assert run(0.25, labels + 2)[0] == pytest.approx((0.75 * 4 + 0.25 * 2) / 8)
+    _, p = run(1.0, torch.full_like(labels, float("nan")), lr=4.0, epochs=30)
+    assert np.abs(p).max() < 0.5                                    # learnt the teacher's point, no labels
+
+
+def test_train_with_a_teacher_records_it_and_refuses_a_mismatched_one(tiny_run, data, tmp_path, capsys):
+    out = tmp_path / "kd"
+    teacher = str(tiny_run / "model.safetensors")   # crop scale 1.5, ibug68
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--out", str(out), "--teacher", teacher,
+                 "--teacher-weight", "0.7", *TINY]) == 0
+    cfg = read_meta(out / "model.safetensors")["training"]["config"]
+    assert cfg["teacher"] == teacher and cfg["teacher_weight"] == 0.7
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--out", str(tmp_path / "kd2"),
+                 "--teacher", teacher, "--crop-scale", "1.3", *TINY]) == 2
+    assert "--teacher" in (err := capsys.readouterr().err) and "crop scale 1.5 vs 1.3" in err
+    assert main(["train", "--data", str(data / "menpo"), "--out", str(tmp_path / "kd3"), "--teacher", teacher,
+                 "--teacher-weight", "2"]) == 2
+    assert "--teacher-weight 2" in capsys.readouterr().err
