@@ -80,6 +80,8 @@ def add_train(sub):
                         "augmented training crop, and its points are a second target")
     p.add_argument("--teacher-weight", type=float, metavar="A",
                    help="loss = (1 - A) x loss to the labels + A x loss to the teacher's points (default 0.5)")
+    p.add_argument("--teacher-flip", action="store_const", const=True,
+                   help="the teacher averages its points with those on the mirrored crop (as --flip does)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.set_defaults(func=cmd_train)
 
@@ -96,7 +98,7 @@ def cmd_train(a):
                       mirror_shift=a.mirror_shift, heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
-                      teacher_weight=a.teacher_weight)
+                      teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
     path = train(cfg, ConsoleReporter(), resume=a.resume)
     print(f"model: {path}")
     return 0

