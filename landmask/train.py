@@ -316,18 +316,36 @@ def load_teacher(cfg: TrainConfig, mcfg):
 
 def _load_init(model, mcfg, path) -> None:
     """Start from another model's weights; its architecture must match this run's.  The input
-    size may differ: lmnet is fully convolutional and its soft-argmax works on any heatmap size."""
+    size may differ: lmnet is fully convolutional and its soft-argmax works on any heatmap size.
+    An lmnet may also be deeper (more blocks at 1/8 or 1/16): the blocks the init model lacks start
+    as identities (their last batch-norm scale is zero, so block(x) = relu(x) = x), and the model
+    first computes exactly what the init model did."""
     from safetensors.torch import load_file
     from landmask.checkpoint import read_meta
     from landmask.model import ModelConfig
     theirs = ModelConfig(**read_meta(path)["model"]).to_dict()   # fields newer than the file: defaults
     ours = mcfg.to_dict()
-    free = {"input_size"} if ours["arch"] == "lmnet" else set()
-    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v and k not in free}
+    lmnet = ours["arch"] == "lmnet"
+    free = {"input_size"} if lmnet else set()
+    grow = {k for k in ("depth8", "depth16") if lmnet and theirs.get(k) is not None and theirs[k] < ours[k]}
+    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v and k not in free | grow}
     if diff:
         raise LandmaskError(f"--init {path}: its model differs from this run's: "
                             + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items()))
-    model.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    new = [(stage, i) for k, stage in (("depth8", "s8"), ("depth16", "s16")) if k in grow
+           for i in range(theirs[k], ours[k])]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    fresh = tuple(f"{stage}.{i}." for stage, i in new)
+    if unexpected or any(not k.startswith(fresh) for k in missing):
+        raise LandmaskError(f"--init {path}: its weights do not fit this model "
+                            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    import torch
+    with torch.no_grad():
+        for stage, i in new:
+            bn = getattr(model, stage)[i].pw[1]
+            bn.weight.zero_()
+            bn.bias.zero_()
 
 
 def _last_metrics(row: dict) -> dict:

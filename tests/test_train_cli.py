@@ -308,3 +308,23 @@ def test_a_teacher_sees_the_crops_as_inference_would(tiny_run, data):
     want48 = (lm.predict_crops(back) + 0.5) * 48 / 32 - 0.5
     assert np.abs(got48 - want48).max() < 0.05
     assert torch.is_grad_enabled()
+
+
+def test_init_grows_a_model_by_identity_blocks(tiny_run, data, tmp_path, capsys):
+    """--init into a deeper lmnet (more blocks at 1/8 and 1/16): the new blocks start as identities,
+    so before any training the grown model places the same points as the init model."""
+    import torch
+    from landmask.checkpoint import load_model_file
+    from landmask.model import ModelConfig, build_model
+    from landmask.train import _load_init
+    small, meta = load_model_file(tiny_run / "model.safetensors")
+    cfg = ModelConfig(**{**meta["model"], "depth8": 5, "depth16": 4})
+    grown = build_model(cfg)
+    _load_init(grown, cfg, tiny_run / "model.safetensors")
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(grown.eval()(x), small(x), atol=1e-4)
+    assert len(grown.s8) == 5 and len(grown.s16) == 4
+    shallower = ModelConfig(**{**meta["model"], "depth8": 2})
+    with pytest.raises(Exception, match="depth8 3 vs 2"):
+        _load_init(build_model(shallower), shallower, tiny_run / "model.safetensors")
