@@ -92,11 +92,14 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     return {"opset": OPSET, "max_abs_diff_px": diff, "n_checked": int(n)}
 
 
-# Quantisation: 8-bit weights (per output channel) and activations for the convolutions; the first
-# convolution (one grey input channel) and the heatmap convolution stay in float, as do the
-# soft-argmax and everything after it (8-bit heatmaps lose the sub-pixel positions: NME 3.4 -> 7 %).
+# Quantisation: 8-bit weights (per output channel) and activations for the convolutions, additions,
+# ReLUs and upsampling, the heatmap convolution included; the stem and the first depthwise
+# convolution stay in float (ONNX Runtime's 8-bit kernels are slower on those large maps), as do the
+# softmax and soft-argmax (quantising those loses the sub-pixel positions: NME 3.4 -> 7 %).
 INT8_CALIB_PERCENTILE = 99.99
 INT8_MAX_MEAN_DIFF_PX = 0.25
+INT8_OPS = ["Conv", "Add", "Resize", "Relu"]   # quantised operator types
+INT8_FLOAT_CONVS = 2                            # the first N convolutions stay in float
 
 
 def _landmark_model_only(model_path) -> None:
@@ -117,10 +120,12 @@ def face_crops(model_path, data, n: int) -> np.ndarray:
     return np.concatenate([lm.crops(faces[i].image("grey"), [face_box(faces[i])])[0] for i in pick])
 
 
-def export_onnx_int8(model_path, out_path, crops: np.ndarray) -> dict:
+def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS),
+                     float_convs: int = INT8_FLOAT_CONVS) -> dict:
     """Write an 8-bit ONNX model (QDQ format) calibrated on half of ``crops`` (real face crops of the
     model's size: ``face_crops``) and checked against PyTorch on the other half; returns
-    {"opset", "max_abs_diff_px", "mean_abs_diff_px", "n_checked", "n_calibration"}."""
+    {"opset", "max_abs_diff_px", "mean_abs_diff_px", "n_checked", "n_calibration"}.  ``ops``: the
+    operator types quantised; ``float_convs``: how many convolutions, from the input, stay float."""
     import os
     import tempfile
     import onnx
@@ -152,9 +157,12 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray) -> dict:
         try:
             quant_pre_process(fp32, pre, skip_symbolic_shape=True)
             convs = [n.name for n in onnx.load(pre).graph.node if n.op_type == "Conv"]
+            # 8 bits from the first pointwise convolution to the heatmaps, the additions and upsampling
+            # included (no float islands, so no quantise/dequantise pairs between layers); the stem
+            # and the first depthwise convolution, the largest maps, run faster in float
             quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv"], nodes_to_exclude=[convs[0], convs[-1]],
+                            op_types_to_quantize=list(ops), nodes_to_exclude=convs[:float_convs],
                             calibrate_method=CalibrationMethod.Percentile,
                             extra_options={"CalibPercentile": INT8_CALIB_PERCENTILE})
         finally:
@@ -162,7 +170,8 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray) -> dict:
         proto = onnx.load(q)
     meta = {**src.meta, "quantized": {
         "format": "int8 QDQ, per-channel weights, uint8 activations",
-        "float_layers": "first and heatmap convolutions, soft-argmax",
+        "float_layers": f"the first {float_convs} convolutions, softmax and soft-argmax",
+        "quantized_ops": list(ops),
         "calibration": f"{len(calib)} face crops, percentile {INT8_CALIB_PERCENTILE}",
         "from": Path(model_path).name}}
     del proto.metadata_props[:]
