@@ -103,7 +103,7 @@ class DlibTool:
 
 # landmask tools: name → (shipped model, backend)
 LANDMASK_TOOLS = {"landmask-onnx": ("ibug68", "onnx"), "landmask-int8-onnx": ("ibug68-int8", "onnx"),
-                  "landmask-fast-onnx": ("ibug68-fast", "onnx"),
+                  "landmask-fast-onnx": ("ibug68-fast", "onnx"), "landmask-fast-int8-onnx": ("ibug68-fast-int8", "onnx"),
                   "landmask-tiny-onnx": ("ibug68-tiny", "onnx"), "landmask-torch": ("ibug68", "torch")}
 
 
@@ -261,7 +261,7 @@ def main():
     ap.add_argument("--data", default="../shared/data/helen-68/testset")
     ap.add_argument("--faces", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=50)
-    ap.add_argument("--tools", nargs="+", default=["landmask-onnx", "landmask-int8-onnx", "landmask-fast-onnx",
+    ap.add_argument("--tools", nargs="+", default=["landmask-onnx", "landmask-int8-onnx", "landmask-fast-onnx", "landmask-fast-int8-onnx",
                                                    "landmask-tiny-onnx", "landmask-torch", "dlib", "seed"])
     ap.add_argument("--out", help="write the markdown table here")
     ap.add_argument("--seed-model", default="runs/seed-v1/model.safetensors",

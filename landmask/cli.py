@@ -108,8 +108,8 @@ DEFAULT_LIPS, DEFAULT_EYES = "color:#b0123a@0.6", "color:#1f6fd1@0.35"
 
 
 def add_runtime_options(p):
-    p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-int8, ibug68-fast, ibug68-tiny, "
-                                   "kaggle15, or a model file")
+    p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-int8, ibug68-fast, ibug68-fast-int8, "
+                                   "ibug68-tiny, kaggle15, or a model file")
     p.add_argument("--detector", default="landmask", help="face detector: landmask (default), haar, dlib")
     p.add_argument("--detect-size", type=int, help="detector input size (longer side, default 320)")
     p.add_argument("--threads", type=int, help="CPU threads for inference")

@@ -17,11 +17,12 @@ from landmask.schemes import get_scheme
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODELS = ("ibug68", "kaggle15")          # the default model of each scheme, by scheme name
-SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast", "ibug68-tiny", "ibug68-int8")  # every model in MODELS_DIR, by name
+SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast", "ibug68-tiny", "ibug68-int8", "ibug68-fast-int8")  # every model in MODELS_DIR, by name
 
 
 def resolve_model_path(model: str | Path | None, scheme: str = "ibug68") -> Path:
-    """A shipped model name (``ibug68``, ``ibug68-fast``, ``ibug68-tiny``, ``ibug68-int8``, ``kaggle15``), a file path,
+    """A shipped model name (``ibug68``, ``ibug68-fast``, ``ibug68-tiny``, ``ibug68-int8``, ``ibug68-fast-int8``,
+    ``kaggle15``), a file path,
     or None (the default for ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
     name = str(model) if model is not None else scheme
     if name in SHIPPED_MODELS:

@@ -44,6 +44,7 @@ landmask export --model $M/ibug68.safetensors --onnx $M/ibug68.onnx
 landmask export --model $M/ibug68.safetensors --onnx $M/ibug68-int8.onnx --int8 $D/helen-68/trainset
 cp runs/nf-fast-96/model.safetensors $M/ibug68-fast.safetensors
 landmask export --model $M/ibug68-fast.safetensors --onnx $M/ibug68-fast.onnx
+landmask export --model $M/ibug68-fast.safetensors --onnx $M/ibug68-fast-int8.onnx --int8 $D/helen-68/trainset
 cp runs/nf-tiny-80ft/model.safetensors $M/ibug68-tiny.safetensors
 landmask export --model $M/ibug68-tiny.safetensors --onnx $M/ibug68-tiny.onnx
 # kaggle15: the same network, its 68 points converted to the 15 Kaggle points by the scheme table
@@ -54,7 +55,7 @@ landmask export --model runs/detector-v1/detector.safetensors --onnx $M/detector
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes landmarks --json runs/eval-ibug68-landmarks.json --ced docs/images/ced-ibug68.png
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes detect --json runs/eval-ibug68-detect.json --ced ""
 landmask evaluate --model ibug68 --data $D/helen-68/testset --boxes landmarks --flip --json runs/eval-ibug68-landmarks-flip.json --ced ""
-for n in ibug68-int8 ibug68-fast ibug68-tiny; do
+for n in ibug68-int8 ibug68-fast ibug68-fast-int8 ibug68-tiny; do
   for b in landmarks detect; do
     landmask evaluate --model $n --data $D/helen-68/testset --boxes $b --json runs/eval-$n-$b.json --ced ""
   done

@@ -77,12 +77,23 @@ def main():
              [("boxes from landmarks", "eval-ibug68-int8-landmarks.json"),
               ("boxes from landmarks, `--flip`", "eval-ibug68-int8-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-int8-detect.json")],
-             "ibug68 with 8-bit convolutions (weights per output channel, activations calibrated on 150 "
-             "helen-68/trainset face crops, images only; the first and the heatmap convolutions and the "
-             "soft-argmax stay in float): `landmask export --model landmask/models/ibug68.safetensors --onnx "
-             "landmask/models/ibug68-int8.onnx --int8 ../shared/data/helen-68/trainset`. A third of the file "
-             "and about 0.7 x ibug68's ONNX Runtime time, the same accuracy (held-out NME 3.412 vs 3.411 %). "
-             "ONNX only; PyTorch runs ibug68 itself."),
+             "ibug68 in 8 bits (weights per output channel, activations calibrated on 150 helen-68/trainset face "
+             "crops, images only): every convolution but the stem and the first depthwise one, the additions, "
+             "ReLUs and upsampling; the softmax and soft-argmax stay in float. `landmask export --model "
+             "landmask/models/ibug68.safetensors --onnx landmask/models/ibug68-int8.onnx --int8 "
+             "../shared/data/helen-68/trainset`. A third of the file and about half of ibug68's ONNX Runtime "
+             "time (docs/benchmarks.md), the same accuracy (held-out NME 3.394 vs 3.411 %). ONNX only; PyTorch "
+             "runs ibug68 itself. Checked on this machine's CPU (AVX-512 with VNNI); CPUs without VNNI may "
+             "lose accuracy to 8-bit saturation in ONNX Runtime, so check one there with `landmask evaluate` "
+             "before relying on it."),
+            ("ibug68-fast-int8 (`ibug68-fast-int8.onnx`; `--model ibug68-fast-int8`)", [],
+             [("boxes from landmarks", "eval-ibug68-fast-int8-landmarks.json"),
+              ("boxes from landmarks, `--flip`", "eval-ibug68-fast-int8-landmarks-flip.json"),
+              ("boxes from the detector", "eval-ibug68-fast-int8-detect.json")],
+             "ibug68-fast in 8 bits, by the same recipe: `landmask export --model "
+             "landmask/models/ibug68-fast.safetensors --onnx landmask/models/ibug68-fast-int8.onnx --int8 "
+             "../shared/data/helen-68/trainset`. Held-out NME 3.640 vs 3.643 %; a third of the file and about "
+             "0.7 x ibug68-fast's landmark step (docs/benchmarks.md). Same caveat on CPUs without VNNI."),
             ("ibug68-fast (`ibug68-fast.onnx`, `ibug68-fast.safetensors`; `--model ibug68-fast`)",
              [RUNS / "ibug68-v1", RUNS / "fast-80", RUNS / "nf-fast-96"],
              [("boxes from landmarks", "eval-ibug68-fast-landmarks.json"),
