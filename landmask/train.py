@@ -297,7 +297,14 @@ def load_teacher(cfg: TrainConfig, mcfg):
     size need not: the teacher sees the training crops resized to its own."""
     import torch
     from landmask.checkpoint import load_model_file
-    model, meta = load_model_file(cfg.teacher)
+    from landmask.runtime import resolve_model_path
+    path = resolve_model_path(cfg.teacher)          # a shipped name, a run folder or a file
+    if path.suffix == ".onnx":
+        path = path.with_suffix(".safetensors")
+        if not path.exists():
+            raise LandmaskError(f"--teacher {cfg.teacher}: the teacher runs in PyTorch and needs a .safetensors "
+                                f"model (an 8-bit ONNX model has none)")
+    model, meta = load_model_file(path)
     if meta.get("kind") == "detector" or "scheme" not in meta:
         raise LandmaskError(f"--teacher {cfg.teacher}: not a landmark model")
     theirs = {"scheme": meta["scheme"], "crop scale": float(meta["crop"]["scale"]),

@@ -281,6 +281,12 @@ def test_train_with_a_teacher_records_it_and_refuses_a_mismatched_one(tiny_run, 
     assert main(["train", "--data", str(data / "menpo"), "--out", str(tmp_path / "kd3"), "--teacher", teacher,
                  "--teacher-weight", "2"]) == 2
     assert "--teacher-weight 2" in capsys.readouterr().err
+    assert main(["train", "--data", str(data / "menpo"), "--out", str(tmp_path / "kd4"), "--teacher", "ibug68-int8",
+                 *TINY]) == 2
+    assert "needs a .safetensors model" in capsys.readouterr().err
+    assert main(["train", "--data", str(data / "menpo"), "--out", str(tmp_path / "kd5"), "--teacher", "ibug68",
+                 *TINY]) == 2     # the shipped default by name: found, then refused for its crop scale
+    assert "crop scale 1.3 vs 1.5" in capsys.readouterr().err
 
 
 def test_a_teacher_sees_the_crops_as_inference_would(tiny_run, data):
