@@ -16,7 +16,7 @@ landmask calibrate --run runs/ibug68-v2   # (training does this itself now; v2 b
 # 112 px with half the box jitter.  The HELEN stages use no mirrored crops (--flip-prob 0): HELEN's points sit
 # about 1 % of the eye distance right of the mirror-symmetric position, and mirroring taught the model to miss
 # that offset on every face (docs/experiments.md, fourth session).  Training ends by storing the model's mirror
-# shift, which --flip adds back.  (runs/ibug68-v2, ibug68-v1, fast-80 and tiny-80 were made before the crop
+# shift, which --flip adds back.  (runs/ibug68-v2 and tiny-80 were made before the crop
 # fix of 2026-11-29; a re-run now uses the fixed crops throughout, so its figures will differ a little from
 # landmask/models/MODELS.md.)
 A="--width 1.5 --depth8 4 --depth16 5 --crop-scale 1.3"
@@ -26,12 +26,11 @@ landmask train --data $D/helen-68/trainset --init runs/nf-v2ft/model.safetensors
   --flip-prob 0 --out runs/nf-v2ft-96
 landmask train --data $D/helen-68/trainset --init runs/nf-v2ft-96/model.safetensors --input-size 112 $A --epochs 30 --lr 5e-4 \
   --box-jitter 0.5 --flip-prob 0 --out runs/nf-v2ft-112
-# ibug68-fast: v1 (width 1, 3 + 3 blocks, crop scale 1.5, 80 px), then on HELEN alone at crop scale 1.3 and 80 px,
-# then 96 px without mirrored crops
-landmask train --data $TRAIN --scheme ibug68 --epochs 150 --out runs/ibug68-v1
-landmask train --data $D/helen-68/trainset --init runs/ibug68-v1/model.safetensors --crop-scale 1.3 --epochs 30 --lr 1e-3 --out runs/fast-80
-landmask train --data $D/helen-68/trainset --init runs/fast-80/model.safetensors --crop-scale 1.3 --input-size 96 --epochs 30 \
-  --lr 1e-3 --flip-prob 0 --out runs/nf-fast-96
+# ibug68-fast: width 1, 3 + 3 blocks, 80 px, crop scale 1.3 from the start (150 epochs), then 96 px on HELEN alone
+# without mirrored crops.  (runs/ibug68-v1, crop scale 1.5, and its fine-tunes made the previous ibug68-fast.)
+landmask train --data $TRAIN --scheme ibug68 --crop-scale 1.3 --epochs 150 --out runs/fast2-80
+landmask train --data $D/helen-68/trainset --init runs/fast2-80/model.safetensors --crop-scale 1.3 --input-size 96 --epochs 30 \
+  --lr 1e-3 --flip-prob 0 --out runs/nf-fast2-96
 # ibug68-tiny: width 0.75, 3 + 3 blocks, 80 px, crop scale 1.3 from the start, then on HELEN alone without mirrored crops
 landmask train --data $TRAIN --scheme ibug68 --width 0.75 --crop-scale 1.3 --epochs 120 --out runs/tiny-80
 landmask train --data $D/helen-68/trainset --init runs/tiny-80/model.safetensors --width 0.75 --crop-scale 1.3 --epochs 30 \
@@ -42,7 +41,7 @@ cp runs/nf-v2ft-112/model.safetensors $M/ibug68.safetensors
 landmask export --model $M/ibug68.safetensors --onnx $M/ibug68.onnx
 # ibug68-int8: the same network with 8-bit convolutions, calibrated on helen-68/trainset faces (images only)
 landmask export --model $M/ibug68.safetensors --onnx $M/ibug68-int8.onnx --int8 $D/helen-68/trainset
-cp runs/nf-fast-96/model.safetensors $M/ibug68-fast.safetensors
+cp runs/nf-fast2-96/model.safetensors $M/ibug68-fast.safetensors
 landmask export --model $M/ibug68-fast.safetensors --onnx $M/ibug68-fast.onnx
 landmask export --model $M/ibug68-fast.safetensors --onnx $M/ibug68-fast-int8.onnx --int8 $D/helen-68/trainset
 cp runs/nf-tiny-80ft/model.safetensors $M/ibug68-tiny.safetensors

@@ -32,6 +32,10 @@ def command(cfg: dict, detector=False) -> str:
     defaults = {k: getattr(TrainConfig, k) for k in ("input_size", "width", "depth8", "depth16", "crop_scale",
                                                      "box_jitter", "rotate", "flip_prob", "mirror_shift", "heat_reg")}
     flags = "".join(f" --{k.replace('_', '-')} {cfg.get(k, d)}" for k, d in defaults.items() if cfg.get(k, d) != d)
+    if cfg.get("teacher"):
+        flags += f" --teacher {cfg['teacher']}"
+        flags += f" --teacher-weight {cfg['teacher_weight']}" if cfg["teacher_weight"] != TrainConfig.teacher_weight else ""
+        flags += " --teacher-flip" if cfg.get("teacher_flip") else ""
     return (f"landmask train{extra} --data {' '.join(cfg['data'])} --scheme {cfg['scheme']} "
             f"--epochs {cfg['epochs']}{flags} --out {cfg['out']}")
 
@@ -61,7 +65,7 @@ def main():
              "mirror-symmetric (they sit about 1 % of the eye distance right of the mirrored position), so "
              "the model learns that offset, and flip averaging adds back the mirror shift measured after "
              "training (`mirror.shift_px` in the model file; docs/experiments.md, fourth session). The "
-             "first stages (ibug68-v2, ibug68-v1, fast-80, tiny-80) were trained, with mirroring, before "
+             "first stages (ibug68-v2, tiny-80) were trained, with mirroring, before "
              "the crop fix of 2026-11-29 (landmask/crops.py: the area reduction is now exactly 1/f).", ""]
     kaggle_note = ("The same network as ibug68 (same weights, same file size), its 68 points converted to the "
                    "15 Kaggle points by the scheme table inside the model: `landmask export --model "
@@ -92,10 +96,10 @@ def main():
               ("boxes from the detector", "eval-ibug68-fast-int8-detect.json")],
              "ibug68-fast in 8 bits, by the same recipe: `landmask export --model "
              "landmask/models/ibug68-fast.safetensors --onnx landmask/models/ibug68-fast-int8.onnx --int8 "
-             "../shared/data/helen-68/trainset`. Held-out NME 3.640 vs 3.643 %; a third of the file and about "
+             "../shared/data/helen-68/trainset`. Held-out NME 3.579 vs 3.579 %; a third of the file and about "
              "0.7 x ibug68-fast's landmark step (docs/benchmarks.md). Same caveat on CPUs without VNNI."),
             ("ibug68-fast (`ibug68-fast.onnx`, `ibug68-fast.safetensors`; `--model ibug68-fast`)",
-             [RUNS / "ibug68-v1", RUNS / "fast-80", RUNS / "nf-fast-96"],
+             [RUNS / "fast2-80", RUNS / "nf-fast2-96"],
              [("boxes from landmarks", "eval-ibug68-fast-landmarks.json"),
               ("boxes from landmarks, `--flip`", "eval-ibug68-fast-landmarks-flip.json"),
               ("boxes from the detector", "eval-ibug68-fast-detect.json")],
