@@ -76,9 +76,9 @@ def add_train(sub):
     p.add_argument("--limit", type=int, help="use only the first N faces of each data set")
     p.add_argument("--init", help="start from this model file's weights (same architecture)")
     p.add_argument("--teacher", metavar="MODEL",
-                   help="distil from this landmark model (a shipped name, run folder or .safetensors file; same scheme "
-                        "and crop scale): it sees each "
-                        "augmented training crop, and its points are a second target")
+                   help="distil from this landmark model (a shipped name, run folder or .safetensors file; same "
+                        "scheme and crop scale): it sees each augmented training crop, and its points are a "
+                        "second target")
     p.add_argument("--teacher-weight", type=float, metavar="A",
                    help="loss = (1 - A) x loss to the labels + A x loss to the teacher's points (default 0.5)")
     p.add_argument("--teacher-flip", action="store_const", const=True,

@@ -97,10 +97,8 @@ class Teacher:
         else:
             both = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
             out = self.model(both).numpy()
-            from landmask.geometry import flip_points
-            mirrored = flip_points(out[len(x):], own, self.flip_perm)
-            mirrored[..., 0] += self.mirror_shift
-            pts = torch.from_numpy((out[:len(x)] + mirrored) / 2)
+            from landmask.geometry import flip_average
+            pts = torch.from_numpy(flip_average(out[:len(x)], out[len(x):], own, self.flip_perm, self.mirror_shift))
         return pts if own == size else (pts + 0.5) * (size / own) - 0.5
 
 

@@ -93,9 +93,10 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
 
 
 # Quantisation: 8-bit weights (per output channel) and activations for the convolutions, additions,
-# ReLUs and upsampling, the heatmap convolution included; the stem and the first depthwise
-# convolution stay in float (ONNX Runtime's 8-bit kernels are slower on those large maps), as do the
-# softmax and soft-argmax (quantising those loses the sub-pixel positions: NME 3.4 -> 7 %).
+# ReLUs and upsampling (no float islands, so no quantise/dequantise pairs between layers), the heatmap
+# convolution included; the stem and the first depthwise convolution stay in float (ONNX Runtime's
+# 8-bit kernels are slower on those large maps), as do the softmax and soft-argmax (quantising those
+# loses the sub-pixel positions: NME 3.4 -> 7 %).
 INT8_CALIB_PERCENTILE = 99.99
 INT8_MAX_MEAN_DIFF_PX = 0.25
 INT8_OPS = ["Conv", "Add", "Resize", "Relu"]   # quantised operator types
@@ -157,9 +158,6 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
         try:
             quant_pre_process(fp32, pre, skip_symbolic_shape=True)
             convs = [n.name for n in onnx.load(pre).graph.node if n.op_type == "Conv"]
-            # 8 bits from the first pointwise convolution to the heatmaps, the additions and upsampling
-            # included (no float islands, so no quantise/dequantise pairs between layers); the stem
-            # and the first depthwise convolution, the largest maps, run faster in float
             quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(ops), nodes_to_exclude=convs[:float_convs],

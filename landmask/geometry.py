@@ -78,11 +78,20 @@ def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ m[:, :2].T + m[:, 2]
 
 
-def flip_points(points: np.ndarray, width: int, perm: np.ndarray) -> np.ndarray:
-    """Mirror (..., K, 2) points of an image ``width`` pixels wide and swap left/right names."""
+def flip_points(points: np.ndarray, width: int, perm: np.ndarray, shift: float = 0.0) -> np.ndarray:
+    """Mirror (..., K, 2) points of an image ``width`` pixels wide and swap left/right names;
+    ``shift`` is added to the mirrored x (for annotations that sit off the mirror-symmetric
+    position: see train.mirror_shift)."""
     out = points.copy()
-    out[..., 0] = (width - 1) - out[..., 0]
+    out[..., 0] = (width - 1 + shift) - out[..., 0]
     return out[..., perm, :]
+
+
+def flip_average(points: np.ndarray, mirrored: np.ndarray, width: int, perm: np.ndarray,
+                 shift: float = 0.0) -> np.ndarray:
+    """Flip averaging: the mean of points found on a crop and those found on its mirror image
+    (``mirrored``, in the mirrored crop's pixels, mapped back by ``flip_points``)."""
+    return (points + flip_points(mirrored, width, perm, shift)) / 2
 
 
 def interocular(points: np.ndarray, scheme_name: str) -> np.ndarray:

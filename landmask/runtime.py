@@ -17,13 +17,13 @@ from landmask.schemes import get_scheme
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODELS = ("ibug68", "kaggle15")          # the default model of each scheme, by scheme name
-SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast", "ibug68-tiny", "ibug68-int8", "ibug68-fast-int8")  # every model in MODELS_DIR, by name
+# every model in MODELS_DIR, by name
+SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast", "ibug68-tiny", "ibug68-int8", "ibug68-fast-int8")
 
 
 def resolve_model_path(model: str | Path | None, scheme: str = "ibug68") -> Path:
-    """A shipped model name (``ibug68``, ``ibug68-fast``, ``ibug68-tiny``, ``ibug68-int8``, ``ibug68-fast-int8``,
-    ``kaggle15``), a file path,
-    or None (the default for ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
+    """A shipped model name (one of SHIPPED_MODELS), a file path, a run folder, or None (the default
+    for ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
     name = str(model) if model is not None else scheme
     if name in SHIPPED_MODELS:
         for suffix in (".onnx", ".safetensors"):
@@ -85,9 +85,7 @@ class LandmarkModel:
         pts = pts.astype(np.float64)
         n = len(crops)
         if flip:
-            mirrored = G.flip_points(pts[n:], self.input_size, self._perm)
-            mirrored[..., 0] += self.mirror_shift
-            pts = (pts[:n] + mirrored) / 2
+            pts = G.flip_average(pts[:n], pts[n:], self.input_size, self._perm, self.mirror_shift)
         return (pts, np.asarray(conf, np.float64)[:n]) if confidence else pts
 
     def model_input(self, crops: np.ndarray) -> np.ndarray:

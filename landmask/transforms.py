@@ -53,9 +53,7 @@ def random_flip(image, points, perm, rng, p, shift=0.0):
     of the mirror-symmetric position, the mirrored face's points sit δ right of *its* content, that
     is 2δ right of the plain mirror of the points (see train.mirror_shift)."""
     if rng.random() < p:
-        pts = G.flip_points(points, image.shape[1], perm)
-        pts[:, 0] += shift
-        return np.ascontiguousarray(image[:, ::-1]), pts
+        return np.ascontiguousarray(image[:, ::-1]), G.flip_points(points, image.shape[1], perm, shift)
     return image, points
 
 

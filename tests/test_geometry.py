@@ -88,3 +88,12 @@ def test_a_colour_photo_gives_the_crop_of_its_grey_version(data):
         assert a.shape == (size, size) and a.dtype == np.uint8
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(ma, mb)
+
+
+def test_flip_average_adds_the_mirror_shift_to_the_mirrored_points():
+    perm = IBUG68.flip_permutation
+    p = np.random.default_rng(1).uniform(0, 99, (68, 2))
+    mirrored = G.flip_points(p, 100, perm)                      # what a mirror-exact model finds
+    np.testing.assert_allclose(G.flip_average(p, mirrored, 100, perm), p)
+    shifted = G.flip_average(p, mirrored, 100, perm, shift=0.6)
+    np.testing.assert_allclose(shifted - p, np.tile([0.3, 0.0], (68, 1)))
