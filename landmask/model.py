@@ -20,6 +20,7 @@ class ModelConfig:
     width: float = 1.0           # channel multiplier
     depth8: int = 3              # blocks at 1/8 resolution
     depth16: int = 3             # blocks at 1/16 resolution
+    head_stride: int = 4         # heatmaps at 1/4 of the input (with a top-down path to 1/4) or 1/8
     # "SRC>DST" (e.g. "ibug68>kaggle15"): the net predicts SRC's points and outputs DST's through
     # the scheme conversion table, so a 68-point model also serves as a 15-point one.
     reduce: str = ""
@@ -53,11 +54,14 @@ class SepBlock(nn.Module):
 
 
 class LMNet(nn.Module):
-    """Depthwise-separable encoder (strides 2..16) with a small top-down path to a 1/4-resolution
-    heatmap per point, decoded by soft-argmax (integral regression) into sub-pixel coordinates."""
+    """Depthwise-separable encoder (strides 2..16) with a small top-down path to a heatmap per point
+    at 1/4 resolution (or 1/8, ``head_stride``), decoded by soft-argmax (integral regression) into
+    sub-pixel coordinates."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if cfg.input_size % 16:
+            raise ValueError(f"input_size {cfg.input_size}: lmnet needs a multiple of 16")
         c = [max(8, int(round(v * cfg.width / 8)) * 8) for v in (24, 32, 64, 128, 192)]
         self.cfg = cfg
         self.stem = conv_bn(1, c[0], 3, 2)                                     # S/2
@@ -68,9 +72,12 @@ class LMNet(nn.Module):
         self.lat8 = conv_bn(c[3], c[3], 1, act=False)
         self.top16 = conv_bn(c[4], c[3], 1, act=False)
         self.fuse8 = SepBlock(c[3], c[3])
-        self.lat4 = conv_bn(c[2], c[2], 1, act=False)
-        self.top8 = conv_bn(c[3], c[2], 1, act=False)
-        self.fuse4 = nn.Sequential(SepBlock(c[2], c[2]), SepBlock(c[2], c[2]))
+        if cfg.head_stride == 4:
+            self.lat4 = conv_bn(c[2], c[2], 1, act=False)
+            self.top8 = conv_bn(c[3], c[2], 1, act=False)
+            self.fuse4 = nn.Sequential(SepBlock(c[2], c[2]), SepBlock(c[2], c[2]))
+        elif cfg.head_stride != 8:
+            raise ValueError(f"head_stride {cfg.head_stride}: 4 or 8")
         n_heat = cfg.num_points
         if cfg.reduce:
             from landmask.schemes import conversion_matrix
@@ -80,8 +87,8 @@ class LMNet(nn.Module):
                 raise ValueError(f"reduce {cfg.reduce}: gives {m.shape[0]} points, the model has {cfg.num_points}")
             n_heat = m.shape[1]
             self.register_buffer("reduce_matrix", m, persistent=False)   # weights stay the SRC model's
-        self.heat = nn.Conv2d(c[2], n_heat, 1)
-        self.stride = 4
+        self.stride = cfg.head_stride
+        self.heat = nn.Conv2d(c[2] if self.stride == 4 else c[3], n_heat, 1)
 
     def forward_features(self, x):
         x = self.s2(self.stem(x))
@@ -89,16 +96,17 @@ class LMNet(nn.Module):
         f8 = self.s8(f4)
         f16 = self.s16(f8)
         p8 = self.fuse8(F.relu(self.lat8(f8) + F.interpolate(self.top16(f16), scale_factor=2.0)))
-        p4 = self.fuse4(F.relu(self.lat4(f4) + F.interpolate(self.top8(p8), scale_factor=2.0)))
-        return p4
+        if self.stride == 8:
+            return p8
+        return self.fuse4(F.relu(self.lat4(f4) + F.interpolate(self.top8(p8), scale_factor=2.0)))
 
-    def forward_head(self, p4):
-        return self.points_and_confidence(p4)[0]
+    def forward_head(self, p):
+        return self.points_and_confidence(p)[0]
 
-    def points_and_confidence(self, p4):
+    def points_and_confidence(self, p):
         """Points (B, K, 2) and a face confidence (B,): the mean over points of each heatmap's peak
         probability.  A crop without a face gives diffuse heatmaps and a low confidence."""
-        pts, prob = self._decode(self.heat(p4))
+        pts, prob = self._decode(self.heat(p))
         return pts, prob.amax(dim=-1).mean(dim=-1)
 
     def points_and_heatmaps(self, x):
@@ -119,8 +127,9 @@ class LMNet(nn.Module):
         return pts, prob
 
     def _grid(self, hh: int, ww: int, dtype, device):
-        """(H·W, 2) crop-pixel centre of each heatmap cell (cell i covers pixels [4i, 4i+4)), made
-        with numpy so that an exported graph holds it as one constant (the decode is one MatMul)."""
+        """(H·W, 2) crop-pixel centre of each heatmap cell (cell i covers pixels [s·i, s·i + s) for the
+        stride s), made with numpy so that an exported graph holds it as one constant (the decode is
+        one MatMul)."""
         import numpy as np
         ys, xs = np.mgrid[0:int(hh), 0:int(ww)]
         g = (np.stack([xs.ravel(), ys.ravel()], axis=-1) + 0.5) * self.stride - 0.5

@@ -31,6 +31,7 @@ class TrainConfig:
     width: float = 1.0
     depth8: int = 3              # lmnet blocks at 1/8 and 1/16 resolution
     depth16: int = 3
+    head_stride: int = 4         # lmnet heatmaps at 1/4 or 1/8 of the input
     crop_scale: float = G.CROP_SCALE   # crop side / face box side (stored in the model file)
     epochs: int = 150
     batch_size: int = 64
@@ -76,6 +77,9 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
         raise LandmaskError(f"--heat-reg needs heatmaps: --arch {cfg.arch} has none (use lmnet)")
     if not 0 <= cfg.teacher_weight <= 1:
         raise LandmaskError(f"--teacher-weight {cfg.teacher_weight}: give a number from 0 to 1")
+    if cfg.arch == "lmnet" and (cfg.input_size < 32 or cfg.input_size % 16):
+        raise LandmaskError(f"--input-size {cfg.input_size}: lmnet needs a multiple of 16 (its 1/16 stage), "
+                            f"at least 32, e.g. {max(32, round(cfg.input_size / 16) * 16)}")
     return cfg
 
 
@@ -187,7 +191,7 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     train_idx, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
 
     mcfg = ModelConfig(arch=cfg.arch, num_points=len(scheme), input_size=cfg.input_size, width=cfg.width,
-                       depth8=cfg.depth8, depth16=cfg.depth16)
+                       depth8=cfg.depth8, depth16=cfg.depth16, head_stride=cfg.head_stride)
     model = build_model(mcfg).to(memory_format=torch.channels_last)
     if cfg.init:
         _load_init(model, mcfg, cfg.init)
@@ -326,7 +330,9 @@ def _load_init(model, mcfg, path) -> None:
     size may differ: lmnet is fully convolutional and its soft-argmax works on any heatmap size.
     An lmnet may also be deeper (more blocks at 1/8 or 1/16): the blocks the init model lacks start
     as identities (their last batch-norm scale is zero, so block(x) = relu(x) = x), and the model
-    first computes exactly what the init model did."""
+    first computes exactly what the init model did.  It may also have the other head stride: the
+    encoder and the 1/8 top-down block are kept, and the layers after them (the 1/4 path, the
+    heatmap convolution) start fresh or are dropped."""
     from safetensors.torch import load_file
     from landmask.checkpoint import read_meta
     from landmask.model import ModelConfig
@@ -335,15 +341,21 @@ def _load_init(model, mcfg, path) -> None:
     lmnet = ours["arch"] == "lmnet"
     free = {"input_size"} if lmnet else set()
     grow = {k for k in ("depth8", "depth16") if lmnet and theirs.get(k) is not None and theirs[k] < ours[k]}
+    rehead = lmnet and theirs["head_stride"] != ours["head_stride"]
+    if rehead:
+        free.add("head_stride")
     diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v and k not in free | grow}
     if diff:
         raise LandmaskError(f"--init {path}: its model differs from this run's: "
                             + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items()))
     state = load_file(str(path))
+    head = ("lat4.", "top8.", "fuse4.", "heat.")    # what differs between the two head strides
+    if rehead:
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
     new = [(stage, i) for k, stage in (("depth8", "s8"), ("depth16", "s16")) if k in grow
            for i in range(theirs[k], ours[k])]
     missing, unexpected = model.load_state_dict(state, strict=False)
-    fresh = tuple(f"{stage}.{i}." for stage, i in new)
+    fresh = tuple(f"{stage}.{i}." for stage, i in new) + (head if rehead else ())
     if unexpected or any(not k.startswith(fresh) for k in missing):
         raise LandmaskError(f"--init {path}: its weights do not fit this model "
                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")

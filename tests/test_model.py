@@ -9,14 +9,30 @@ from landmask.model import ARCHS, ModelConfig, build_model  # noqa: E402
 from landmask.report import Reporter  # noqa: E402
 
 
-@pytest.mark.parametrize("arch, size", [("lmnet", 64), ("lmnet", 80), ("seed", 96)])
-def test_every_arch_gives_finite_points_and_every_parameter_a_gradient(arch, size):
+@pytest.mark.parametrize("arch, size, stride", [("lmnet", 64, 4), ("lmnet", 80, 4), ("lmnet", 80, 8), ("seed", 96, 4)])
+def test_every_arch_gives_finite_points_and_every_parameter_a_gradient(arch, size, stride):
     assert arch in ARCHS
-    m = build_model(ModelConfig(arch=arch, num_points=15, input_size=size))
+    m = build_model(ModelConfig(arch=arch, num_points=15, input_size=size, head_stride=stride))
     out = m(torch.randn(3, 1, size, size))
     assert out.shape == (3, 15, 2) and torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_a_peaked_heatmap_decodes_to_its_cell_centre(stride):
+    """Soft-argmax geometry at either head stride: a heatmap that is all in cell (i, j) gives the
+    crop-pixel centre of that cell, (s·j + (s - 1)/2, s·i + (s - 1)/2)."""
+    m = build_model(ModelConfig(num_points=2, input_size=64, head_stride=stride))
+    n = 64 // stride
+    h = torch.full((1, 2, n, n), -1e4)
+    h[0, 0, 1, 2] = h[0, 1, n - 1, 0] = 0.0
+    pts, _ = m._decode(h)
+    c = (stride - 1) / 2
+    assert torch.allclose(pts[0], torch.tensor([[2 * stride + c, stride + c], [c, (n - 1) * stride + c]]))
+    assert not hasattr(m, "fuse4") if stride == 8 else hasattr(m, "fuse4")
+    with pytest.raises(ValueError, match="head_stride 2"):
+        build_model(ModelConfig(head_stride=2))
 
 
 def test_lmnet_points_stay_inside_the_crop():

