@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_ms  # benchmarks/timing.py
 
 
 def multiply_adds(model, size: int) -> int:
@@ -36,15 +36,6 @@ def multiply_adds(model, size: int) -> int:
     return total
 
 
-def median_ms(run, x, n: int) -> float:
-    t = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        run(x)
-        t.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(t))
-
-
 def main():
     import torch
     from landmask.checkpoint import read_meta, save_model
@@ -54,6 +45,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("configs", nargs="+", help="JSON objects of ModelConfig fields")
     ap.add_argument("--data", default="../shared/data/helen-68/trainset", help="faces to calibrate the 8-bit export on")
+    ap.add_argument("--float-convs", type=int,
+                    help="convolutions, from the input, left in float in the 8-bit export (default: as "
+                         "`landmask export --int8`, 2 for sep blocks, 1 for dense)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=100)
     a = ap.parse_args()
@@ -68,7 +62,8 @@ def main():
             save_model(path, model.state_dict(), {**base, "model": cfg.to_dict()})
             export_onnx(path, Path(tmp) / f"m{i}.onnx")
             try:
-                export_onnx_int8(path, Path(tmp) / f"m{i}-int8.onnx", face_crops(path, a.data, 40))
+                export_onnx_int8(path, Path(tmp) / f"m{i}-int8.onnx", face_crops(path, a.data, 40),
+                                 float_convs=a.float_convs)
             except Exception as e:   # an untrained net may be far from its 8-bit copy: the time still counts
                 print(f"{text}: {e}")
             crop = face_crops(path, a.data, 1)
@@ -80,8 +75,7 @@ def main():
         for _ in range(a.rounds):   # rounds, so that every configuration sees the same machine load
             for text, _, _, runs in rows:
                 for kind, (run, x) in runs.items():
-                    median_ms(run, x, 10)
-                    ms[(text, kind)].append(median_ms(run, x, a.repeat))
+                    ms[(text, kind)].append(median_ms(lambda: run(x), a.repeat, warmup=10))
     print("| configuration | multiply-adds | parameters | float ms | 8-bit ms |\n|---|---|---|---|---|")
     for text, macs, params, _ in rows:
         print(f"| `{text}` | {macs / 1e6:.1f} M | {params / 1e3:.0f} k | {np.median(ms[(text, 'float')]):.3f} | "

@@ -28,6 +28,7 @@ cv2.setNumThreads(1)
 from landmask import geometry as G  # noqa: E402
 from landmask.datasets import load_dataset  # noqa: E402
 from landmask.schemes import convert_points  # noqa: E402
+from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,15 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def dlib_predictor_path() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     return Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
-
-
-def median_ms(fn, repeat):
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * float(np.median(ts))
 
 
 # ------------------------------------------------------------------ tools

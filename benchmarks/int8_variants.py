@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_ms  # benchmarks/timing.py
 
 VARIANTS = [  # (label, quantised operator types, convolutions left in float)
     ("convolutions only, first in float", ("Conv",), 1),
@@ -21,17 +21,6 @@ VARIANTS = [  # (label, quantised operator types, convolutions left in float)
     ("the same, nothing in float", ("Conv", "Add", "Resize", "Relu"), 0),
     ("the same, first two in float (landmask export --int8)", ("Conv", "Add", "Resize", "Relu"), 2),
 ]
-
-
-def median_ms(run, x, repeat: int) -> float:
-    for _ in range(30):
-        run(x)
-    t = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run(x)
-        t.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(t))
 
 
 def main():
@@ -56,7 +45,7 @@ def main():
         ms = {k: [] for k in models}
         for _ in range(3):   # rounds, so that every variant sees the same machine load
             for k, m in models.items():
-                ms[k].append(median_ms(m._run, x, a.repeat // 3))
+                ms[k].append(median_ms(lambda: m._run(x), a.repeat // 3, warmup=30))
     print(f"{a.model}: ONNX Runtime, batch 1, one thread, median ms (mean px from PyTorch on {len(crops) // 2} crops)")
     for k in models:
         print(f"  {k:55s} {np.median(ms[k]):.3f} ms  ({diffs[k]:.3f} px)")

@@ -100,7 +100,9 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
 INT8_CALIB_PERCENTILE = 99.99
 INT8_MAX_MEAN_DIFF_PX = 0.25
 INT8_OPS = ["Conv", "Add", "Resize", "Relu"]   # quantised operator types
-INT8_FLOAT_CONVS = 2                            # the first N convolutions stay in float
+# the first N convolutions stay in float, by lmnet block type: the stem and the first depthwise one
+# for "sep"; the stem alone for "dense" (8-bit full convolutions are fast even on 1/4-size maps)
+INT8_FLOAT_CONVS = {"sep": 2, "dense": 1}
 
 
 def _landmark_model_only(model_path) -> None:
@@ -122,11 +124,12 @@ def face_crops(model_path, data, n: int) -> np.ndarray:
 
 
 def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS),
-                     float_convs: int = INT8_FLOAT_CONVS) -> dict:
+                     float_convs: int | None = None) -> dict:
     """Write an 8-bit ONNX model (QDQ format) calibrated on half of ``crops`` (real face crops of the
     model's size: ``face_crops``) and checked against PyTorch on the other half; returns
     {"opset", "max_abs_diff_px", "mean_abs_diff_px", "n_checked", "n_calibration"}.  ``ops``: the
-    operator types quantised; ``float_convs``: how many convolutions, from the input, stay float."""
+    operator types quantised; ``float_convs``: how many convolutions, from the input, stay float
+    (default: INT8_FLOAT_CONVS for the model's block type)."""
     import os
     import tempfile
     import onnx
@@ -141,6 +144,8 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
         raise LandmaskError(f"--int8: {len(crops)} calibration faces are too few (at least 8)")
     calib, check = crops[0::2], crops[1::2]
     src = LandmarkModel(model_path, backend="torch")
+    if float_convs is None:
+        float_convs = INT8_FLOAT_CONVS[src.meta["model"].get("block", "sep")]
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -21,6 +21,7 @@ class ModelConfig:
     depth8: int = 3              # blocks at 1/8 resolution
     depth16: int = 3             # blocks at 1/16 resolution
     head_stride: int = 4         # heatmaps at 1/4 of the input (with a top-down path to 1/4) or 1/8
+    block: str = "sep"           # lmnet's blocks: "sep" (depthwise + pointwise) or "dense" (one full 3×3)
     # "SRC>DST" (e.g. "ibug68>kaggle15"): the net predicts SRC's points and outputs DST's through
     # the scheme conversion table, so a 68-point model also serves as a 15-point one.
     reduce: str = ""
@@ -48,9 +49,36 @@ class SepBlock(nn.Module):
         self.pw = conv_bn(cin, cout, 1, act=False)
         self.residual = stride == 1 and cin == cout
 
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.pw[1]
+
     def forward(self, x):
         y = self.pw(self.dw(x))
         return F.relu(y + x if self.residual else y, inplace=True)
+
+
+class DenseBlock(nn.Module):
+    """One full 3×3 convolution, residual when shapes allow.  Per multiply-add, ONNX Runtime's 8-bit
+    kernels run these about 20 × faster than depthwise ones (docs/experiments.md, sixth session)."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv = conv_bn(cin, cout, 3, stride, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.conv[1]
+
+    def forward(self, x):
+        y = self.conv(x)
+        return F.relu(y + x if self.residual else y, inplace=True)
+
+
+BLOCKS = {"sep": (SepBlock, (24, 32, 64, 128, 192)),
+          # no block at 1/2 (stem width = 1/2 width): a full convolution there costs too much
+          "dense": (DenseBlock, (16, 16, 32, 64, 128))}
 
 
 class LMNet(nn.Module):
@@ -62,20 +90,23 @@ class LMNet(nn.Module):
         super().__init__()
         if cfg.input_size % 16:
             raise ValueError(f"input_size {cfg.input_size}: lmnet needs a multiple of 16")
-        c = [max(8, int(round(v * cfg.width / 8)) * 8) for v in (24, 32, 64, 128, 192)]
+        if cfg.block not in BLOCKS:
+            raise ValueError(f"block {cfg.block!r}: one of {', '.join(BLOCKS)}")
+        B, base = BLOCKS[cfg.block]
+        c = [max(8, int(round(v * cfg.width / 8)) * 8) for v in base]
         self.cfg = cfg
         self.stem = conv_bn(1, c[0], 3, 2)                                     # S/2
-        self.s2 = SepBlock(c[0], c[1])                                         # S/2
-        self.s4 = nn.Sequential(SepBlock(c[1], c[2], 2), SepBlock(c[2], c[2]))  # S/4
-        self.s8 = nn.Sequential(SepBlock(c[2], c[3], 2), *(SepBlock(c[3], c[3]) for _ in range(cfg.depth8 - 1)))   # S/8
-        self.s16 = nn.Sequential(SepBlock(c[3], c[4], 2), *(SepBlock(c[4], c[4]) for _ in range(cfg.depth16 - 1)))  # S/16
+        self.s2 = B(c[0], c[1]) if cfg.block == "sep" else nn.Identity()       # S/2
+        self.s4 = nn.Sequential(B(c[1], c[2], 2), B(c[2], c[2]))               # S/4
+        self.s8 = nn.Sequential(B(c[2], c[3], 2), *(B(c[3], c[3]) for _ in range(cfg.depth8 - 1)))   # S/8
+        self.s16 = nn.Sequential(B(c[3], c[4], 2), *(B(c[4], c[4]) for _ in range(cfg.depth16 - 1)))  # S/16
         self.lat8 = conv_bn(c[3], c[3], 1, act=False)
         self.top16 = conv_bn(c[4], c[3], 1, act=False)
-        self.fuse8 = SepBlock(c[3], c[3])
+        self.fuse8 = B(c[3], c[3])
         if cfg.head_stride == 4:
             self.lat4 = conv_bn(c[2], c[2], 1, act=False)
             self.top8 = conv_bn(c[3], c[2], 1, act=False)
-            self.fuse4 = nn.Sequential(SepBlock(c[2], c[2]), SepBlock(c[2], c[2]))
+            self.fuse4 = nn.Sequential(B(c[2], c[2]), B(c[2], c[2]))
         elif cfg.head_stride != 8:
             raise ValueError(f"head_stride {cfg.head_stride}: 4 or 8")
         n_heat = cfg.num_points

@@ -32,6 +32,7 @@ class TrainConfig:
     depth8: int = 3              # lmnet blocks at 1/8 and 1/16 resolution
     depth16: int = 3
     head_stride: int = 4         # lmnet heatmaps at 1/4 or 1/8 of the input
+    block: str = "sep"           # lmnet blocks: sep (depthwise + pointwise) | dense (full 3×3)
     crop_scale: float = G.CROP_SCALE   # crop side / face box side (stored in the model file)
     epochs: int = 150
     batch_size: int = 64
@@ -77,6 +78,8 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
         raise LandmaskError(f"--heat-reg needs heatmaps: --arch {cfg.arch} has none (use lmnet)")
     if not 0 <= cfg.teacher_weight <= 1:
         raise LandmaskError(f"--teacher-weight {cfg.teacher_weight}: give a number from 0 to 1")
+    if cfg.block not in ("sep", "dense"):
+        raise LandmaskError(f"--block {cfg.block}: sep or dense")
     if cfg.arch == "lmnet" and (cfg.input_size < 32 or cfg.input_size % 16):
         raise LandmaskError(f"--input-size {cfg.input_size}: lmnet needs a multiple of 16 (its 1/16 stage), "
                             f"at least 32, e.g. {max(32, round(cfg.input_size / 16) * 16)}")
@@ -191,7 +194,7 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     train_idx, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
 
     mcfg = ModelConfig(arch=cfg.arch, num_points=len(scheme), input_size=cfg.input_size, width=cfg.width,
-                       depth8=cfg.depth8, depth16=cfg.depth16, head_stride=cfg.head_stride)
+                       depth8=cfg.depth8, depth16=cfg.depth16, head_stride=cfg.head_stride, block=cfg.block)
     model = build_model(mcfg).to(memory_format=torch.channels_last)
     if cfg.init:
         _load_init(model, mcfg, cfg.init)
@@ -362,7 +365,7 @@ def _load_init(model, mcfg, path) -> None:
     import torch
     with torch.no_grad():
         for stage, i in new:
-            bn = getattr(model, stage)[i].pw[1]
+            bn = getattr(model, stage)[i].last_bn
             bn.weight.zero_()
             bn.bias.zero_()
 

@@ -9,10 +9,11 @@ from landmask.model import ARCHS, ModelConfig, build_model  # noqa: E402
 from landmask.report import Reporter  # noqa: E402
 
 
-@pytest.mark.parametrize("arch, size, stride", [("lmnet", 64, 4), ("lmnet", 80, 4), ("lmnet", 80, 8), ("seed", 96, 4)])
-def test_every_arch_gives_finite_points_and_every_parameter_a_gradient(arch, size, stride):
+@pytest.mark.parametrize("arch, size, stride, block", [("lmnet", 64, 4, "sep"), ("lmnet", 80, 4, "sep"), ("lmnet", 80, 8, "sep"),
+                                                     ("lmnet", 64, 4, "dense"), ("seed", 96, 4, "sep")])
+def test_every_arch_gives_finite_points_and_every_parameter_a_gradient(arch, size, stride, block):
     assert arch in ARCHS
-    m = build_model(ModelConfig(arch=arch, num_points=15, input_size=size, head_stride=stride))
+    m = build_model(ModelConfig(arch=arch, num_points=15, input_size=size, head_stride=stride, block=block))
     out = m(torch.randn(3, 1, size, size))
     assert out.shape == (3, 15, 2) and torch.isfinite(out).all()
     out.sum().backward()

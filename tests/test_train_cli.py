@@ -361,3 +361,30 @@ def test_init_into_the_other_head_stride_keeps_the_encoder(tiny_run, data, tmp_p
     assert b["heat.weight"].shape[1] == a["fuse8.pw.0.weight"].shape[0] != a["heat.weight"].shape[1]
     assert main(["export", "--model", str(out / "model.safetensors"), "--onnx", str(tmp_path / "s8.onnx")]) == 0
     assert "max abs difference" in capsys.readouterr().out
+
+
+def test_dense_blocks_train_export_and_quantise_with_only_the_stem_in_float(data, tmp_path, capsys):
+    """--block dense: lmnet with one full 3×3 convolution per block; recorded in the model file,
+    exported to ONNX as it runs in PyTorch, and in 8 bits with only the stem (the convolution on the
+    input) left in float; --init refuses the other block type by name."""
+    import onnx
+    from landmask.export import export_onnx_int8
+    from landmask.runtime import LandmarkModel
+    out = tmp_path / "dense"
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--block", "dense", "--out", str(out), *TINY]) == 0
+    meta = read_meta(out / "model.safetensors")
+    assert meta["model"]["block"] == "dense"
+    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d.onnx")]) == 0
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (12, 32, 32), dtype=np.uint8)
+    crops[:, 8:24, 8:24] //= 3    # some structure for the heatmaps
+    r = export_onnx_int8(out / "model.safetensors", tmp_path / "q.onnx", crops)
+    assert r["mean_abs_diff_px"] < 0.25
+    graph = onnx.load(tmp_path / "q.onnx").graph     # QDQ: an 8-bit Conv takes dequantised weights
+    floats = {i.name for i in graph.initializer}
+    float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in floats]
+    assert len(float_convs) == 1 and float_convs[0].input[0] == graph.input[0].name
+    assert LandmarkModel(tmp_path / "q.onnx").meta["quantized"]["float_layers"].startswith("the first 1 ")
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(out / "model.safetensors"),
+                 "--out", str(tmp_path / "sep"), *TINY]) == 2
+    assert "block dense vs sep" in capsys.readouterr().err
