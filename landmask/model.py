@@ -76,9 +76,27 @@ class DenseBlock(nn.Module):
         return F.relu(y + x if self.residual else y, inplace=True)
 
 
-BLOCKS = {"sep": (SepBlock, (24, 32, 64, 128, 192)),
-          # no block at 1/2 (stem width = 1/2 width): a full convolution there costs too much
-          "dense": (DenseBlock, (16, 16, 32, 64, 128))}
+# lmnet's block types: (block, widths of the stem and the 1/2, 1/4, 1/8, 1/16 stages at width 1,
+# blocks at 1/2).  Dense has none at 1/2 (its width is the stem's): a full convolution there costs too much.
+BLOCKS = {"sep": (SepBlock, (24, 32, 64, 128, 192), 1),
+          "dense": (DenseBlock, (16, 16, 32, 64, 128), 0)}
+HEAD_STRIDES = (4, 8)
+LMNET_STRIDE = 16            # lmnet halves its maps four times
+
+
+def lmnet_config_error(cfg: ModelConfig) -> tuple[str, str] | None:
+    """(field, why) when lmnet cannot be built from ``cfg``, else None; shared by the model and
+    the training options (which check before any data are read)."""
+    s = cfg.input_size
+    if s < 2 * LMNET_STRIDE or s % LMNET_STRIDE:
+        near = max(2 * LMNET_STRIDE, round(s / LMNET_STRIDE) * LMNET_STRIDE)
+        return "input_size", (f"{s}: lmnet needs a multiple of {LMNET_STRIDE} (its 1/{LMNET_STRIDE} stage), "
+                               f"at least {2 * LMNET_STRIDE}, e.g. {near}")
+    if cfg.block not in BLOCKS:
+        return "block", f"{cfg.block!r}: one of {', '.join(BLOCKS)}"
+    if cfg.head_stride not in HEAD_STRIDES:
+        return "head_stride", f"{cfg.head_stride}: one of {', '.join(map(str, HEAD_STRIDES))}"
+    return None
 
 
 class LMNet(nn.Module):
@@ -88,15 +106,14 @@ class LMNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.input_size % 16:
-            raise ValueError(f"input_size {cfg.input_size}: lmnet needs a multiple of 16")
-        if cfg.block not in BLOCKS:
-            raise ValueError(f"block {cfg.block!r}: one of {', '.join(BLOCKS)}")
-        B, base = BLOCKS[cfg.block]
+        problem = lmnet_config_error(cfg)
+        if problem:
+            raise ValueError(" ".join(problem))
+        B, base, at_half = BLOCKS[cfg.block]
         c = [max(8, int(round(v * cfg.width / 8)) * 8) for v in base]
         self.cfg = cfg
         self.stem = conv_bn(1, c[0], 3, 2)                                     # S/2
-        self.s2 = B(c[0], c[1]) if cfg.block == "sep" else nn.Identity()       # S/2
+        self.s2 = B(c[0], c[1]) if at_half else nn.Identity()                  # S/2
         self.s4 = nn.Sequential(B(c[1], c[2], 2), B(c[2], c[2]))               # S/4
         self.s8 = nn.Sequential(B(c[2], c[3], 2), *(B(c[3], c[3]) for _ in range(cfg.depth8 - 1)))   # S/8
         self.s16 = nn.Sequential(B(c[3], c[4], 2), *(B(c[4], c[4]) for _ in range(cfg.depth16 - 1)))  # S/16
@@ -107,8 +124,6 @@ class LMNet(nn.Module):
             self.lat4 = conv_bn(c[2], c[2], 1, act=False)
             self.top8 = conv_bn(c[3], c[2], 1, act=False)
             self.fuse4 = nn.Sequential(B(c[2], c[2]), B(c[2], c[2]))
-        elif cfg.head_stride != 8:
-            raise ValueError(f"head_stride {cfg.head_stride}: 4 or 8")
         n_heat = cfg.num_points
         if cfg.reduce:
             from landmask.schemes import conversion_matrix

@@ -78,11 +78,13 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
         raise LandmaskError(f"--heat-reg needs heatmaps: --arch {cfg.arch} has none (use lmnet)")
     if not 0 <= cfg.teacher_weight <= 1:
         raise LandmaskError(f"--teacher-weight {cfg.teacher_weight}: give a number from 0 to 1")
-    if cfg.block not in ("sep", "dense"):
-        raise LandmaskError(f"--block {cfg.block}: sep or dense")
-    if cfg.arch == "lmnet" and (cfg.input_size < 32 or cfg.input_size % 16):
-        raise LandmaskError(f"--input-size {cfg.input_size}: lmnet needs a multiple of 16 (its 1/16 stage), "
-                            f"at least 32, e.g. {max(32, round(cfg.input_size / 16) * 16)}")
+    if cfg.arch == "lmnet":   # refused here, before any data are read, not in the first batch
+        from landmask.model import ModelConfig, lmnet_config_error
+        problem = lmnet_config_error(ModelConfig(input_size=cfg.input_size, block=cfg.block,
+                                                 head_stride=cfg.head_stride))
+        if problem:
+            field, why = problem
+            raise LandmaskError(f"--{field.replace('_', '-')} {why}")
     return cfg
 
 
