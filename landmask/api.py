@@ -20,6 +20,7 @@ from landmask import geometry as G
 from landmask.imageio import to_grey
 from landmask.masking import mask_image, part_polygons
 from landmask.runtime import LandmarkModel, load as load_model
+from landmask.schemes import get_scheme
 
 
 @dataclass
@@ -32,14 +33,12 @@ class Face:
     @property
     def named(self) -> dict[str, tuple[float, float]]:
         """Landmarks by name, e.g. ``face.named["nose_tip"]``."""
-        from landmask.schemes import get_scheme
         return {n: (float(x), float(y)) for n, (x, y) in zip(get_scheme(self.scheme).points, self.points)}
 
     @property
     def parts(self) -> dict[str, list[np.ndarray]]:
-        """Polygons per part: lips, left_eye, right_eye, left_eyebrow, right_eyebrow."""
-        names = ("lips", "left_eye", "right_eye", "left_eyebrow", "right_eyebrow")
-        return {p: part_polygons(self.points, self.scheme, p) for p in names}
+        """Polygons per part: lips, left_eye, right_eye, left_eyebrow, right_eyebrow, face."""
+        return {p: part_polygons(self.points, self.scheme, p) for p in get_scheme(self.scheme).parts}
 
     def to_dict(self) -> dict:
         return {"box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
@@ -82,11 +81,12 @@ class Landmarker:
 
     def from_detections(self, image: np.ndarray, dets) -> list[Face]:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
-        refine = self.refine and self.scheme == "ibug68"
+        spans = self.model.scheme.spans_face   # the points' box is a face box: refine and check it
+        refine = self.refine and spans
         # the face check judges the crop the landmarks come from: the refined one when refining
         # (a real face is framed well there even when the detector's box was off)
         faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], check=not refine)
-        if self.scheme != "ibug68":
+        if not spans:
             return faces
         kept = [f for f in faces if G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
         if refine and kept:
@@ -106,6 +106,9 @@ def load(model=None, detector: str = "landmask", threads: int | None = None, bac
                       get_detector(detector, **opts), refine=refine, flip=flip)
 
 
-def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, feather: float | None = None) -> np.ndarray:
-    """A masked copy of ``image``; see landmask.masking.mask_image for the effect syntax."""
-    return mask_image(image, faces, lips=lips, eyes=eyes, eyebrows=eyebrows, feather=feather)
+def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, face=None,
+         feather: float | None = None) -> np.ndarray:
+    """A masked copy of ``image``.  With no part given, the defaults of ``landmask mask``
+    (``masking.DEFAULT_EFFECTS``: red lips, tinted eyes); naming any part paints only the parts
+    named.  Effects: ``EFFECT[:VALUE][@OPACITY]`` or a plain colour (see landmask.masking)."""
+    return mask_image(image, faces, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather)

@@ -43,14 +43,13 @@ def expand_inputs(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]
     return out
 
 
-def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None, feather=None,
+def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None, feather=None, face=None,
                overwrite=False, copy_unmasked=False, reporter: Reporter = Reporter()) -> Summary:
     """Mask every image in ``inputs`` into ``out_dir`` (same relative paths and formats)."""
     from landmask.api import mask
-    from landmask.masking import parse_effect
-    for name, spec in (("lips", lips), ("eyes", eyes), ("eyebrows", eyebrows)):
-        if spec:
-            parse_effect(spec, name)   # a bad option fails before any file is touched
+    from landmask.masking import resolve_effects
+    # parsed once, so a bad option fails before any file is touched (the library's defaults when none is given)
+    effects = resolve_effects(lips, eyes, eyebrows, face)
     out_dir = Path(out_dir)
     items = expand_inputs(inputs, exclude=out_dir)
     sources = {f.resolve() for f, _ in items if f.exists()}
@@ -76,7 +75,7 @@ def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None,
                     shutil.copyfile(src, tmp)
                     tmp.replace(dst)
                 continue
-            write_image(dst, mask(image, faces, lips=lips, eyes=eyes, eyebrows=eyebrows, feather=feather))
+            write_image(dst, mask(image, faces, feather=feather, **_none_for_missing(effects)))
             s.done += 1
         except LandmaskError as e:
             s.failed.append(str(e))
@@ -85,6 +84,11 @@ def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None,
             s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")
             reporter.info(f"failed: {s.failed[-1]}")
     return s
+
+
+def _none_for_missing(effects: dict) -> dict:
+    """Parsed effects as keyword arguments of ``mask``, parts without an effect turned off."""
+    return {g: effects.get(g, "none") for g in ("lips", "eyes", "eyebrows", "face")}
 
 
 def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter: Reporter = Reporter()):

@@ -112,9 +112,6 @@ def cmd_train(a):
     return 0
 
 
-DEFAULT_LIPS, DEFAULT_EYES = "color:#b0123a@0.6", "color:#1f6fd1@0.35"
-
-
 def add_runtime_options(p):
     p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-int8, ibug68-fast, ibug68-fast-int8, "
                                    "ibug68-tiny, kaggle15, or a model file")
@@ -123,19 +120,43 @@ def add_runtime_options(p):
     p.add_argument("--threads", type=int, help="CPU threads for inference")
 
 
+EFFECTS_HELP = """\
+effects (for --lips, --eyes, --eyebrows, --face): EFFECT[:VALUE][@OPACITY]
+  color:COLOUR     make-up: the colour's hue, the skin's own lightness kept (color:#b0123a@0.6)
+  COLOUR           the same as color:COLOUR (--lips red, --lips '#b0123a@0.5')
+  solid:COLOUR     a flat fill (solid:black)
+  blur[:SIGMA_PX]  Gaussian blur (default: from the part's size)
+  pixelate[:PX]    square blocks (default: from the part's size)
+  none             leave the part alone
+  COLOUR is any CSS colour name or #hex; OPACITY is 0..1.
+With no part option, landmask paints the defaults: --lips {lips} --eyes {eyes}.
+Giving any part option paints only the parts given (--eyes blur leaves the lips alone)."""
+
+
+def add_effect_options(p):
+    from landmask.masking import DEFAULT_EFFECTS
+    p.add_argument("--lips", metavar="EFFECT", help=f"effect for the lips (default {DEFAULT_EFFECTS['lips']} "
+                   "when no part is given)")
+    p.add_argument("--eyes", metavar="EFFECT", help=f"effect for both eyes (default {DEFAULT_EFFECTS['eyes']} "
+                   "when no part is given)")
+    p.add_argument("--eyebrows", metavar="EFFECT", help="effect for both eyebrows (default: none)")
+    p.add_argument("--face", metavar="EFFECT", help="effect for the whole face, for privacy: blur, pixelate, "
+                   "solid:black (default: none)")
+
+
 def make_landmarker(a):
     from landmask.api import load
     return load(a.model, a.detector, threads=a.threads, detect_size=a.detect_size)
 
 
 def add_mask(sub):
-    p = sub.add_parser("mask", help="mask lips, eyes (and eyebrows) on photos and folders", epilog=EXAMPLES,
+    from landmask.masking import DEFAULT_EFFECTS
+    p = sub.add_parser("mask", help="mask lips, eyes (and eyebrows) on photos and folders",
+                       epilog=EFFECTS_HELP.format(**DEFAULT_EFFECTS) + "\n\n" + EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (walked recursively)")
     p.add_argument("-o", "--out", required=True, help="output folder (the inputs' folder layout is kept)")
-    p.add_argument("--lips", help=f"EFFECT[:VALUE][@OPACITY] (default {DEFAULT_LIPS} when no part is given)")
-    p.add_argument("--eyes", help=f"effect for both eyes (default {DEFAULT_EYES} when no part is given)")
-    p.add_argument("--eyebrows", help="effect for both eyebrows (default: none)")
+    add_effect_options(p)
     p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--copy-unmasked", action="store_true", help="copy images with no face unchanged")
@@ -146,11 +167,8 @@ def add_mask(sub):
 def cmd_mask(a):
     from landmask.batch import mask_files
     from landmask.report import ConsoleReporter
-    lips, eyes = a.lips, a.eyes
-    if not (lips or eyes or a.eyebrows):
-        lips, eyes = DEFAULT_LIPS, DEFAULT_EYES
-    s = mask_files(a.inputs, a.out, make_landmarker(a), lips=lips, eyes=eyes, eyebrows=a.eyebrows,
-                   feather=a.feather, overwrite=a.overwrite, copy_unmasked=a.copy_unmasked,
+    s = mask_files(a.inputs, a.out, make_landmarker(a), lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows,
+                   face=a.face, feather=a.feather, overwrite=a.overwrite, copy_unmasked=a.copy_unmasked,
                    reporter=ConsoleReporter())
     for f in s.failed:
         print(f"failed: {f}", file=sys.stderr)

@@ -98,10 +98,7 @@ def interocular(points: np.ndarray, scheme_name: str) -> np.ndarray:
     """Distance between the outer eye corners (the 300-W NME normaliser), shape (...)."""
     from landmask.schemes import get_scheme  # schemes is geometry's only sibling import
     s = get_scheme(scheme_name)
-    if scheme_name == "kaggle15":
-        a, b = s.index("left_eye_outer_corner"), s.index("right_eye_outer_corner")
-    else:
-        a, b = s.index("left_eye_outer"), s.index("right_eye_outer")
+    a, b = (s.index(n) for n in s.outer_eyes)
     return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
 
 

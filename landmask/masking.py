@@ -19,7 +19,12 @@ from landmask.errors import LandmaskError
 from landmask.schemes import get_scheme
 
 PART_GROUPS = {"lips": ("lips",), "eyes": ("left_eye", "right_eye"),
-               "eyebrows": ("left_eyebrow", "right_eyebrow")}
+               "eyebrows": ("left_eyebrow", "right_eyebrow"), "face": ("face",)}
+# What ``mask(image, faces)`` paints when no part is named (the CLI's defaults are these):
+# make-up red lips and a light blue eye tint.  Naming any part turns the others off.
+DEFAULT_EFFECTS = {"lips": "color:#b0123a@0.6", "eyes": "color:#1f6fd1@0.35"}
+EFFECT_KINDS = ("color", "solid", "blur", "pixelate", "none")
+MAX_EFFECT_PX = 1000.0      # a blur sigma or pixel block past this is a typo, not a wish
 
 
 # ---------------------------------------------------------------- effect specs
@@ -28,41 +33,69 @@ PART_GROUPS = {"lips": ("lips",), "eyes": ("left_eye", "right_eye"),
 class Effect:
     kind: str                       # color | solid | blur | pixelate | none
     color: tuple = (0, 0, 0)        # RGB 0..255
-    amount: float = 0.0             # blur sigma / pixel block as a fraction of the part's size (0 = auto)
+    amount: float = 0.0             # blur sigma / pixel block in pixels (0 = from the part's size)
     opacity: float = 1.0
 
 
 def parse_effect(spec: str | Effect | None, option: str = "effect") -> Effect:
-    """Parse ``EFFECT[:VALUE][@OPACITY]``; errors name the option."""
+    """Parse ``EFFECT[:VALUE][@OPACITY]`` (a plain colour means ``color:COLOUR``); errors name the option."""
     if spec is None or isinstance(spec, Effect):
         return spec or Effect("none")
     text = spec.strip()
     opacity = 1.0
     if "@" in text:
         text, op = text.rsplit("@", 1)
-        try:
-            opacity = float(op)
-        except ValueError:
-            raise LandmaskError(f"--{option} {spec!r}: opacity {op!r} is not a number") from None
+        opacity = _number(op, spec, option, "opacity")
         if not 0 <= opacity <= 1:
             raise LandmaskError(f"--{option} {spec!r}: opacity must be between 0 and 1")
     kind, _, value = text.partition(":")
     kind = kind.lower()
-    if kind in ("color", "colour", "solid"):
+    if kind == "colour":
+        kind = "color"
+    if kind not in EFFECT_KINDS and not value:
+        try:                          # --lips red, --lips '#b0123a@0.5'
+            return Effect("color", parse_color(text), 0.0, opacity)
+        except ValueError:
+            pass
+    if kind in ("color", "solid"):
         try:
-            rgb = parse_color(value or ("#b0123a" if kind != "solid" else "black"))
+            rgb = parse_color(value or ("#b0123a" if kind == "color" else "black"))
         except ValueError:
             raise LandmaskError(f"--{option} {spec!r}: {value!r} is not a CSS colour name or #hex") from None
-        return Effect("color" if kind != "solid" else "solid", rgb, 0.0, opacity)
+        return Effect(kind, rgb, 0.0, opacity)
     if kind in ("blur", "pixelate"):
-        try:
-            amount = float(value) if value else 0.0
-        except ValueError:
-            raise LandmaskError(f"--{option} {spec!r}: {value!r} is not a number") from None
+        amount = _number(value, spec, option, "size") if value else 0.0
+        if not 0 < amount <= MAX_EFFECT_PX and value:
+            raise LandmaskError(f"--{option} {spec!r}: the {kind} size must be a number of pixels "
+                                f"above 0 and at most {MAX_EFFECT_PX:g}")
         return Effect(kind, amount=amount, opacity=opacity)
     if kind == "none":
         return Effect("none")
-    raise LandmaskError(f"--{option} {spec!r}: unknown effect {kind!r}; use color, solid, blur, pixelate or none")
+    import difflib
+    near = difflib.get_close_matches(kind, EFFECT_KINDS, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise LandmaskError(f"--{option} {spec!r}: unknown effect {kind!r}{hint}; use color, solid, blur, pixelate, "
+                        f"none or a colour")
+
+
+def _number(text: str, spec, option, what) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise LandmaskError(f"--{option} {spec!r}: {what} {text!r} is not a number") from None
+    if not np.isfinite(v):
+        raise LandmaskError(f"--{option} {spec!r}: {what} must be a finite number")
+    return v
+
+
+def resolve_effects(lips=None, eyes=None, eyebrows=None, face=None) -> dict[str, Effect]:
+    """The effect per part group, parsed once: the defaults when no part is given, else only the
+    given parts.  Parts whose effect is ``none`` are left out."""
+    given = {"lips": lips, "eyes": eyes, "eyebrows": eyebrows, "face": face}
+    if all(v is None for v in given.values()):
+        given = dict(DEFAULT_EFFECTS)
+    effects = {g: parse_effect(v, g) for g, v in given.items() if v is not None}
+    return {g: e for g, e in effects.items() if e.kind != "none"}
 
 
 # ---------------------------------------------------------------- shapes (pure geometry)
@@ -107,44 +140,72 @@ def _ellipse_eye(outer, inner, center, ratio=0.42, n=24):
 
 def part_polygons(points: np.ndarray, scheme_name: str, part: str) -> list[np.ndarray]:
     """Polygons (float, image pixels) of a named part; several polygons combine even-odd
-    (lips = outer contour minus the inner mouth, so an open mouth's teeth stay unpainted)."""
+    (lips = outer contour minus the inner mouth, so an open mouth's teeth stay unpainted).
+    How a part's points become a shape is the scheme's data (``Scheme.shapes``)."""
     scheme = get_scheme(scheme_name)
-    if scheme_name == "kaggle15":
-        return _kaggle_shapes(points, scheme, part)
+    if part not in scheme.parts:
+        raise LandmaskError(f"scheme {scheme_name} has no part {part!r}")
     polys = scheme.part_polygons(points, part)
-    if "eyebrow" in part:
-        return [_brow_band(polys[0], points, scheme_name)]
-    return [smooth_closed(p) for p in polys]
+    kind = scheme.shapes.get(part, "contour")
+    eye_dist = float(G.interocular(points, scheme_name))
+    return [SHAPES[kind](p, eye_dist) for p in polys]
 
 
-def _brow_band(line: np.ndarray, points, scheme_name) -> np.ndarray:
+def _contour(p, eye_dist):
+    return smooth_closed(p)
+
+
+def _band(line, eye_dist) -> np.ndarray:
     """An eyebrow as a band around its landmark line, thick as 12 % of the eye distance."""
-    d = float(G.interocular(points, scheme_name)) * 0.06
+    d = eye_dist * 0.06
     seg = np.gradient(line, axis=0)
     normal = np.stack([-seg[:, 1], seg[:, 0]], 1)
     normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-9
     return smooth_closed(np.concatenate([line + normal * d, (line - normal * d)[::-1]]), 3)
 
 
-def _kaggle_shapes(p, s, part) -> list[np.ndarray]:
-    g = lambda n: p[s.index(n)]  # noqa: E731
-    if part == "lips":
-        r, l = g("mouth_right_corner"), g("mouth_left_corner")
-        top, bottom = g("mouth_center_top_lip"), g("mouth_center_bottom_lip")
-        # the top lip's upper edge rises a little higher off-centre (a soft Cupid's bow)
-        upper = _arc(r, l, top + (top - (r + l) / 2) * 0.15)
-        lower = _arc(l, r, bottom)
-        return [np.concatenate([upper, lower[1:-1]])]
-    if part in ("left_eye", "right_eye"):
-        side = part.split("_")[0]
-        return [_ellipse_eye(g(f"{side}_eye_outer_corner"), g(f"{side}_eye_inner_corner"), g(f"{side}_eye_center"))]
-    if part in ("left_eyebrow", "right_eyebrow"):
-        side = part.split("_")[0]
-        a, b = g(f"{side}_eyebrow_outer_end"), g(f"{side}_eyebrow_inner_end")
-        up = np.array([0.0, -np.linalg.norm(b - a) * 0.12])
-        line = _arc(a, b, (a + b) / 2 + up, 8)
-        return [_brow_band(line, p, "kaggle15")]
-    raise LandmaskError(f"unknown part {part!r}")
+def _face(p, eye_dist) -> np.ndarray:
+    """Jaw (17 points, ear to ear) closed over the brows (10 points), the brows lifted towards the
+    hairline along the face's chin-to-brow axis by 0.45 x the eye distance."""
+    jaw, brows = p[:17], p[17:]
+    up = brows.mean(0) - jaw[8]
+    up = up / (np.linalg.norm(up) + 1e-9)
+    return smooth_closed(np.concatenate([jaw, brows + up * 0.45 * eye_dist]), 4)
+
+
+def _sparse_lips(p, eye_dist) -> np.ndarray:
+    """Mouth corners and lip centres (right corner, top, left corner, bottom) rounded into lips;
+    the top lip's upper edge rises a little higher off-centre (a soft Cupid's bow)."""
+    r, top, l, bottom = p
+    upper = _arc(r, l, top + (top - (r + l) / 2) * 0.15)
+    lower = _arc(l, r, bottom)
+    return np.concatenate([upper, lower[1:-1]])
+
+
+def _almond(p, eye_dist) -> np.ndarray:
+    """An eye from (one corner, centre, other corner)."""
+    a, center, b = p
+    return _ellipse_eye(a, b, center)
+
+
+def _sparse_band(p, eye_dist) -> np.ndarray:
+    """An eyebrow from its two ends: a slight upward arc, thickened into a band."""
+    a, b = p
+    up = np.array([0.0, -np.linalg.norm(b - a) * 0.12])
+    return _band(_arc(a, b, (a + b) / 2 + up, 8), eye_dist)
+
+
+def _hull(p, eye_dist) -> np.ndarray:
+    """A face from sparse points: an ellipse around them, widened to the cheeks and chin."""
+    p = p[np.isfinite(p).all(1)]
+    c = p.mean(0)
+    w, h = max(np.ptp(p[:, 0]), eye_dist) * 0.8, max(np.ptp(p[:, 1]), eye_dist) * 0.95
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    return c + np.stack([np.cos(t) * w, np.sin(t) * h + 0.15 * h], 1)
+
+
+SHAPES = {"contour": _contour, "band": _band, "face": _face, "sparse_lips": _sparse_lips,
+          "almond": _almond, "sparse_band": _sparse_band, "hull": _hull}
 
 
 # ---------------------------------------------------------------- rendering
@@ -242,17 +303,23 @@ def apply_effect(image: np.ndarray, polygons, eff: Effect, feather: float) -> No
         view[changed] = new[..., 0][changed]
 
 
-def mask_image(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, feather: float | None = None) -> np.ndarray:
+def mask_image(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, face=None,
+               feather: float | None = None) -> np.ndarray:
     """A masked copy of ``image`` (grey, RGB or RGBA; 8 or 16 bit — the same kind comes back).
 
     ``faces``: objects with ``points`` (K, 2) and ``scheme`` (see landmask.api.Face).
-    ``lips``/``eyes``/``eyebrows``: effect specs (strings or Effect), None leaves the part alone.
+    ``lips``/``eyes``/``eyebrows``/``face``: effect specs (strings or Effect); with none of them
+    given, DEFAULT_EFFECTS; otherwise a part given as None is left alone (see resolve_effects).
+    The whole-face effect is drawn first, so parts painted on top of it stay visible.
     ``feather``: soft-edge width in pixels (None = 2 % of each face's eye distance)."""
+    effects = resolve_effects(lips, eyes, eyebrows, face)
     out = image.copy()
-    effects = {g: parse_effect(v, g) for g, v in (("lips", lips), ("eyes", eyes), ("eyebrows", eyebrows)) if v}
-    for face in faces:
-        f = feather if feather is not None else max(1.0, 0.02 * float(G.interocular(face.points, face.scheme)))
-        for group, eff in effects.items():
+    order = [g for g in ("face", "lips", "eyes", "eyebrows") if g in effects]
+    for f in faces:
+        eye_dist = float(G.interocular(f.points, f.scheme))
+        soft = feather if feather is not None else max(1.0, 0.02 * eye_dist)
+        for group in order:
             for part in PART_GROUPS[group]:
-                apply_effect(out, part_polygons(face.points, face.scheme, part), eff, f)
+                apply_effect(out, part_polygons(f.points, f.scheme, part), effects[group],
+                             soft if group != "face" else max(soft, 0.1 * eye_dist))
     return out

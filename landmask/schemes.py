@@ -94,6 +94,16 @@ class Scheme:
     # part name -> polygons; each polygon is a tuple of point names in drawing order.  A part with
     # several polygons is filled with the even-odd rule (the lips: outer contour minus inner mouth).
     parts: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    # part name -> how masking turns its points into a shape: "contour" (a smooth closed curve through
+    # them), "band" (a line thickened into a band: eyebrows), "face" (the jaw closed over the brows,
+    # lifted to the forehead), or for sparse schemes "sparse_lips", "almond" (corner, centre, corner),
+    # "sparse_band" (two ends), "hull" (an ellipse around all the points)
+    shapes: dict[str, str] = field(default_factory=dict)
+    # the two points whose distance normalises errors and sizes (the outer eye corners)
+    outer_eyes: tuple[str, str] = ("left_eye_outer", "right_eye_outer")
+    # True when the face box convention is the tight box of these points (so a box can be re-made
+    # from predicted points: landmark refinement, tracking); sparse schemes do not span the face
+    spans_face: bool = False
 
     def __post_init__(self):
         if len(set(self.points)) != len(self.points):
@@ -112,7 +122,14 @@ class Scheme:
 
     def part_polygons(self, points: np.ndarray, part: str) -> list[np.ndarray]:
         """The polygons of ``part`` as float arrays (N, 2) taken from ``points`` (K, 2)."""
-        return [points[[self.index(n) for n in poly]] for poly in self.parts[part]]
+        return [points[self.part_indices(poly)] for poly in self.parts[part]]
+
+    def part_indices(self, names) -> list[int]:
+        return [self.index(n) for n in names]
+
+    def part_points(self, part: str) -> list[int]:
+        """Indices of every point that shapes ``part`` (for per-part confidence)."""
+        return sorted({i for poly in self.parts[part] for i in self.part_indices(poly)})
 
 
 def _mirror_name(name: str) -> str:
@@ -133,7 +150,12 @@ IBUG68 = Scheme(
         "right_eye": (_names(_IBUG68, range(36, 42)),),
         "left_eyebrow": (_names(_IBUG68, range(22, 27)),),
         "right_eyebrow": (_names(_IBUG68, range(17, 22)),),
+        # the jaw from ear to ear, then back over the brows (subject's left to right)
+        "face": (_names(_IBUG68, [*range(0, 17), *range(26, 16, -1)]),),
     },
+    shapes={"lips": "contour", "left_eye": "contour", "right_eye": "contour",
+            "left_eyebrow": "band", "right_eyebrow": "band", "face": "face"},
+    spans_face=True,
 )
 KAGGLE15 = Scheme(
     "kaggle15", _KAGGLE15,
@@ -143,11 +165,15 @@ KAGGLE15 = Scheme(
                   "mouth_center_bottom_lip"),),
         "left_eye": (("left_eye_inner_corner", "left_eye_center", "left_eye_outer_corner"),),
         "right_eye": (("right_eye_outer_corner", "right_eye_center", "right_eye_inner_corner"),),
-        "left_eyebrow": (("left_eyebrow_inner_end", "left_eyebrow_outer_end"),),
+        "left_eyebrow": (("left_eyebrow_outer_end", "left_eyebrow_inner_end"),),
         "right_eyebrow": (("right_eyebrow_outer_end", "right_eyebrow_inner_end"),),
+        "face": (_KAGGLE15,),
     },
+    shapes={"lips": "sparse_lips", "left_eye": "almond", "right_eye": "almond",
+            "left_eyebrow": "sparse_band", "right_eyebrow": "sparse_band", "face": "hull"},
+    outer_eyes=("left_eye_outer_corner", "right_eye_outer_corner"),
 )
-MUCT76 = Scheme("muct76", _MUCT76)
+MUCT76 = Scheme("muct76", _MUCT76, spans_face=True)
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (IBUG68, KAGGLE15, MUCT76)}
 

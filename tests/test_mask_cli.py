@@ -108,7 +108,7 @@ def test_python_api_mirrors_the_cli():
     img = landmask.read_image(SAMPLE)
     faces = lm.faces(img)
     assert len(faces) == 1 and faces[0].points.shape == (68, 2)
-    assert set(faces[0].parts) == {"lips", "left_eye", "right_eye", "left_eyebrow", "right_eyebrow"}
+    assert set(faces[0].parts) == {"lips", "left_eye", "right_eye", "left_eyebrow", "right_eyebrow", "face"}
     # the subject's left eye is on the image's right
     assert faces[0].named["left_eye_outer"][0] > faces[0].named["right_eye_outer"][0]
     out = landmask.mask(img, faces, lips="color:#b0123a@0.6")
@@ -133,3 +133,56 @@ def test_exif_rotated_photo_comes_out_upright(tmp_path, capsys):
     assert main(["mask", str(tmp_path / "r.jpg"), "-o", str(tmp_path / "o")]) == 0
     assert "done 1, no face 0" in capsys.readouterr().out   # the face was found upright
     assert read_image(tmp_path / "o" / "r.jpg").shape == (400, 512, 3)
+
+
+def test_the_library_paints_the_cli_defaults(tmp_path):
+    import landmask
+    img = landmask.read_image(SAMPLE)
+    faces = landmask.load().faces(img)
+    assert main(["mask", SAMPLE, "-o", str(tmp_path)]) == 0
+    cli = read_image(tmp_path / "astronaut.jpg")
+    lib = landmask.mask(img, faces)
+    assert (lib != img).any()
+    # the CLI's output went through JPEG; the library's result is what it encoded
+    landmask.write_image(tmp_path / "lib.jpg", lib)
+    assert np.array_equal(read_image(tmp_path / "lib.jpg"), cli)
+    # naming one part paints only that part: the eyes stay as they were
+    lips_only = landmask.mask(img, faces, lips="red")
+    eye = faces[0].named["left_eye_outer"]
+    x, y = int(round(eye[0])), int(round(eye[1]))
+    assert np.array_equal(lips_only[y - 3:y + 4, x - 3:x + 4], img[y - 3:y + 4, x - 3:x + 4])
+    assert not np.array_equal(lib[y - 3:y + 4, x - 8:x + 4], img[y - 3:y + 4, x - 8:x + 4])
+
+
+def test_face_effect_hides_the_whole_face_and_nothing_else(tmp_path):
+    import landmask
+    img = landmask.read_image(SAMPLE)
+    faces = landmask.load().faces(img)
+    out = landmask.mask(img, faces, face="pixelate")
+    changed = (np.abs(out.astype(int) - img.astype(int)) > 0).any(axis=2)
+    x0, y0, x1, y1 = faces[0].box
+    h = y1 - y0
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 0.5 * (x1 - x0) * h                 # most of the face box changed
+    assert ys.min() >= y0 - 0.5 * h and ys.max() <= y1 + 0.1 * h  # forehead included, not the neck
+    assert xs.min() >= x0 - 0.1 * (x1 - x0) and xs.max() <= x1 + 0.1 * (x1 - x0)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lips", "blurr", "did you mean 'blur'"),
+    ("--eyes", "blur:-5", "above 0"),
+    ("--eyes", "blur:nan", "finite"),
+    ("--lips", "pixelate:nan", "finite"),
+    ("--face", "pixleate", "did you mean 'pixelate'"),
+])
+def test_bad_effects_are_refused_by_option_before_any_file(tmp_path, capsys, option, value, message):
+    assert main(["mask", SAMPLE, "-o", str(tmp_path / "o"), option, value]) == 2
+    err = capsys.readouterr().err
+    assert option in err and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_plain_colour_means_make_up():
+    from landmask.masking import parse_effect
+    assert parse_effect("red", "lips") == parse_effect("color:red", "lips")
+    assert parse_effect("#b0123a@0.5", "lips") == parse_effect("color:#b0123a@0.5", "lips")
