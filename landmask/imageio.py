@@ -1,5 +1,6 @@
-"""Reading and writing images: one decoder path (OpenCV), clear errors, EXIF orientation,
-atomic writes.  No imaging library beyond OpenCV is needed.
+"""Reading and writing images: one decoder path (OpenCV) for files and bytes, with the size read
+from the header and checked before any pixel is decoded, clear errors, EXIF orientation, EXIF/ICC
+kept on write, atomic writes.  No imaging library beyond OpenCV is needed.
 
 Images in landmask are numpy arrays in **RGB** order (H, W, 3) uint8, or (H, W) for grey; this is
 stated once here and kept everywhere (OpenCV's BGR stays inside this module).
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,15 +22,33 @@ from landmask.errors import LandmaskError
 
 # Refuse images bigger than this many pixels (decompression bombs); 100 megapixels.
 MAX_PIXELS = 100_000_000
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
+                  ".pbm", ".pam", ".gif"}
+# what encode_image takes as fmt → the extension OpenCV encodes by
+FORMATS = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif",
+           "tif": ".tif", "gif": ".gif", "pnm": ".ppm", "ppm": ".ppm", "pgm": ".pgm", "pbm": ".pbm",
+           "pam": ".pam"}
+_HAS_METADATA = hasattr(cv2, "imdecodeWithMetadata") and hasattr(cv2, "imencodeWithMetadata")
 
 
-def read_image(path, mode: str = "rgb") -> np.ndarray:
+@dataclass(frozen=True)
+class Metadata:
+    """What of an input file travels to its output: the container format, and the EXIF block
+    (TIFF bytes, orientation already reset to 1 when the pixels were turned upright) and the ICC
+    colour profile, each None when the file had none."""
+    fmt: str
+    exif: bytes | None = None
+    icc: bytes | None = None
+
+
+def read_image(path, mode: str = "rgb", metadata: bool = False):
     """Decode an image file, honouring EXIF orientation.
 
     mode: ``"rgb"`` → (H, W, 3) uint8 RGB; ``"grey"`` → (H, W) uint8; ``"keep"`` → the file's own
-    channels and depth (grey, RGB, RGBA; 8 or 16 bit), RGB-ordered.
-    Raises LandmaskError naming the file for missing, empty, non-image, truncated or huge files.
+    channels and depth (grey, RGB, RGBA; 8 or 16 bit), RGB-ordered.  With ``metadata=True``
+    returns ``(image, Metadata)``.
+    Raises LandmaskError naming the file for missing, unreadable, empty, non-image, truncated,
+    corrupt, animated or huge files.
     """
     path = Path(path)
     if not path.exists():
@@ -36,25 +58,104 @@ def read_image(path, mode: str = "rgb") -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise LandmaskError(f"{path}: cannot read ({e.strerror})") from None
+        raise LandmaskError(f"{path}: cannot read ({e.strerror or e})") from None
+    image, meta = decode_with_metadata(data, mode, name=str(path))
+    return (image, meta) if metadata else image
+
+
+def decode_image(data: bytes, mode: str = "rgb", name: str = "<bytes>") -> np.ndarray:
+    """Decode an image held in memory exactly as read_image decodes a file (``name`` is what
+    the error messages call it)."""
+    return decode_with_metadata(data, mode, name)[0]
+
+
+def decode_with_metadata(data: bytes, mode: str = "rgb", name: str = "<bytes>") -> tuple[np.ndarray, Metadata]:
+    """decode_image, plus the file's format, EXIF and ICC profile (see Metadata)."""
+    if mode not in ("rgb", "grey", "keep"):
+        raise ValueError(f"unknown mode {mode!r}")
+    data = bytes(data)
     if not data:
-        raise LandmaskError(f"{path}: empty file (0 bytes)")
+        raise LandmaskError(f"{name}: empty file (0 bytes)")
     kind = sniff(data)
     if kind is None:
-        raise LandmaskError(f"{path}: not an image file (or a format that cannot be read)")
+        raise LandmaskError(f"{name}: not an image file (or a format that cannot be read)")
     size = header_size(data, kind)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise LandmaskError(f"{path}: image too large ({size[0]}×{size[1]} pixels; the limit is {MAX_PIXELS:,})")
+    if size is None or size[0] <= 0 or size[1] <= 0:
+        raise LandmaskError(f"{name}: corrupt {kind} header (no readable image size)")
+    if size[0] * size[1] > MAX_PIXELS:
+        raise LandmaskError(f"{name}: image too large ({size[0]}×{size[1]} pixels; the limit is {MAX_PIXELS:,})")
+    frames = frame_count(data, kind)
+    if frames > 1:
+        raise LandmaskError(f"{name}: animated {kind} ({frames} frames); only still images can be read "
+                            f"(convert it to a video or take one frame)")
     if not looks_complete(data, kind):
-        raise LandmaskError(f"{path}: truncated or corrupt image (the {kind} data ends early)")
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        raise LandmaskError(f"{name}: truncated or corrupt image (the {kind} data ends early)")
+    arr, exif, icc = _decode(data, kind, name)
     if arr is None or arr.size == 0:
-        raise LandmaskError(f"{path}: truncated or corrupt image (the decoder gave up)")
+        raise LandmaskError(f"{name}: truncated or corrupt image (the decoder gave up)")
     if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
-        raise LandmaskError(f"{path}: image too large ({arr.shape[1]}×{arr.shape[0]} pixels)")
-    if kind == "jpeg":
-        arr = apply_orientation(arr, exif_orientation(data))
-    return _convert(arr, mode)
+        raise LandmaskError(f"{name}: image too large ({arr.shape[1]}×{arr.shape[0]} pixels)")
+    if kind in ("jpeg", "png", "webp") and exif:
+        orientation = tiff_orientation(exif)
+        arr = apply_orientation(arr, orientation)
+        if orientation != 1:
+            exif = _reset_orientation(exif)
+    return _convert(arr, mode), Metadata(kind, exif or None, icc or None)
+
+
+_STDERR_LOCK = threading.Lock()
+# libjpeg reports damaged scan data as warnings on stderr and still returns an image (grey where
+# the data were bad); these are the ones that mean the pixels are not the photo's
+_JPEG_CORRUPT = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid JPEG file structure")
+
+
+def _decode(data: bytes, kind: str, name: str):
+    """(BGR(A)/grey array or None, EXIF TIFF bytes, ICC bytes) from OpenCV; for JPEG, libjpeg's
+    warnings are captured from stderr (under a lock: stderr is process-wide) and a damaged scan
+    becomes an error naming the file."""
+    buf = np.frombuffer(data, np.uint8)
+    if kind != "jpeg":
+        return _imdecode(buf)
+    with _STDERR_LOCK:
+        captured, result = _capture_fd2(lambda: _imdecode(buf))
+    bad = [ln for ln in captured.splitlines() if ln.startswith(_JPEG_CORRUPT)]
+    rest = [ln for ln in captured.splitlines() if ln and not ln.startswith(_JPEG_CORRUPT)]
+    if rest:
+        sys.stderr.write("\n".join(rest) + "\n")
+    if bad:
+        raise LandmaskError(f"{name}: corrupt JPEG scan data ({bad[0].strip()})")
+    return result
+
+
+def _imdecode(buf: np.ndarray):
+    if not _HAS_METADATA:
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), _jpeg_exif(buf.tobytes()), None
+    arr, types, chunks = cv2.imdecodeWithMetadata(buf, flags=cv2.IMREAD_UNCHANGED)
+    exif = icc = None
+    for t, c in zip(types, chunks):
+        if int(t) == cv2.IMAGE_METADATA_EXIF:
+            exif = np.asarray(c, np.uint8).tobytes()
+        elif int(t) == cv2.IMAGE_METADATA_ICCP:
+            icc = np.asarray(c, np.uint8).tobytes()
+    return arr, exif, icc
+
+
+def _capture_fd2(fn):
+    """Run fn() with file descriptor 2 sent to a temporary file; (what was written, fn's result)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):          # no stderr to borrow: decode without the check
+        return "", fn()
+    with tempfile.TemporaryFile() as cap:
+        os.dup2(cap.fileno(), 2)
+        try:
+            result = fn()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        cap.seek(0)
+        return cap.read().decode("utf-8", "replace"), result
 
 
 def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
@@ -62,7 +163,7 @@ def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.dtype not in (np.uint8, np.uint16):
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
     if arr.ndim == 3:
         code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
         arr = cv2.cvtColor(arr, code)
@@ -72,11 +173,9 @@ def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
         arr = (arr.astype(np.float32) / 257 + 0.5).astype(np.uint8)
     if mode == "grey":
         return to_grey(arr)
-    if mode == "rgb":
-        if arr.ndim == 2:
-            return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
-        return np.ascontiguousarray(arr[..., :3])
-    raise ValueError(f"unknown mode {mode!r}")
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    return np.ascontiguousarray(arr[..., :3])
 
 
 # ---------------------------------------------------------------- container facts (pure Python)
@@ -93,7 +192,9 @@ def sniff(data: bytes) -> str | None:
         return "tiff"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    if data[:2] in (b"P2", b"P3", b"P5", b"P6"):
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:1] == b"P" and data[1:2] in b"1234567" and data[2:3].isspace():
         return "pnm"
     return None
 
@@ -113,27 +214,146 @@ def _jpeg_segments(data: bytes):
             continue
         n = struct.unpack(">H", data[i + 2:i + 4])[0]
         yield marker, i + 4, i + 2 + n
-        if marker == 0xDA:
+        if marker == 0xDA or n < 2:
             return
         i += 2 + n
 
 
 def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
-    """(width, height) read from the header without decoding, where the format allows."""
+    """(width, height) read from the header without decoding, or None when the header holds none."""
     try:
-        if kind == "png":
-            return struct.unpack(">II", data[16:24])
-        if kind == "bmp":
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
-        if kind == "jpeg":
-            for marker, a, _ in _jpeg_segments(data):
-                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                    h, w = struct.unpack(">HH", data[a + 1:a + 5])
-                    return w, h
-    except struct.error:
+        return _HEADER_SIZE[kind](data)
+    except (struct.error, ValueError, IndexError):
         return None
+
+
+def _png_size(data):
+    if data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def _bmp_size(data):
+    (dib,) = struct.unpack("<I", data[14:18])
+    if dib == 12:                                    # OS/2 core header: 16-bit sizes
+        return struct.unpack("<HH", data[18:22])
+    w, h = struct.unpack("<ii", data[18:26])
+    return abs(w), abs(h)
+
+
+def _jpeg_size(data):
+    for marker, a, _ in _jpeg_segments(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[a + 1:a + 5])
+            return w, h
     return None
+
+
+def _tiff_size(data):
+    """The first page's size (the page OpenCV decodes)."""
+    e, entries = _tiff_ifd0(data)
+    w, h = _tiff_value(data, e, entries.get(256)), _tiff_value(data, e, entries.get(257))
+    return None if w is None or h is None else (w, h)
+
+
+def _webp_size(data):
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8 ":
+        if data[23:26] != b"\x9d\x01\x2a":
+            return None
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L":
+        if data[20] != 0x2F:
+            return None
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _gif_size(data):
+    """The larger of the logical screen and the first frame (OpenCV decodes onto the screen)."""
+    w, h = struct.unpack("<HH", data[6:10])
+    first = next(_gif_frames(data), None)
+    return (max(w, first[0]), max(h, first[1])) if first else (w, h)
+
+
+def _pnm_size(data):
+    if data[1:2] == b"7":                            # PAM: WIDTH / HEIGHT lines
+        head = data[:512].split(b"ENDHDR")[0].split()
+        w = head[head.index(b"WIDTH") + 1]
+        h = head[head.index(b"HEIGHT") + 1]
+        return int(w), int(h)
+    tokens, i = [], 2
+    while len(tokens) < 2 and i < min(len(data), 4096):
+        c = data[i:i + 1]
+        if c == b"#":
+            i = data.find(b"\n", i)
+            if i < 0:
+                return None
+        elif c.isdigit():
+            j = i
+            while data[j:j + 1].isdigit():
+                j += 1
+            tokens.append(int(data[i:j]))
+            i = j
+            continue
+        elif not c.isspace():
+            return None
+        i += 1
+    return tuple(tokens) if len(tokens) == 2 else None
+
+
+_HEADER_SIZE = {"png": _png_size, "bmp": _bmp_size, "jpeg": _jpeg_size, "tiff": _tiff_size,
+                "webp": _webp_size, "gif": _gif_size, "pnm": _pnm_size}
+
+
+def _gif_frames(data: bytes):
+    """(width, height) of each frame of a GIF, walking its blocks without decoding."""
+    i = 13
+    if data[10] & 0x80:
+        i += 3 * 2 ** ((data[10] & 7) + 1)
+    while i < len(data):
+        block = data[i]
+        if block == 0x3B:                            # trailer
+            return
+        if block == 0x21:                            # extension: label, then sub-blocks
+            i = _gif_skip_subblocks(data, i + 2)
+        elif block == 0x2C:                          # image descriptor
+            w, h, flags = struct.unpack("<HHB", data[i + 5:i + 10])
+            yield w, h
+            i += 10
+            if flags & 0x80:
+                i += 3 * 2 ** ((flags & 7) + 1)
+            i = _gif_skip_subblocks(data, i + 1)     # after the LZW minimum code size
+        else:
+            return
+
+
+def _gif_skip_subblocks(data: bytes, i: int) -> int:
+    while i < len(data) and data[i]:
+        i += data[i] + 1
+    return i + 1
+
+
+def frame_count(data: bytes, kind: str) -> int:
+    """How many frames an animated GIF, WebP or PNG holds (1 for every still image)."""
+    try:
+        if kind == "gif":
+            return sum(1 for _ in _gif_frames(data)) or 1
+        if kind == "webp" and data[12:16] == b"VP8X" and data[20] & 0x02:
+            return max(2, data.count(b"ANMF"))
+        if kind == "png":
+            i = data.find(b"acTL", 8)
+            idat = data.find(b"IDAT", 8)
+            if 0 <= i < (idat if idat >= 0 else len(data)):
+                (n,) = struct.unpack(">I", data[i + 4:i + 8])
+                return max(n, 1)
+    except (struct.error, IndexError):
+        return 1
+    return 1
 
 
 def looks_complete(data: bytes, kind: str) -> bool:
@@ -146,25 +366,62 @@ def looks_complete(data: bytes, kind: str) -> bool:
     return True
 
 
-def exif_orientation(data: bytes) -> int:
-    """The EXIF orientation tag (1-8) of a JPEG, 1 when absent or unreadable."""
+# ---------------------------------------------------------------- EXIF (TIFF structure)
+
+def _tiff_ifd0(t: bytes) -> tuple[str, dict[int, int]]:
+    """The byte order and {tag: offset of its 12-byte entry} of a TIFF structure's first IFD."""
+    e = "<" if t[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(e + "I", t[4:8])
+    (n,) = struct.unpack(e + "H", t[ifd:ifd + 2])
+    entries = {}
+    for k in range(min(n, 1000)):
+        off = ifd + 2 + 12 * k
+        (tag,) = struct.unpack(e + "H", t[off:off + 2])
+        entries[tag] = off
+    return e, entries
+
+
+def _tiff_value(t: bytes, e: str, off: int | None) -> int | None:
+    """The first value of a SHORT or LONG entry held in the entry itself."""
+    if off is None:
+        return None
+    typ, count = struct.unpack(e + "HI", t[off + 2:off + 8])
+    if typ == 3 and count >= 1:
+        return struct.unpack(e + "H", t[off + 8:off + 10])[0]
+    if typ == 4 and count >= 1:
+        return struct.unpack(e + "I", t[off + 8:off + 12])[0]
+    return None
+
+
+def tiff_orientation(exif: bytes) -> int:
+    """The orientation tag (1-8) of an EXIF block (TIFF bytes), 1 when absent or unreadable."""
+    try:
+        e, entries = _tiff_ifd0(exif)
+        v = _tiff_value(exif, e, entries.get(0x0112))
+    except (struct.error, ValueError):
+        return 1
+    return v if v is not None and 1 <= v <= 8 else 1
+
+
+def _reset_orientation(exif: bytes) -> bytes:
+    """The same EXIF with its orientation set to 1 (the pixels have been turned upright)."""
+    e, entries = _tiff_ifd0(exif)
+    off = entries[0x0112]
+    return exif[:off + 8] + struct.pack(e + "H", 1) + exif[off + 10:]
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """A JPEG's EXIF block (TIFF bytes) from its APP1 segment, for OpenCV without metadata support."""
     for marker, a, b in _jpeg_segments(data):
-        if marker != 0xE1 or data[a:a + 6] != b"Exif\x00\x00":
-            continue
-        t = data[a + 6:b]
-        try:
-            e = "<" if t[:2] == b"II" else ">"
-            ifd = struct.unpack(e + "I", t[4:8])[0]
-            (n,) = struct.unpack(e + "H", t[ifd:ifd + 2])
-            for k in range(n):
-                off = ifd + 2 + 12 * k
-                tag, typ = struct.unpack(e + "HH", t[off:off + 4])
-                if tag == 0x0112 and typ == 3:
-                    v = struct.unpack(e + "H", t[off + 8:off + 10])[0]
-                    return v if 1 <= v <= 8 else 1
-        except struct.error:
-            return 1
-    return 1
+        if marker == 0xE1 and data[a:a + 6] == b"Exif\x00\x00":
+            return data[a + 6:b]
+    return None
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1-8) of a JPEG file's bytes, 1 when absent or unreadable."""
+    exif = _jpeg_exif(data)
+    return tiff_orientation(exif) if exif else 1
 
 
 def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -190,27 +447,69 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)    # a view of a larger image needs no copy
 
 
-def write_image(path, image: np.ndarray, quality: int = 95) -> None:
-    """Write an RGB/RGBA/grey (8 or 16 bit) array atomically: a temporary file, then a rename."""
-    path = Path(path)
-    ext = path.suffix.lower() or ".png"
-    arr = image
-    if ext in (".jpg", ".jpeg") and arr.dtype == np.uint16:   # JPEG holds 8 bits
+def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metadata | None = None) -> bytes:
+    """An RGB/RGBA/grey (8 or 16 bit) array as the bytes of an image file.
+
+    fmt: "jpeg", "png", "webp", ... (or a ".jpg"-style suffix); quality 1-100 (JPEG and WebP);
+    metadata: EXIF and ICC profile to embed (JPEG, PNG and WebP keep them; other formats drop them).
+    """
+    ext = FORMATS.get(fmt.lower().lstrip("."))
+    if ext is None:
+        raise LandmaskError(f"cannot write images as {fmt!r} (one of: {', '.join(sorted(set(FORMATS)))})")
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise LandmaskError(f"quality must be a whole number from 1 to 100, not {quality!r}")
+    arr = np.asarray(image)
+    if arr.dtype not in (np.uint8, np.uint16) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise LandmaskError(f"cannot encode an array of shape {arr.shape} and type {arr.dtype} as an image")
+    if ext in (".jpg", ".webp", ".gif", ".pbm") and arr.dtype == np.uint16:   # these hold 8 bits
         arr = (arr.astype(np.float32) / 257 + 0.5).astype(np.uint8)
-    if ext in (".jpg", ".jpeg") and arr.ndim == 3 and arr.shape[2] == 4:
+    if ext in (".jpg", ".gif") and arr.ndim == 3 and arr.shape[2] == 4:
         arr = np.ascontiguousarray(arr[..., :3])
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, arr, params)
+    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
+              ".webp": [cv2.IMWRITE_WEBP_QUALITY, int(quality)]}.get(ext, [])
+    chunks = _metadata_chunks(metadata) if ext in (".jpg", ".png", ".webp") else ([], [])
+    try:
+        if chunks[0] and _HAS_METADATA:
+            ok, buf = cv2.imencodeWithMetadata(ext, arr, chunks[0], chunks[1], params)
+        else:
+            ok, buf = cv2.imencode(ext, arr, params)
+    except cv2.error as e:
+        raise LandmaskError(f"cannot encode a {arr.shape} {arr.dtype} image as {ext} ({str(e).strip().splitlines()[-1]})") from None
     if not ok:
-        raise LandmaskError(f"{path}: cannot encode an image as {ext}")
-    write_bytes_atomic(path, buf.tobytes())
+        raise LandmaskError(f"cannot encode a {arr.shape} {arr.dtype} image as {ext}")
+    return buf.tobytes()
+
+
+def _metadata_chunks(metadata: Metadata | None) -> tuple[list[int], list[np.ndarray]]:
+    if metadata is None or not _HAS_METADATA:
+        return [], []
+    types, chunks = [], []
+    for t, blob in ((cv2.IMAGE_METADATA_EXIF, metadata.exif), (cv2.IMAGE_METADATA_ICCP, metadata.icc)):
+        if blob:
+            types.append(t)
+            chunks.append(np.frombuffer(blob, np.uint8))
+    return types, chunks
+
+
+def write_image(path, image: np.ndarray, quality: int = 95, metadata: Metadata | None = None) -> None:
+    """Write an RGB/RGBA/grey (8 or 16 bit) array atomically (a temporary file, then a rename),
+    in the format of the path's suffix (PNG when it has none)."""
+    path = Path(path)
+    ext = path.suffix.lower() or ".png"
+    try:
+        data = encode_image(image, ext, quality, metadata)
+    except LandmaskError as e:
+        raise LandmaskError(f"{path}: {e}") from None
+    write_bytes_atomic(path, data)
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
+    """Write bytes to a unique temporary name next to ``path``, then rename it over ``path``; the
+    temporary is removed on any failure, so a half-written file never carries the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -227,10 +526,24 @@ def write_bytes_atomic(path, data: bytes) -> None:
         raise
 
 
+def copy_file_atomic(src, dst) -> None:
+    """Copy a file's bytes to ``dst`` through a unique temporary name (safe for concurrent runs)."""
+    try:
+        data = Path(src).read_bytes()
+    except OSError as e:
+        raise LandmaskError(f"{src}: cannot read ({e.strerror or e})") from None
+    write_bytes_atomic(dst, data)
+
+
+_UMASK = None
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    global _UMASK
+    if _UMASK is None:   # read once: os.umask is process-wide and racy between threads
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return _UMASK
 
 
 def write_text_atomic(path, text: str) -> None:
