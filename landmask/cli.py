@@ -389,6 +389,41 @@ def cmd_submit(a):
     return 0
 
 
+def add_serve(sub):
+    p = sub.add_parser("serve", help="web page, camera page and HTTP API (needs pip install 'landmask[serve]')",
+                       epilog="examples:\n  landmask serve                          # http://127.0.0.1:8000/\n"
+                              "  landmask serve --host 0.0.0.0 --port 8080 --workers 2 --model ibug68-fast-int8\n"
+                              "  curl -F image=@photo.jpg -F lips=blur http://127.0.0.1:8000/v1/mask -o masked.jpg",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="worker processes, each loading the model once (default 1)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (default 20)")
+    p.add_argument("--max-megapixels", type=float, default=40.0, help="largest photo, checked before decoding "
+                   "(default 40)")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds per request, queueing included (default 15)")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(a):
+    try:
+        from landmask.server import Settings, serve
+    except ImportError as e:
+        raise LandmaskError(f"serve needs the serve extra: pip install 'landmask[serve]' ({e.name} is missing)") from None
+    for opt, v in (("--port", a.port), ("--workers", a.workers), ("--max-upload-mb", a.max_upload_mb),
+                   ("--max-megapixels", a.max_megapixels), ("--timeout", a.timeout)):
+        if not v > 0 or (opt == "--port" and v > 65535):
+            raise LandmaskError(f"{opt} {v}: must be positive" + (" and at most 65535" if opt == "--port" else ""))
+    settings = Settings(model=a.model, detector=a.detector, detect_size=a.detect_size, threads=a.threads or 1,
+                        max_upload_bytes=int(a.max_upload_mb * 2**20), max_pixels=int(a.max_megapixels * 1e6),
+                        timeout_s=a.timeout)
+    print(f"landmask serve: http://{a.host}:{a.port}/ (camera: /camera, API schema: /openapi.json), {a.workers} worker(s); "
+          "Ctrl-C stops", flush=True)
+    serve(settings, a.host, a.port, a.workers)
+    return 0
+
+
 def build_parser():
     p = Parser(prog="landmask", description="Facial landmarks and lip/eye masking with a small CNN of its own.",
                epilog=EXAMPLES,
@@ -403,6 +438,7 @@ def build_parser():
     add_convert(sub)
     add_export(sub)
     add_submit(sub)
+    add_serve(sub)
     return p
 
 
