@@ -107,8 +107,10 @@ def cmd_train(a):
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
-    path = train(cfg, ConsoleReporter(), resume=a.resume)
-    print(f"model: {path}")
+    from landmask.distributed import env_info
+    path = train(cfg, ConsoleReporter(), resume=a.resume)   # under torchrun: one of N processes
+    if env_info().is_main:
+        print(f"model: {path}")
     return 0
 
 

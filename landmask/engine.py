@@ -20,18 +20,22 @@ def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def batches(caches, points, idx, size, perm, aug: AugmentConfig | None, batch_size, rng, mean, std):
-    """Yield (x, y) training batches over ``idx`` in a random order; y (B, K, 2) crop pixels."""
+def batches(caches, points, idx, size, perm, aug: AugmentConfig | None, batch_size, rng, mean, std,
+            part=None, aug_rng=None):
+    """Yield (x, y) training batches over ``idx`` in a random order; y (B, K, 2) crop pixels.
+    Under torchrun, ``part`` cuts each global batch down to this process's share
+    (distributed.shard) and ``aug_rng`` (default ``rng``) draws its augmentation."""
     order = rng.permutation(idx)
+    aug_rng = rng if aug_rng is None else aug_rng
     for s in range(0, len(order), batch_size):
-        sel = order[s:s + batch_size]
+        sel = order[s:s + batch_size] if part is None else part(order[s:s + batch_size])
         imgs, pts = [], []
         for i in sel:
             if aug is None:
                 im, p = center_crop(caches[i], points[i], size)
                 im = im.astype(np.float32) / 255.0
             else:
-                im, p = augment(caches[i], points[i], size, perm, aug, rng)
+                im, p = augment(caches[i], points[i], size, perm, aug, aug_rng)
             imgs.append(im)
             pts.append(p)
         yield to_tensor(np.stack(imgs), mean, std), torch.from_numpy(np.stack(pts).astype(np.float32))
@@ -135,7 +139,8 @@ def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, s
         total += loss.item() * len(x)
         count += len(x)
         reporter.step(epoch, step + 1, n_batches, total / count)
-    return {"loss": total / count, "mae_px": abs_err / max(n_err, 1)}
+    return {"loss": total / count, "mae_px": abs_err / max(n_err, 1),
+            "sums": {"loss": total, "count": count, "abs_err": abs_err, "n_err": n_err}}   # to add up over ranks
 
 
 @torch.inference_mode()

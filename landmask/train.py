@@ -148,9 +148,9 @@ def model_meta(cfg: TrainConfig, mcfg, metrics: dict, extra: dict) -> dict:
     }
 
 
-def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter) -> TrainConfig:
+def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool = True) -> TrainConfig:
     """Create (or, with ``resume``, reopen) the run folder; the config in force is returned,
-    printed and saved as config.yaml."""
+    printed and saved as config.yaml (only with ``write``: rank 0 under torchrun)."""
     out = Path(cfg.out)
     if resume:
         if not (out / "config.yaml").exists():
@@ -159,6 +159,8 @@ def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter) -> TrainConf
     elif (out / "last.safetensors").exists():
         raise LandmaskError(f"{out} already holds a training run; use --resume to continue it "
                             f"or choose another --out")
+    if not write:
+        return cfg
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", config_yaml(cfg))
     reporter.info("config:\n" + config_yaml(cfg))
@@ -178,13 +180,27 @@ def make_optimizer(cfg: TrainConfig, model, steps_per_epoch: int):
 
 
 def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = False) -> Path:
-    """Run a training job into ``cfg.out``; returns the path of the final model file."""
+    """Run a training job into ``cfg.out``; returns the path of the final model file.  Under
+    ``torchrun --nproc_per_node N`` the N processes train one model (DDP): each takes its share of
+    every batch and only rank 0 writes (landmask.distributed)."""
+    from landmask import distributed as dist
+    info = dist.init_distributed_mode("cpu")
+    reporter = reporter if info.is_main else Reporter()
+    try:
+        cfg = prepare_run(cfg, resume, reporter, write=info.is_main)
+        dist.check_supported(cfg, info)
+        return _train(cfg, reporter, resume, info)
+    finally:
+        dist.cleanup(info)
+
+
+def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     import torch
     from landmask import checkpoint as ckpt
+    from landmask import distributed as dist
     from landmask.engine import batches, evaluate, train_one_epoch
     from landmask.model import ModelConfig, build_model, count_parameters
 
-    cfg = prepare_run(cfg, resume, reporter)
     out, resume_path = Path(cfg.out), Path(cfg.out) / "last.safetensors"
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -214,7 +230,9 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         torch.set_rng_state(torch_rng)
         reporter.info(f"resuming {out} at epoch {start}")
     reporter.info(f"model {cfg.arch}: {count_parameters(model):,} parameters, input {cfg.input_size}px; "
-                  f"{len(train_idx)} train / {len(val_idx)} validation faces")
+                  f"{len(train_idx)} train / {len(val_idx)} validation faces"
+                  + (f"; {info.world_size} processes ({info.backend})" if info.distributed else ""))
+    net = dist.wrap_model(model, info)
     base = AugmentConfig()
     aug = AugmentConfig(shift=base.shift * cfg.box_jitter, scale=base.scale * cfg.box_jitter,
                         rotate_deg=cfg.rotate, flip=cfg.flip_prob,
@@ -223,11 +241,15 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     for epoch in range(start, cfg.epochs + 1):
         t = time.time()
         loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
-                         cfg.batch_size, rng, mcfg.mean, mcfg.std)
-        tr = train_one_epoch(model, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch, reporter,
-                             cfg.heat_reg, teacher, cfg.teacher_weight)
+                         cfg.batch_size, rng, mcfg.mean, mcfg.std, part=lambda b: dist.shard(b, info),
+                         aug_rng=dist.augment_rng(rng, cfg.seed, epoch, info))
+        tr = dist.epoch_totals(train_one_epoch(net, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch,
+                                               reporter, cfg.heat_reg, teacher, cfg.teacher_weight), info)
+        if not info.is_main:
+            continue   # rank 0 validates and writes; the others go on to the next epoch's first step
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
-               "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t)}
+               "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t),
+               "world_size": info.world_size}
         if len(val_idx):
             va = evaluate(model, caches, points, norms, val_idx, cfg.input_size, cfg.loss, mcfg.mean, mcfg.std)
             row.update({f"val_{k}": v for k, v in va.items()})
@@ -239,7 +261,7 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
             best = score
             ckpt.save_model(out / "best.safetensors", model.state_dict(), meta)
         save_epoch(out, model, opt, sched, rng, epoch, history, meta)
-    if len(val_idx) and cfg.arch == "lmnet":
+    if len(val_idx) and cfg.arch == "lmnet" and info.is_main:
         calibrate_run(out, reporter)
     return out / "model.safetensors"
 
