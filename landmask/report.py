@@ -17,6 +17,8 @@ class Reporter:
 
     def item(self, done: int, total: int, name: str) -> None: ...
 
+    def frames(self, done: int, total: int | None, fps: float, name: str) -> None: ...
+
 
 class ConsoleReporter(Reporter):
     """Progress bars and lines on a text stream (stderr by default)."""
@@ -56,3 +58,18 @@ class ConsoleReporter(Reporter):
         end = "\n" if (done == total or not self.tty) else ""
         print(f"\r{self._bar(done, total)} {done}/{total} {name[-40:]:<40}", end=end,
               file=self.stream, flush=True)
+
+    def frames(self, done, total, fps, name):
+        """A video's progress: frames done (of total when known), frames per second, time left."""
+        now = time.monotonic()
+        if done != total and now - self._last < (0.2 if self.tty else 10):
+            return
+        self._last = now
+        end = "\n" if (done == total or not self.tty) else ""
+        if total:
+            left = (total - done) / fps if fps > 0 else float("nan")
+            bar = f"{self._bar(done, total)} {done}/{total} frames"
+            eta = f", {int(left // 60)}:{int(left % 60):02d} left" if left == left else ""
+        else:
+            bar, eta = f"{done} frames", ""
+        print(f"\r{bar} {fps:.1f} fps{eta} {name[-30:]:<30}", end=end, file=self.stream, flush=True)

@@ -1,0 +1,636 @@
+"""Video: masking and landmarks for video files, camera and streams, frame by frame with tracking
+and temporal smoothing.
+
+decode (PyAV, which ships its own FFmpeg) → ``VideoMasker.process`` (track faces, smooth their
+landmarks, mask) → encode (H.264 for mp4/mov/mkv/avi, VP9 for webm), every audio stream copied
+packet by packet, the output written under a name that appears only when it is complete.
+PyAV is imported here, lazily, and nowhere else (``pip install 'landmask[video]'``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from landmask.errors import LandmaskError
+from landmask.masking import mask_image, resolve_effects
+from landmask.report import Reporter
+from landmask.smoothing import LandmarkSmoother
+from landmask.tracking import TrackedFace, Tracker
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+# output container per suffix, and the video encoder it gets
+CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
+              ".mkv": ("matroska", "libx264"), ".webm": ("webm", "libvpx-vp9"), ".avi": ("avi", "libx264")}
+ENCODER_OPTIONS = {"libx264": {"preset": "veryfast", "crf": "18"},
+                   "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0",
+                                  "row-mt": "1"}}
+
+
+def _av():
+    try:
+        import av
+    except ImportError as e:
+        raise LandmaskError(f"video needs PyAV: pip install 'landmask[video]' ({e})") from None
+    av.logging.set_level(av.logging.PANIC)     # errors come back as exceptions with a message
+    return av
+
+
+def sniff_video(head: bytes) -> str | None:
+    """The container of a video file from its first bytes: mp4 (also mov), matroska (also webm),
+    avi; None when it is none of these."""
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def is_video(path) -> bool:
+    """Whether ``path`` is a file whose content is a video container (found by content, not name)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return sniff_video(f.read(16)) is not None
+    except OSError:
+        return p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()   # missing: the job reports it
+
+
+# ---------------------------------------------------------------- frame by frame
+
+class VideoMasker:
+    """Tracking state for masking a stream of frames: ``process(frame)`` → (masked frame, faces).
+
+    ``landmarker``: from ``landmask.load()``.  ``lips``/``eyes``/``eyebrows``/``face``/``feather``:
+    as ``landmask.mask`` (the defaults when no part is given).  ``smooth``: temporal filter
+    strength (True = 1, False or 0 = off, larger = steadier with more lag).  ``detect_every``:
+    frames between scheduled detections.  ``fps``: time between frames when ``process`` gets no
+    time stamp."""
+
+    def __init__(self, landmarker, *, lips=None, eyes=None, eyebrows=None, face=None, feather=None,
+                 smooth: bool | float = True, detect_every: int = 10, fps: float = 30.0):
+        self.landmarker = landmarker
+        self.effects = resolve_effects(lips, eyes, eyebrows, face)
+        self.feather = feather
+        self.strength = 1.0 if smooth is True else float(smooth or 0.0)
+        if not (self.strength >= 0 and np.isfinite(self.strength)):
+            raise LandmaskError(f"--smooth {smooth}: must be a number >= 0 (0 = off, 1 = default)")
+        self.tracker = Tracker(landmarker, detect_every=detect_every)
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every face (a new scene or a new stream)."""
+        self.tracker.reset()
+        self.smoothers: dict[int, LandmarkSmoother] = {}
+        self.index = 0
+
+    def faces(self, frame: np.ndarray, t: float | None = None) -> list[TrackedFace]:
+        """The faces of this frame (RGB (H, W, 3) uint8 or grey), tracked and smoothed; ``t`` is
+        the frame's time in seconds (default: frame index / fps)."""
+        t = self.index / self.fps if t is None else float(t)
+        self.index += 1
+        faces = self.tracker.update(frame)
+        ids = {f.track for f in faces}
+        for k in [k for k in self.smoothers if k not in ids and k not in {t_.id for t_ in self.tracker.tracks}]:
+            del self.smoothers[k]
+        if self.strength > 0:
+            for f in faces:
+                sm = self.smoothers.setdefault(f.track, LandmarkSmoother(self.strength))
+                f.points = sm(f.points, t)
+        return faces
+
+    def process(self, frame: np.ndarray, t: float | None = None) -> tuple[np.ndarray, list[TrackedFace]]:
+        """(masked copy of ``frame``, its tracked faces)."""
+        faces = self.faces(frame, t)
+        if not faces or not self.effects:
+            return frame.copy(), faces
+        return mask_image(frame, faces, feather=self.feather, **self.effects), faces
+
+
+def face_record(f: TrackedFace, ndigits: int = 2) -> dict:
+    """One face of one frame as JSON: track id, box, score, points index-ordered as in the scheme."""
+    return {"track": int(f.track), "box": [round(float(v), ndigits) for v in f.box],
+            "score": round(float(f.score), 4),
+            "points": [[round(float(x), ndigits), round(float(y), ndigits)] for x, y in f.points]}
+
+
+# ---------------------------------------------------------------- files
+
+@dataclass
+class VideoInfo:
+    fps: float
+    width: int
+    height: int
+    frames: int | None                      # from the container's header (None when unknown)
+    duration: float | None
+    audio: int = 0                          # audio streams
+    codec: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"fps": round(self.fps, 4), "width": self.width, "height": self.height, "frames": self.frames,
+                "duration": None if self.duration is None else round(self.duration, 4), "codec": self.codec,
+                "audio_streams": self.audio}
+
+
+def open_video(path):
+    """(container, video stream, VideoInfo) for a video file; LandmaskError naming it otherwise."""
+    av = _av()
+    path = Path(path)
+    if not path.exists():
+        raise LandmaskError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise LandmaskError(f"{path}: empty file (0 bytes)")
+    try:
+        c = av.open(str(path), "r")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise LandmaskError(f"{path}: cannot read the video ({_reason(e)})") from None
+    if not c.streams.video:
+        c.close()
+        raise LandmaskError(f"{path}: no video stream in the file")
+    v = c.streams.video[0]
+    if not v.codec_context.width or not v.codec_context.height:
+        c.close()
+        raise LandmaskError(f"{path}: cannot read the video (no frame size in its header: truncated or corrupt)")
+    rate = v.average_rate or v.guessed_rate or v.base_rate
+    duration = float(v.duration * v.time_base) if v.duration else (c.duration / 1e6 if c.duration else None)
+    info = VideoInfo(float(rate) if rate else 30.0, v.codec_context.width, v.codec_context.height,
+                     int(v.frames) or None, duration, len(c.streams.audio), v.codec_context.name)
+    return c, v, info
+
+
+def _reason(e) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return msg.split(": '")[0].strip() or type(e).__name__
+
+
+class AtomicFile:
+    """A file that appears under ``path`` only when ``commit()`` is called: written as an unnamed
+    file in the target folder (Linux O_TMPFILE: a killed run leaves nothing behind) or, where that
+    is not available, under a hidden temporary name that ``commit`` renames."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = None
+        mode = 0o666 & ~_umask()
+        fd = _unnamed_file(self.path.parent, mode)
+        if fd is None:
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+            os.chmod(self.tmp, mode)
+        self.file = os.fdopen(fd, "w+b")
+
+    def commit(self) -> None:
+        self.file.flush()
+        if self.tmp is None:        # give the unnamed file a hidden name, then rename it into place
+            self.tmp = tempfile.mktemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+            os.link(f"/proc/self/fd/{self.file.fileno()}", self.tmp, follow_symlinks=True)
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+
+
+def _unnamed_file(folder: Path, mode: int) -> int | None:
+    """A descriptor of an unnamed file in ``folder`` that can later be linked into it, or None
+    where the system cannot (no O_TMPFILE, or a file system that refuses the link)."""
+    try:
+        fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, mode)
+    except (AttributeError, OSError):
+        return None
+    probe = tempfile.mktemp(prefix=".landmask-probe.", dir=folder)
+    try:
+        os.link(f"/proc/self/fd/{fd}", probe, follow_symlinks=True)
+        os.unlink(probe)
+        os.ftruncate(fd, 0)
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+class VideoWriter:
+    """An H.264 (or VP9 for webm) video with audio streams copied from templates, written
+    atomically.  ``write(rgb, pts, time_base)``, ``mux(packet)`` for copied audio, then ``close()``
+    (or ``abort()``)."""
+
+    def __init__(self, path, width: int, height: int, rate, time_base=None, audio_templates=(),
+                 container_format: str | None = None):
+        av = _av()
+        path = Path(path)
+        fmt, codec = CONTAINERS.get(path.suffix.lower(), ("mp4", "libx264"))
+        fmt = container_format or fmt
+        if fmt == "webm":
+            codec = "libvpx-vp9"
+        self.file = AtomicFile(path)
+        try:
+            self.out = av.open(self.file.file, "w", format=fmt)
+            self.stream = self.out.add_stream(codec, rate=rate, options=dict(ENCODER_OPTIONS[codec]))
+            self.stream.width, self.stream.height = width, height
+            even = width % 2 == 0 and height % 2 == 0
+            self.stream.pix_fmt = "yuv420p" if even else "yuv444p"
+            if time_base is not None:
+                self.stream.codec_context.time_base = time_base
+                self.stream.time_base = time_base
+            self.audio = {}
+            for a in audio_templates:
+                try:
+                    self.audio[a.index] = self.out.add_stream_from_template(a)
+                except (av.FFmpegError, ValueError) as e:
+                    raise LandmaskError(f"{path}: cannot copy audio stream {a.index} ({a.codec_context.name}) "
+                                        f"into {fmt} ({_reason(e)})") from None
+        except BaseException:
+            self.file.discard()
+            raise
+        self.av, self.path, self.frames = av, path, 0
+
+    def write(self, rgb: np.ndarray, pts=None, time_base=None) -> None:
+        frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if pts is not None:
+            frame.pts, frame.time_base = pts, time_base
+        else:
+            frame.pts = None
+        for packet in self.stream.encode(frame):
+            self.out.mux(packet)
+        self.frames += 1
+
+    def mux_audio(self, packet) -> None:
+        if packet.dts is None:      # a demuxer's flush packet
+            return
+        packet.stream = self.audio[packet.stream.index]
+        self.out.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self.stream.encode(None):
+                self.out.mux(packet)
+            self.out.close()
+        except BaseException:
+            self.file.discard()
+            raise
+        self.file.commit()
+
+    def abort(self) -> None:
+        try:
+            self.out.close()
+        except Exception:
+            pass
+        self.file.discard()
+
+
+def _frames_of(container, vstream, astreams, path):
+    """Demux once: yields ('audio', packet) and ('video', av.VideoFrame) in file order."""
+    av = _av()
+    vstream.thread_type = "AUTO"
+    n = 0
+    try:
+        for packet in container.demux(vstream, *astreams):
+            if packet.stream.type == "audio":
+                yield "audio", packet
+                continue
+            for frame in packet.decode():
+                n += 1
+                yield "video", frame
+    except av.FFmpegError as e:
+        raise LandmaskError(f"{path}: cannot decode the video after frame {n} ({_reason(e)}): "
+                            "truncated or corrupt") from None
+
+
+def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter()) -> dict:
+    """Mask every frame of the video ``src`` into ``dst`` (same size, frame rate, frame times and
+    audio packets).  Returns {"frames", "frames_with_faces", "tracks", "seconds"}."""
+    src, dst = Path(src), Path(dst)
+    container, v, info = open_video(src)
+    t0 = time.monotonic()
+    masker.reset()
+    masker.fps = info.fps
+    writer = None
+    stats = {"frames": 0, "frames_with_faces": 0}
+    try:
+        astreams = list(container.streams.audio)
+        writer = VideoWriter(dst, info.width, info.height, v.average_rate or v.guessed_rate or 30,
+                             v.time_base, astreams)
+        for kind, item in _frames_of(container, v, astreams, src):
+            if kind == "audio":
+                writer.mux_audio(item)
+                continue
+            rgb = item.to_ndarray(format="rgb24")
+            masked, faces = masker.process(rgb, float(item.time) if item.time is not None else None)
+            writer.write(masked, item.pts, item.time_base)
+            stats["frames"] += 1
+            stats["frames_with_faces"] += bool(faces)
+            n = stats["frames"]
+            reporter.frames(n, info.frames, n / max(time.monotonic() - t0, 1e-6), str(src))
+        if stats["frames"] == 0:
+            raise LandmaskError(f"{src}: no frame could be decoded (truncated or corrupt)")
+        writer.close()
+        writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+        container.close()
+    stats["tracks"] = masker.tracker.next_id
+    stats["seconds"] = time.monotonic() - t0
+    if info.frames and stats["frames"] != info.frames:
+        reporter.info(f"{src}: {stats['frames']} frames decoded, the header says {info.frames}")
+    if stats["frames"] != info.frames:    # the bar ends at the frames there were
+        reporter.frames(stats["frames"], stats["frames"], stats["frames"] / max(stats["seconds"], 1e-6), str(src))
+    return stats
+
+
+def video_landmarks(src, landmarker, smooth: bool | float = True, detect_every: int = 10,
+                    reporter: Reporter = Reporter()) -> dict:
+    """Per-frame tracked landmarks of a video: {"video": {...}, "frames": [{"index", "time",
+    "faces": [{"track", "box", "score", "points"}]}]}."""
+    src = Path(src)
+    container, v, info = open_video(src)
+    masker = VideoMasker(landmarker, lips="none", smooth=smooth, detect_every=detect_every, fps=info.fps)
+    frames, t0 = [], time.monotonic()
+    try:
+        for kind, frame in _frames_of(container, v, [], src):
+            rgb = frame.to_ndarray(format="rgb24")
+            t = float(frame.time) if frame.time is not None else len(frames) / info.fps
+            faces = masker.faces(rgb, t)
+            frames.append({"index": len(frames), "time": round(t, 4), "faces": [face_record(f) for f in faces]})
+            reporter.frames(len(frames), info.frames, len(frames) / max(time.monotonic() - t0, 1e-6), str(src))
+    finally:
+        container.close()
+    if not frames:
+        raise LandmaskError(f"{src}: no frame could be decoded (truncated or corrupt)")
+    video = info.to_dict()
+    video["frames"] = len(frames)
+    video["scheme"] = landmarker.scheme
+    return {"video": video, "frames": frames}
+
+
+# ---------------------------------------------------------------- batches (called by the CLI)
+
+def split_inputs(inputs) -> tuple[list, list]:
+    """(video files given directly, everything else) from a command line's inputs."""
+    videos, others = [], []
+    for raw in inputs:
+        p = Path(raw)
+        (videos if p.is_file() and is_video(p) else others).append(raw)
+    return videos, others
+
+
+def expand_videos(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """(video file, path relative to its input root) for video files given directly and every
+    video file (found by content) under the folders given."""
+    out = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if exclude is not None and exclude.resolve() in f.resolve().parents:
+                    continue
+                if f.is_file() and not f.name.startswith(".") and is_video(f):
+                    out.append((f, f.relative_to(p)))
+        elif p.is_file() and is_video(p):
+            out.append((p, Path(p.name)))
+    return out
+
+
+def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=None, face=None, feather=None,
+                smooth: bool | float = True, detect_every: int = 10, overwrite: bool = False,
+                reporter: Reporter = Reporter()):
+    """Mask every video in ``inputs`` (files and folders) into ``out_dir``, keeping the folder
+    layout and each file's name; one line per bad file, the batch goes on.  Returns a
+    landmask.batch.Summary."""
+    from landmask.batch import Summary
+    masker = VideoMasker(landmarker, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather,
+                         smooth=smooth, detect_every=detect_every)   # bad options fail before any file
+    out_dir = Path(out_dir)
+    items = expand_videos(inputs, exclude=out_dir)
+    sources = {f.resolve() for f, _ in items}
+    s = Summary()
+    for src, rel in items:
+        dst = out_dir / rel
+        if dst.resolve() in sources:
+            s.failed.append(f"{src}: the output {dst} would overwrite an input; choose another -o")
+            continue
+        if dst.exists() and not overwrite:
+            s.skipped += 1
+            continue
+        try:
+            r = mask_video(src, dst, masker, reporter)
+        except LandmaskError as e:
+            s.failed.append(str(e))
+            continue
+        except Exception as e:   # an item never stops the batch; say which file it was
+            s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")
+            continue
+        if r["frames_with_faces"] == 0:
+            s.no_face += 1
+            reporter.info(f"{src}: no face found in any frame (written unchanged)")
+        else:
+            s.done += 1
+        reporter.info(f"{src} -> {dst}: {r['frames']} frames, a face in {r['frames_with_faces']}, "
+                      f"{r['tracks']} track(s), {r['frames'] / max(r['seconds'], 1e-6):.1f} fps")
+    return s
+
+
+# ---------------------------------------------------------------- camera and streams
+
+class FrameSource:
+    """Frames from a camera (``device``: an index, opened by OpenCV) or any stream or file FFmpeg
+    reads (``url``: rtsp://, http://, a file; opened by PyAV).  ``read()`` → RGB frame or None at the
+    end.  A file plays at its own frame rate, as a live stream would deliver it."""
+
+    def __init__(self, device: int | None = None, url: str | None = None):
+        self.cap = self.container = None
+        self.name = url if url is not None else f"camera {device}"
+        if url is None:
+            import cv2
+            self.cap = cv2.VideoCapture(int(device or 0))
+            if not self.cap.isOpened():
+                raise LandmaskError(f"--device {device}: cannot open the camera (is it connected, and free?)")
+            self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+            return
+        av = _av()
+        options = {"rtsp_transport": "tcp"} if url.startswith("rtsp") else {}
+        try:
+            self.container = av.open(url, "r", options=options, timeout=10)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise LandmaskError(f"--url {url}: cannot open the stream ({_reason(e)})") from None
+        if not self.container.streams.video:
+            raise LandmaskError(f"--url {url}: no video stream")
+        v = self.container.streams.video[0]
+        rate = v.average_rate or v.guessed_rate
+        self.fps = float(rate) if rate else 30.0
+        self.pace = Path(url).is_file()
+        self._frames = _frames_of(self.container, v, [], url)
+        self.t0 = None
+
+    def read(self) -> np.ndarray | None:
+        if self.cap is not None:
+            ok, bgr = self.cap.read()
+            return bgr[..., ::-1].copy() if ok else None
+        frame = next((f for _, f in self._frames), None)
+        if frame is None:
+            return None
+        if self.pace and frame.time is not None:
+            now = time.monotonic()
+            self.t0 = self.t0 if self.t0 is not None else now - float(frame.time)
+            wait = self.t0 + float(frame.time) - now
+            if wait > 0:
+                time.sleep(wait)
+        return frame.to_ndarray(format="rgb24")
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+        if self.container is not None:
+            self.container.close()
+
+
+class MjpegServer:
+    """The latest masked frame as an MJPEG stream on http://HOST:PORT/ (any browser shows it; no
+    GUI toolkit needed).  Loopback only by default."""
+
+    def __init__(self, port: int = 8001, host: str = "127.0.0.1"):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.jpeg, self.cond = None, threading.Condition()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path not in ("/", "/stream.mjpg"):
+                    self.send_error(404)
+                    return
+                if self.path == "/":
+                    body = b"<!doctype html><title>landmask camera</title><body style='margin:0;background:#111'>" \
+                           b"<img src='/stream.mjpg' style='max-width:100%'></body>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                last = None
+                try:
+                    while True:
+                        with server.cond:
+                            server.cond.wait_for(lambda: server.jpeg is not last, timeout=5)
+                            last = server.jpeg
+                        if last is None:
+                            continue
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(last)).encode() + b"\r\n\r\n" + last + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def publish(self, rgb: np.ndarray) -> None:
+        from landmask.imageio import encode_image
+        jpeg = encode_image(rgb, "jpeg", 85)
+        with self.cond:
+            self.jpeg = jpeg
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegServer | None = None,
+               reporter: Reporter = Reporter(), max_frames: int | None = None) -> dict:
+    """Mask a live source until it ends, ``max_frames`` or Ctrl-C; ``out`` (a video file) is
+    finished cleanly either way.  Returns {"frames", "fps", "frames_with_faces", "interrupted"}."""
+    from fractions import Fraction
+    writer, n, with_faces, interrupted = None, 0, 0, False
+    t0 = time.monotonic()
+    last_pts = -1
+    try:
+        while max_frames is None or n < max_frames:
+            rgb = source.read()
+            if rgb is None:
+                break
+            now = time.monotonic() - t0
+            masked, faces = masker.process(rgb, now)
+            if out is not None:
+                if writer is None:
+                    writer = VideoWriter(out, rgb.shape[1], rgb.shape[0], Fraction(round(source.fps * 1000), 1000),
+                                         Fraction(1, 1000))
+                last_pts = max(last_pts + 1, round(now * 1000))   # wall-clock times: a live source's frame times
+                writer.write(masked, last_pts, Fraction(1, 1000))
+            if show is not None:
+                show.publish(masked)
+            n += 1
+            with_faces += bool(faces)
+            reporter.frames(n, None, n / max(time.monotonic() - t0, 1e-6), source.name)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        source.close()
+        if writer is not None:
+            try:
+                writer.close()
+            except KeyboardInterrupt:    # a second Ctrl-C while finishing: leave no partial file
+                writer.abort()
+                raise
+    seconds = time.monotonic() - t0
+    return {"frames": n, "fps": n / max(seconds, 1e-6), "frames_with_faces": with_faces,
+            "interrupted": interrupted, "seconds": seconds}
+
+
+def landmarks_with_videos(videos, others, landmarker, json_path=None, csv_path=None, smooth=1.0,
+                          detect_every: int = 10, reporter: Reporter = Reporter()):
+    """``landmask landmarks`` over inputs with videos: photos as landmask.batch.landmarks_files
+    does; each video as ``video_landmarks``.  One video alone gives its record itself
+    ({"video", "frames"}); otherwise a list of records, each video's with its "file".
+    Returns (records, Summary)."""
+    import json
+    from landmask.batch import Summary, landmarks_files
+    from landmask.imageio import write_text_atomic
+    items = [f for f, _ in expand_videos(videos + [o for o in others if Path(o).is_dir()])]
+    if csv_path and items:
+        raise LandmaskError("--csv: video landmarks are written as JSON only (--json FILE)")
+    records, s = landmarks_files(others, landmarker, None, csv_path, reporter) if others else ([], Summary())
+    for src in items:
+        try:
+            r = video_landmarks(src, landmarker, smooth, detect_every, reporter)
+        except LandmaskError as e:
+            s.failed.append(str(e))
+            records.append({"file": str(src), "error": str(e)})
+            continue
+        found = any(f["faces"] for f in r["frames"])
+        s.done += found
+        s.no_face += not found
+        records.append({"file": str(src), **r})
+    if len(records) == 1 and not others and "video" in records[0]:
+        records = {k: v for k, v in records[0].items() if k != "file"}
+    if json_path and json_path != "-":
+        write_text_atomic(json_path, json.dumps(records, separators=(",", ":")) + "\n")
+    return records, s
