@@ -1,16 +1,20 @@
-"""Running a job over many inputs (files and folders): output paths that keep the folder layout,
-never touching an input, atomic writes, one line per bad file, and a summary."""
+"""Running a job over many inputs (files and folders): output paths that keep the folder layout
+from the inputs' common root, never touching an input, atomic writes, one line per bad file or
+folder, and a summary."""
 from __future__ import annotations
 
 import csv
 import io
 import json
-import shutil
+import os
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmask.errors import LandmaskError
-from landmask.imageio import is_image_path, read_image, write_image, write_text_atomic
+from landmask.imageio import (IMAGE_SUFFIXES, decode_with_metadata, is_image_path, write_bytes_atomic,
+                              write_image, write_text_atomic)
 from landmask.report import Reporter
 
 
@@ -26,64 +30,147 @@ class Summary:
                 f"failed {len(self.failed)}")
 
 
-def expand_inputs(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]]:
-    """(file, path relative to its input root) for every image file; folders are walked
-    recursively (``exclude``, the output folder, is skipped)."""
-    out = []
-    for raw in inputs:
-        p = Path(raw)
+# ---------------------------------------------------------------- finding the inputs
+
+def walk_images(root: Path, exclude: Path | None = None, problems: list[str] | None = None) -> list[Path]:
+    """Every image file under ``root`` (sorted), following symlinked folders once each: a symlink
+    loop or a folder reached twice is walked once, an unreadable folder is added to ``problems``
+    (one line naming it), and ``exclude`` (the output folder, when it lies inside) is skipped."""
+    problems = [] if problems is None else problems
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    seen: dict[tuple[int, int], str] = {}
+    found = []
+
+    def unreadable(e: OSError):
+        problems.append(f"{e.filename}: cannot read this folder ({e.strerror or e}); its images were not masked")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError as e:
+            unreadable(e)
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:          # a symlink loop, or a second link to a folder already walked
+            problems.append(f"{dirpath}: the same folder as {seen[key]} (a symlink loop or a second link); "
+                            f"walked once")
+            dirnames[:] = []
+            continue
+        seen[key] = dirpath
+        dirnames[:] = sorted(d for d in dirnames if skip is None or os.path.realpath(os.path.join(dirpath, d)) != skip)
+        found += [Path(dirpath) / f for f in sorted(filenames) if is_image_path(f)]
+    return found
+
+
+def expand_inputs(inputs, exclude: Path | None = None, problems: list[str] | None = None) -> list[tuple[Path, Path]]:
+    """(file, output path relative to ``-o``) for every image file.  Folders are walked recursively
+    (see walk_images).  One folder keeps its own layout; several inputs keep theirs under their
+    common root (``d1/photo.jpg`` and ``d2/photo.jpg`` stay apart); a file given twice counts once."""
+    problems = [] if problems is None else problems
+    inputs = [Path(p) for p in inputs]
+    roots = [p if p.is_dir() else p.parent for p in inputs]
+    if len(inputs) == 1 and inputs[0].is_dir():
+        base = os.path.abspath(inputs[0])
+    else:
+        try:
+            base = os.path.commonpath([os.path.abspath(r) for r in roots])
+        except ValueError:         # different drives (Windows): keep the absolute layout
+            base = ""
+    out, seen = [], set()
+    for p in inputs:
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if exclude is not None and exclude.resolve() in f.resolve().parents:
-                    continue
-                if f.is_file() and is_image_path(f):
-                    out.append((f, f.relative_to(p)))
+            files = walk_images(p, exclude, problems)
+            if not files:
+                problems.append(f"{p}: no image files in this folder (looked for "
+                                f"{', '.join(sorted(IMAGE_SUFFIXES))})")
         else:
-            out.append((p, Path(p.name)))   # missing files are reported by the job
+            files = [p]              # missing or unreadable files are reported by the job
+        for f in files:
+            key = os.path.abspath(f)
+            if key in seen:
+                continue
+            seen.add(key)
+            rel = os.path.relpath(key, base) if base else key.lstrip(os.sep)
+            out.append((f, Path(rel)))
     return out
 
 
+# ---------------------------------------------------------------- masking
+
+def check_out_dir(inputs, out_dir) -> None:
+    """Refuse, before anything is written, an output folder that is a file or is an input folder."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LandmaskError(f"-o {out_dir}: is a file, not a folder")
+    for p in map(Path, inputs):
+        if p.is_dir() and out_dir.exists() and os.path.samefile(p, out_dir):
+            raise LandmaskError(f"-o {out_dir}: is the input folder {p}; the outputs would replace the inputs "
+                                f"(choose another folder, e.g. {out_dir.name}-masked)")
+
+
 def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None, feather=None, face=None,
-               overwrite=False, copy_unmasked=False, reporter: Reporter = Reporter()) -> Summary:
-    """Mask every image in ``inputs`` into ``out_dir`` (same relative paths and formats)."""
-    from landmask.api import mask
+               overwrite=False, copy_unmasked=False, quality: int = 95,
+               reporter: Reporter = Reporter()) -> Summary:
+    """Mask every image in ``inputs`` into ``out_dir`` (same relative paths and formats; EXIF and
+    ICC profile kept for JPEG, PNG and WebP; ``quality`` 1-100 for JPEG and WebP)."""
     from landmask.masking import resolve_effects
     # parsed once, so a bad option fails before any file is touched (the library's defaults when none is given)
     effects = resolve_effects(lips, eyes, eyebrows, face)
     out_dir = Path(out_dir)
-    items = expand_inputs(inputs, exclude=out_dir)
-    sources = {f.resolve() for f, _ in items if f.exists()}
+    check_out_dir(inputs, out_dir)
     s = Summary()
+    items = expand_inputs(inputs, exclude=out_dir, problems=s.failed)
+    for f in s.failed:
+        reporter.info(f"failed: {f}")
+    sources = {os.path.realpath(f) for f, _ in items if f.exists()}
+    remove_stale_parts({(out_dir / rel).parent for _, rel in items})
     for i, (src, rel) in enumerate(items, 1):
         reporter.item(i, len(items), str(src))
         dst = out_dir / rel
-        if dst.resolve() in sources or (dst.exists() and src.exists() and dst.samefile(src)):
+        if os.path.realpath(dst) in sources:
             s.failed.append(f"{src}: the output {dst} would overwrite an input; choose another -o")
             continue
         if dst.exists() and not overwrite:
             s.skipped += 1
             continue
         try:
-            image = read_image(src, "keep")
-            faces = landmarker.faces(image)
-            if not faces:
-                s.no_face += 1
-                reporter.info(f"{src}: no face found" + (" (copied unchanged)" if copy_unmasked else ""))
-                if copy_unmasked:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = dst.with_name(f".{dst.name}.part")
-                    shutil.copyfile(src, tmp)
-                    tmp.replace(dst)
-                continue
-            write_image(dst, mask(image, faces, feather=feather, **_none_for_missing(effects)))
-            s.done += 1
+            found = _mask_one(src, dst, landmarker, effects, feather, copy_unmasked, quality)
         except LandmaskError as e:
             s.failed.append(str(e))
             reporter.info(f"failed: {e}")
+            continue
         except Exception as e:  # an item never stops the batch; say which file it was
             s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")
             reporter.info(f"failed: {s.failed[-1]}")
+            continue
+        s.done += found
+        s.no_face += not found
+        if not found:
+            reporter.info(f"{src}: no face found" + (" (copied unchanged)" if copy_unmasked else ""))
     return s
+
+
+def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unmasked: bool, quality: int) -> bool:
+    """Mask one file into ``dst``; False (and a byte-for-byte copy with ``copy_unmasked``) when
+    it has no face."""
+    from landmask.api import mask
+    if not src.exists():
+        raise LandmaskError(f"{src}: no such file")
+    if src.is_dir():
+        raise LandmaskError(f"{src}: is a folder, not an image")
+    try:
+        data = src.read_bytes()
+    except OSError as e:
+        raise LandmaskError(f"{src}: cannot read ({e.strerror or e})") from None
+    image, meta = decode_with_metadata(data, "keep", name=str(src))
+    faces = landmarker.faces(image)
+    if not faces:
+        if copy_unmasked:
+            write_bytes_atomic(dst, data)
+        return False
+    write_image(dst, mask(image, faces, feather=feather, **_none_for_missing(effects)), quality, metadata=meta)
+    return True
 
 
 def _none_for_missing(effects: dict) -> dict:
@@ -91,15 +178,83 @@ def _none_for_missing(effects: dict) -> dict:
     return {g: effects.get(g, "none") for g in ("lips", "eyes", "eyebrows", "face")}
 
 
+# a temporary of write_bytes_atomic: .NAME.PID.RANDOM.part
+_PART = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
+STALE_PART_SECONDS = 3600
+
+
+def remove_stale_parts(folders) -> list[Path]:
+    """Delete temporaries a killed run left in ``folders``: those of a process that no longer
+    exists, and older ones without a process id that are over an hour old.  A running
+    process's temporaries are left alone."""
+    removed = []
+    for folder in folders:
+        try:
+            names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".part")]
+        except OSError:
+            continue
+        for name in names:
+            p = Path(folder) / name
+            m = _PART.match(name)
+            try:
+                stale = (not _alive(int(m.group(1))) if m
+                         else time.time() - p.stat().st_mtime > STALE_PART_SECONDS)
+                if stale:
+                    p.unlink()
+                    removed.append(p)
+            except (OSError, ValueError):
+                continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+# ---------------------------------------------------------------- landmarks
+
+def check_output_file(path, option: str, inputs=()) -> None:
+    """Refuse, before any input is read, a --json/--csv file that is an image, an input, a
+    folder, or lies in a folder that cannot be written."""
+    if not path or path == "-":
+        return
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        raise LandmaskError(f"{option} {p}: names an image file; it would be replaced by the {option[2:].upper()} "
+                            f"(did the shell put an input after {option}? write {option} FILE before the inputs)")
+    if p.is_dir():
+        raise LandmaskError(f"{option} {p}: is a folder; give a file name")
+    for f in inputs:
+        if p.exists() and Path(f).exists() and os.path.samefile(p, f):
+            raise LandmaskError(f"{option} {p}: is an input; it would be overwritten")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise LandmaskError(f"{option} {p}: cannot write into {parent}")
+
+
 def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter: Reporter = Reporter()):
     """Boxes, scores and named points per face per image → JSON (a list of images) and/or CSV
     (one row per point).  Returns (records, Summary)."""
+    if json_path and csv_path and json_path != "-" and os.path.abspath(json_path) == os.path.abspath(csv_path):
+        raise LandmaskError(f"--json and --csv name the same file {json_path}")
+    for opt, p in (("--json", json_path), ("--csv", csv_path)):
+        check_output_file(p, opt, inputs)
     records, s = [], Summary()
-    items = expand_inputs(inputs)
+    items = expand_inputs(inputs, problems=s.failed)
     for i, (src, _) in enumerate(items, 1):
         reporter.item(i, len(items), str(src))
         try:
-            image = read_image(src, "keep")
+            image = _read(src)
             faces = landmarker.faces(image)
         except Exception as e:  # LandmaskError names the file itself; anything else gets it added
             msg = str(e) if isinstance(e, LandmaskError) else f"{src}: unexpected error ({type(e).__name__}: {e})"
@@ -114,12 +269,21 @@ def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter:
     if json_path and json_path != "-":
         write_text_atomic(json_path, text)
     if csv_path:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["file", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", "point", "x", "y"])
-        for r in records:
-            for k, f in enumerate(r.get("faces", [])):
-                for name, (x, y) in f["points"].items():
-                    w.writerow([r["file"], k, f["score"], *f["box"], name, x, y])
-        write_text_atomic(csv_path, buf.getvalue())
+        write_text_atomic(csv_path, _points_csv(records))
     return records, s
+
+
+def _read(src: Path):
+    from landmask.imageio import read_image
+    return read_image(src, "keep")
+
+
+def _points_csv(records: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", "point", "x", "y"])
+    for r in records:
+        for k, f in enumerate(r.get("faces", [])):
+            for name, (x, y) in f["points"].items():
+                w.writerow([r["file"], k, f["score"], *f["box"], name, x, y])
+    return buf.getvalue()

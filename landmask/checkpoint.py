@@ -84,7 +84,19 @@ def save_resume(path, model, optimizer, scheduler, np_rng, torch_rng, epoch: int
 
 
 def load_resume(path, model, optimizer, scheduler, np_rng):
-    """Restore everything saved by save_resume; returns (next epoch, history, torch rng state)."""
+    """Restore everything saved by save_resume; returns (next epoch, history, torch rng state).
+    A damaged or foreign file is a LandmaskError naming it."""
+    try:
+        return _load_resume(path, model, optimizer, scheduler, np_rng)
+    except LandmaskError:
+        raise
+    except Exception as e:   # safetensors, JSON, torch's state-dict checks: the file is not this run's state
+        raise LandmaskError(f"{path}: corrupt or not this run's resume state ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200] if str(e) else ''}); remove it to start the run "
+                            f"over, or resume from a copy") from None
+
+
+def _load_resume(path, model, optimizer, scheduler, np_rng):
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["resume"])

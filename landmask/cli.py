@@ -177,6 +177,7 @@ def cmd_mask(a):
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
     return 1 if s.failed else 0
 
+    p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
 
 def add_landmarks(sub):
     p = sub.add_parser("landmarks", help="boxes, scores and named landmarks of every face", epilog=EXAMPLES,
@@ -458,3 +459,36 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+# Numeric options checked before any file is read or written: (option, whole number?, least, most).
+# Each is checked wherever a subcommand has it; training options are checked by TrainConfig.check.
+OPTION_RANGES = {
+    "feather": ("--feather", False, 0, 1000), "detect_size": ("--detect-size", True, 32, 8192),
+    "threads": ("--threads", True, 1, 1024), "quality": ("--quality", True, 1, 100),
+    "drop_partial": ("--drop-partial", False, 0, 1), "int8_faces": ("--int8-faces", True, 2, 1_000_000),
+}
+DETECTOR_TRAIN_RANGES = {
+    "epochs": ("--epochs", True, 1, 100_000), "batch_size": ("--batch-size", True, 1, 65_536),
+    "canvas": ("--canvas", True, 32, 4096), "lr": ("--lr", False, 1e-12, 10), "width": ("--width", False, 0.05, 16),
+    "limit": ("--limit", True, 1, 10**12),
+}
+
+
+def check_options(a) -> None:
+    """Refuse a numeric option out of range (or nan/inf) with one line naming it."""
+    import math
+    ranges = dict(OPTION_RANGES, **(DETECTOR_TRAIN_RANGES if a.command == "train-detector" else {}))
+    for attr, (opt, whole, lo, hi) in ranges.items():
+        v = getattr(a, attr, None)
+        if v is None:
+            continue
+        if not math.isfinite(v) or not lo <= v <= hi:
+            kind = "a whole number" if whole else "a number"
+            raise LandmaskError(f"{opt} {v}: must be {kind} from {lo:g} to {hi:g}")
+
+
+    if (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8":
+        try:   # file names that are not UTF-8 print as their own bytes, not as a traceback
+            sys.stdout.reconfigure(errors="surrogateescape")
+        except (AttributeError, ValueError):
+            pass
+        check_options(args)

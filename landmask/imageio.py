@@ -508,21 +508,28 @@ def write_image(path, image: np.ndarray, quality: int = 95, metadata: Metadata |
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
-    """Write bytes to a unique temporary name next to ``path``, then rename it over ``path``; the
-    temporary is removed on any failure, so a half-written file never carries the final name."""
+    """Write bytes to a unique temporary name next to ``path`` (``.NAME.PID.RANDOM.part``: the
+    process id lets a later run remove what a killed one left, see batch.remove_stale_parts), then
+    rename it over ``path``; the temporary is removed on any failure, so a half-written file never
+    carries the final name.  An OSError becomes a LandmaskError naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise LandmaskError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise LandmaskError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
 
 
@@ -547,7 +554,9 @@ def _umask() -> int:
 
 
 def write_text_atomic(path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+    """UTF-8; file names that are not UTF-8 (held by Python as surrogate escapes) are written back
+    as the bytes they were."""
+    write_bytes_atomic(path, text.encode("utf-8", "surrogateescape"))
 
 
 def is_image_path(path) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,39 @@ class TrainConfig:
     teacher_weight: float = 0.5  # loss = (1 - w) × loss to the labels + w × loss to the teacher
     teacher_flip: bool = False   # the teacher averages with its points on the mirrored crop (as --flip)
 
+    # (option, least, most) of each numeric field; checked by check() before data are read
+    RANGES = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "lr": (1e-12, 10.0), "weight_decay": (0, 10.0),
+              "heat_reg": (0, 1e6), "input_size": (16, 1024), "width": (0.05, 16.0), "depth8": (0, 64),
+              "depth16": (0, 64), "crop_scale": (0.5, 5.0), "box_jitter": (0, 10.0), "rotate": (0, 180.0),
+              "flip_prob": (0, 1), "mirror_shift": (-1000.0, 1000.0), "val_fraction": (0, 0.99),
+              "seed": (0, 2**32 - 1), "threads": (1, 1024), "limit": (0, 10**12), "teacher_weight": (0, 1)}
+    CHOICES = {"arch": ("lmnet", "seed"), "loss": ("l1", "wing", "mse"), "optimizer": ("adamw", "adam"),
+               "block": ("sep", "dense"), "head_stride": (4, 8), "scheme": ("ibug68", "kaggle15", "muct76")}
+
+    def check(self) -> "TrainConfig":
+        """Refuse, with one line naming the option, a value training cannot use: out of range,
+        nan/inf, the wrong type, an unknown choice, or an --out that is a file.  Reads no data
+        and creates nothing."""
+        import math
+        for name, (lo, hi) in self.RANGES.items():
+            v, opt = getattr(self, name), "--" + name.replace("_", "-")
+            whole = isinstance(getattr(TrainConfig, name, None), int) or name in ("epochs", "batch_size")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (whole and not float(v).is_integer()):
+                raise LandmaskError(f"{opt} {v!r}: must be {'a whole number' if whole else 'a number'}")
+            if not math.isfinite(v) or not lo <= v <= hi:
+                raise LandmaskError(f"{opt} {v}: must be from {lo:g} to {hi:g}")
+        for name, choices in self.CHOICES.items():
+            if getattr(self, name) not in choices:
+                import difflib
+                close = difflib.get_close_matches(str(getattr(self, name)), map(str, choices), n=1)
+                raise LandmaskError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: choose one of "
+                                    f"{', '.join(map(str, choices))}" + (f" (did you mean {close[0]}?)" if close else ""))
+        if not isinstance(self.data, list) or not all(isinstance(d, str) and d for d in self.data):
+            raise LandmaskError(f"--data {self.data!r}: give one or more data set paths")
+        if not self.out or Path(self.out).is_file():
+            raise LandmaskError(f"--out {self.out!r}: is a file; give a run folder")
+        return self
+
 
 # Named recipes; CLI flags given explicitly override a preset's values.
 PRESETS = {
@@ -73,7 +106,7 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
     bad = set(values) - names
     if bad:
         raise LandmaskError(f"unknown training option(s): {', '.join(sorted(bad))}")
-    cfg = TrainConfig(preset=preset, **values)
+    cfg = TrainConfig(preset=preset, **values).check()
     if cfg.heat_reg and cfg.arch != "lmnet":
         raise LandmaskError(f"--heat-reg needs heatmaps: --arch {cfg.arch} has none (use lmnet)")
     if not 0 <= cfg.teacher_weight <= 1:
@@ -155,7 +188,8 @@ def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool 
     if resume:
         if not (out / "config.yaml").exists():
             raise LandmaskError(f"--resume: {out} has no config.yaml of an earlier run")
-        cfg = read_config(out / "config.yaml")
+        # the run is where --out says now (a copied or moved run resumes there, not at its old path)
+        cfg = replace(read_config(out / "config.yaml"), out=str(out)).check()
     elif (out / "last.safetensors").exists():
         raise LandmaskError(f"{out} already holds a training run; use --resume to continue it "
                             f"or choose another --out")
@@ -170,6 +204,9 @@ def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool 
 def make_optimizer(cfg: TrainConfig, model, steps_per_epoch: int):
     """(optimizer, scheduler or None): AdamW with a one-cycle schedule, or the seed's plain Adam."""
     import torch
+    total = cfg.epochs * steps_per_epoch
+    if cfg.optimizer == "adamw" and total < 20:   # the one-cycle warm-up needs >= 2 steps (10 % of 20)
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), None
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, pct_start=0.1,
