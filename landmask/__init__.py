@@ -4,7 +4,7 @@ Nothing is loaded at import time; ``landmask.load()`` loads the models once.
 """
 __version__ = "0.1.0"
 
-__all__ = ["load", "mask", "read_image", "write_image", "Face", "Landmarker", "LandmaskError"]
+__all__ = ["load", "mask", "read_image", "write_image", "Face", "Landmarker", "LandmaskError", "VideoMasker"]
 
 
 def __getattr__(name):  # lazy: importing landmask costs nothing until a name is used
@@ -14,6 +14,9 @@ def __getattr__(name):  # lazy: importing landmask costs nothing until a name is
     if name in ("read_image", "write_image"):
         from landmask import imageio
         return getattr(imageio, name)
+    if name == "VideoMasker":
+        from landmask.video import VideoMasker
+        return VideoMasker
     if name == "LandmaskError":
         from landmask.errors import LandmaskError
         return LandmaskError

