@@ -41,7 +41,8 @@ def main():
     from landmask.checkpoint import read_meta, save_model
     from landmask.export import export_onnx, export_onnx_int8, face_crops
     from landmask.model import ModelConfig, build_model
-    from landmask.runtime import MODELS_DIR, LandmarkModel
+    from landmask.runtime import MODELS_DIR
+    from landmask.torch_backend import load_landmark_model
     ap = argparse.ArgumentParser()
     ap.add_argument("configs", nargs="+", help="JSON objects of ModelConfig fields")
     ap.add_argument("--data", default="../shared/data/helen-68/trainset", help="faces to calibrate the 8-bit export on")
@@ -67,7 +68,7 @@ def main():
             except Exception as e:   # an untrained net may be far from its 8-bit copy: the time still counts
                 print(f"{text}: {e}")
             crop = face_crops(path, a.data, 1)
-            runs = {kind: LandmarkModel(Path(tmp) / f"m{i}{suffix}.onnx", threads=1)
+            runs = {kind: load_landmark_model(Path(tmp) / f"m{i}{suffix}.onnx", threads=1)
                     for kind, suffix in (("float", ""), ("int8", "-int8"))}
             rows.append((text, multiply_adds(model, cfg.input_size), sum(p.numel() for p in model.parameters()),
                          {k: (lm._run, lm.model_input(crop)) for k, lm in runs.items()}))

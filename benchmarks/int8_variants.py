@@ -25,7 +25,7 @@ VARIANTS = [  # (label, quantised operator types, convolutions left in float)
 
 def main():
     from landmask.export import export_onnx, export_onnx_int8, face_crops
-    from landmask.runtime import LandmarkModel
+    from landmask.torch_backend import load_landmark_model
     ap = argparse.ArgumentParser()
     ap.add_argument("model", help="a landmark .safetensors model")
     ap.add_argument("--data", default="../shared/data/helen-68/trainset", help="faces to calibrate on")
@@ -35,12 +35,12 @@ def main():
     with tempfile.TemporaryDirectory(prefix="landmask-int8-bench-") as tmp:
         fp32 = Path(tmp) / "float.onnx"
         export_onnx(a.model, fp32)
-        models = {"float": LandmarkModel(fp32, threads=1)}
+        models = {"float": load_landmark_model(fp32, threads=1)}
         diffs = {"float": 0.0}
         for i, (label, ops, n_float) in enumerate(VARIANTS):
             out = Path(tmp) / f"q{i}.onnx"
             diffs[label] = export_onnx_int8(a.model, out, crops, ops, n_float)["mean_abs_diff_px"]
-            models[label] = LandmarkModel(out, threads=1)
+            models[label] = load_landmark_model(out, threads=1)
         x = models["float"].model_input(crops[:1])
         ms = {k: [] for k in models}
         for _ in range(3):   # rounds, so that every variant sees the same machine load

@@ -136,13 +136,13 @@ def relabel(samples: list[Sample], model, flip: bool = False, threads=None,
     from dataclasses import replace
     from landmask.datasets import face_box
     from landmask.runtime import load
-    lm = load(model, threads=threads)
+    lm = load(model, threads=threads)   # a name or file (ONNX), or a loaded LandmarkModel
     out = []
     for i, s in enumerate(samples):
         reporter.item(i + 1, len(samples), s.source)
         pts = lm.predict(s.image("grey"), [face_box(s)], flip=flip)[0]
         out.append(replace(s, points=pts, scheme=lm.scheme.name, box=None,
-                           extra={**s.extra, "relabelled_by": str(model)}))
+                           extra={**s.extra, "relabelled_by": str(lm.path)}))
     return out
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from landmask import geometry as G
 from landmask.datasets import Sample, dataset_scheme, face_box, load_dataset
 from landmask.errors import LandmaskError
-from landmask.metrics import plot_ced, summarize
+from landmask.metrics import finite_or_none, plot_ced, summarize
 from landmask.report import Reporter
 from landmask.runtime import DEFAULT_MODELS, load
 from landmask.schemes import can_convert, convert_points
@@ -23,7 +23,7 @@ def default_scheme_for(data_scheme: str) -> str:
 
 
 def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced_path=None,
-             threads: int | None = None, backend: str | None = None, detector=None,
+             threads: int | None = None, detector=None, load_model=load,
              reporter: Reporter = Reporter()) -> dict:
     """Evaluate ``model`` (a path, a shipped name, or None for the data scheme's default) on the
     data set at ``data``.  ``boxes``: ``landmarks`` (box from the ground-truth points) or ``detect``
@@ -34,7 +34,9 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     if not samples:
         raise LandmaskError(f"{data}: no annotated faces")
     data_scheme = dataset_scheme(samples)
-    lm = load(model, default_scheme_for(data_scheme), threads=threads, backend=backend)
+    # load_model(model, scheme, threads): ONNX Runtime by default; the CLI hands in a loader that
+    # also runs .safetensors files in PyTorch (landmask.torch_backend) when asked to
+    lm = load_model(model, default_scheme_for(data_scheme), threads=threads)
     if not can_convert(data_scheme, lm.scheme.name):
         raise LandmaskError(f"model scheme {lm.scheme.name} cannot be scored on {data_scheme} data")
     if boxes == "detect":
@@ -43,16 +45,22 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
         pipeline = Landmarker(lm, detector or get_detector())
 
     preds, gts, norms, skipped, n_missed = [], [], [], [], 0
+    partial, outside = [], []
     t0 = time.perf_counter()
     for i, s in enumerate(samples):
         reporter.item(i + 1, len(samples), s.source)
-        try:
+        try:   # a face that cannot be scored (unreadable image, no box, no normaliser) is skipped and listed
             image = s.image("grey")
+            box = face_box(s)
+            gt = convert_points(s.points, data_scheme, lm.scheme.name)
+            norm = face_norm(s, gt, lm.scheme.name)
         except LandmaskError as e:
             skipped.append(str(e))
             continue
-        box = face_box(s)
-        gt = convert_points(s.points, data_scheme, lm.scheme.name)
+        if np.isnan(gt).any():
+            partial.append(s.source)
+        if _outside(gt, image.shape):
+            outside.append(s.source)
         if boxes == "detect":
             det = _matched_detection(pipeline.detector, image, box)
             faces = pipeline.from_detections(image, [det]) if det is not None else []
@@ -63,7 +71,7 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
         else:
             preds.append(lm.predict(image, [box], flip=flip)[0])
         gts.append(gt)
-        norms.append(face_norm(s, gt, lm.scheme.name))
+        norms.append(norm)
     if not preds:
         raise LandmaskError(f"{data}: no face could be scored")
     pred, gt, norm = np.stack(preds), np.stack(gts), np.array(norms)
@@ -77,6 +85,11 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
         result["detector"] = getattr(pipeline.detector, "name", type(pipeline.detector).__name__)
     if skipped:
         result["skipped"] = skipped
+    # scored on their known points only / annotated beyond the image's edge: said, not hidden
+    result["partial_faces"] = len(partial)
+    result["faces_with_points_outside_image"] = len(outside)
+    if outside:
+        result["points_outside_image"] = outside[:20]
     if ced_path:
         try:
             plot_ced({f"{lm.path.name} ({boxes})": nme}, ced_path)
@@ -84,7 +97,14 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
         except ImportError:
             result["ced_png"] = None
             reporter.info("the CED plot needs matplotlib (pip install 'landmask[train]'); skipped")
-    return result
+    return finite_or_none(result)
+
+
+def _outside(points: np.ndarray, shape) -> bool:
+    """Whether a known point lies outside the image (pixel centres at 0..W-1, edges at -0.5, W-0.5)."""
+    known = points[np.isfinite(points).all(axis=1)]
+    h, w = shape[:2]
+    return bool(((known < -0.5) | (known > [w - 0.5, h - 0.5])).any())
 
 
 def face_norm(s: Sample, gt: np.ndarray, scheme: str) -> float:

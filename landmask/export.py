@@ -44,7 +44,8 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     import torch
     from landmask.checkpoint import load_model_file
     from landmask.imageio import write_bytes_atomic
-    from landmask.runtime import LandmarkModel
+    from landmask.runtime import load_onnx_model
+    from landmask.torch_backend import load_torch_model
 
     model, meta = load_model_file(model_path)
     detector = meta.get("kind") == "detector"
@@ -84,8 +85,8 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     else:
         if check_crops is None:  # random-texture crops, deterministic
             check_crops = (rng.random((16, s, s)) * 255).astype(np.uint8)
-        a, ca = LandmarkModel(model_path, backend="torch").predict_crops(check_crops, confidence=True)
-        b, cb = LandmarkModel(out_path, backend="onnx").predict_crops(check_crops, confidence=True)
+        a, ca = load_torch_model(model_path).predict_crops(check_crops, confidence=True)
+        b, cb = load_onnx_model(out_path).predict_crops(check_crops, confidence=True)
         diff, n = float(max(np.abs(a - b).max(), np.abs(ca - cb).max() * 100)), len(check_crops)
     if not diff < 1e-2:
         raise LandmaskError(f"{out_path}: ONNX and PyTorch disagree by {diff:.4g} px")
@@ -115,9 +116,10 @@ def face_crops(model_path, data, n: int) -> np.ndarray:
     """Up to ``n`` crops (uint8, the model's crop rule) of the annotated faces of ``data``, spread
     evenly over the data set, for calibrating and checking a quantised model."""
     from landmask.datasets import face_box, load_dataset
-    from landmask.runtime import LandmarkModel
+    from landmask.runtime import load_onnx_model
+    from landmask.torch_backend import load_torch_model
     _landmark_model_only(model_path)
-    lm = LandmarkModel(model_path, backend="torch")
+    lm = load_torch_model(model_path)
     faces = load_dataset(data)
     pick = np.unique(np.linspace(0, len(faces) - 1, min(n, len(faces))).astype(int))
     return np.concatenate([lm.crops(faces[i].image("grey"), [face_box(faces[i])])[0] for i in pick])
@@ -137,13 +139,14 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     from landmask.imageio import write_bytes_atomic
-    from landmask.runtime import LandmarkModel
+    from landmask.runtime import load_onnx_model
+    from landmask.torch_backend import load_torch_model
 
     _landmark_model_only(model_path)
     if len(crops) < 8:
         raise LandmaskError(f"--int8: {len(crops)} calibration faces are too few (at least 8)")
     calib, check = crops[0::2], crops[1::2]
-    src = LandmarkModel(model_path, backend="torch")
+    src = load_torch_model(model_path)
     if float_convs is None:
         float_convs = INT8_FLOAT_CONVS[src.meta["model"].get("block", "sep")]
 
@@ -182,7 +185,7 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
     entry.key, entry.value = "landmask", json.dumps(meta)
     out_path = Path(out_path)
     write_bytes_atomic(out_path, proto.SerializeToString())
-    d = np.abs(src.predict_crops(check) - LandmarkModel(out_path, backend="onnx").predict_crops(check))
+    d = np.abs(src.predict_crops(check) - load_onnx_model(out_path).predict_crops(check))
     r = {"opset": OPSET, "max_abs_diff_px": float(d.max()), "mean_abs_diff_px": float(d.mean()),
          "n_checked": int(len(check)), "n_calibration": int(len(calib))}
     if not r["mean_abs_diff_px"] < INT8_MAX_MEAN_DIFF_PX:

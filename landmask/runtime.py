@@ -1,7 +1,9 @@
-"""Running a trained landmark model: load once (ONNX Runtime by default, PyTorch for .safetensors),
-crop faces by the crop rule, predict in batches, map points back to the image.
+"""Running a trained landmark model on ONNX Runtime: load once, crop faces by the crop rule,
+predict in batches, map points back to the image.
 
-Nothing here imports torch unless a .safetensors model is loaded.
+Run time only: nothing here imports torch or any training module.  The same LandmarkModel can
+wrap another backend's run function (landmask.torch_backend, on the training side, runs a
+.safetensors file in PyTorch).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 from landmask import geometry as G
 from landmask.crops import face_crop
 from landmask.errors import LandmaskError
+from landmask.onnxmodel import load_onnx
 from landmask.schemes import get_scheme
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -21,41 +24,40 @@ DEFAULT_MODELS = ("ibug68", "kaggle15")          # the default model of each sch
 SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast", "ibug68-tiny", "ibug68-int8", "ibug68-fast-int8")
 
 
-def resolve_model_path(model: str | Path | None, scheme: str = "ibug68") -> Path:
-    """A shipped model name (one of SHIPPED_MODELS), a file path, a run folder, or None (the default
-    for ``scheme``) → the model file to load (ONNX preferred for shipped models)."""
+def resolve_model_path(model: str | Path | None, scheme: str = "ibug68", prefer: str = ".onnx") -> Path:
+    """The one place a model reference is resolved.  ``model``: a shipped model name (one of
+    SHIPPED_MODELS), a model file, a training run folder, or None (the default model of ``scheme``)
+    → the file to load.  For a name or run folder holding both an ONNX and a .safetensors file,
+    ``prefer`` picks the suffix (run time: ``.onnx``; training and export: ``.safetensors``)."""
     name = str(model) if model is not None else scheme
+    other = ".safetensors" if prefer == ".onnx" else ".onnx"
     if name in SHIPPED_MODELS:
-        for suffix in (".onnx", ".safetensors"):
-            p = MODELS_DIR / f"{name}{suffix}"
-            if p.exists():
-                return p
-        raise LandmaskError(f"the shipped model {name!r} is missing from {MODELS_DIR}")
-    p = Path(name)
-    if p.is_dir():  # a training run folder
-        p = p / "model.safetensors"
-    if not p.exists():
+        stem = MODELS_DIR / name
+    elif Path(name).is_dir():  # a training run folder
+        stem = Path(name) / "model"
+    else:
+        p = Path(name)
+        if p.is_file():
+            return p
         import difflib
         close = difflib.get_close_matches(name, SHIPPED_MODELS, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise LandmaskError(f"--model {name}: no such file, and not a shipped model "
                             f"({', '.join(SHIPPED_MODELS)}){hint}")
-    return p
+    for suffix in (prefer, other):
+        if stem.with_suffix(suffix).is_file():
+            return stem.with_suffix(suffix)
+    raise LandmaskError(f"--model {name}: no {stem.name}.onnx or {stem.name}.safetensors in {stem.parent}")
 
 
 class LandmarkModel:
-    """A loaded landmark model.  ``predict(image, boxes)`` → (N, K, 2) points in image pixels."""
+    """A loaded landmark model.  ``predict(image, boxes)`` → (N, K, 2) points in image pixels.
 
-    def __init__(self, path, threads: int | None = None, backend: str | None = None):
-        self.path = Path(path)
-        backend = backend or ("onnx" if self.path.suffix == ".onnx" else "torch")
-        if backend == "onnx":
-            self.meta, self._run = _load_onnx(self.path, threads)
-        elif backend == "torch":
-            self.meta, self._run = _load_torch(self.path, threads)
-        else:
-            raise LandmaskError(f"backend {backend!r}: choose onnx or torch")
-        self.backend = backend
+    ``meta``: the model file's landmask metadata; ``run``: (N, 1, S, S) float32 input →
+    ((N, K, 2) crop-pixel points, (N,) face confidence[, (N, K) per-point confidence])."""
+
+    def __init__(self, path, meta: dict, run, backend: str = "onnx"):
+        self.path, self.meta, self._run, self.backend = Path(path), meta, run, backend
         m = self.meta["model"]
         self.scheme = get_scheme(self.meta["scheme"])
         self.input_size = int(m["input_size"])
@@ -113,62 +115,34 @@ class LandmarkModel:
         return (pts, conf) if confidence else pts
 
 
-def _load_onnx(path: Path, threads):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    try:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise LandmaskError(f"{path}: cannot load the ONNX model ({e})") from None
-    props = sess.get_modelmeta().custom_metadata_map
-    if "landmask" not in props:
-        raise LandmaskError(f"{path}: an ONNX file without landmask metadata")
+def load_onnx_model(path, threads: int | None = None) -> LandmarkModel:
+    """A LandmarkModel on ONNX Runtime from a landmask .onnx landmark file."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        raise LandmaskError(f"{path}: a PyTorch model file (a training run's); run time uses its ONNX export: "
+                            f"landmask export --model {path} --onnx {path.with_suffix('.onnx')} (or --backend torch)")
+    sess, meta = load_onnx(path, threads, kind="landmarks")
     name = sess.get_inputs()[0].name
     n_out = len(sess.get_outputs())
 
     def run(x):
         out = sess.run(None, {name: x})
         return out[0], (out[1] if n_out > 1 else np.ones(len(x), np.float32))
-    return json.loads(props["landmask"]), run
-
-
-def _load_torch(path: Path, threads):
-    if path.suffix == ".onnx":
-        raise LandmaskError(f"{path}: the PyTorch backend needs the model's .safetensors file, and this ONNX "
-                            f"model has none beside it (an 8-bit export runs on ONNX Runtime only)")
-    try:
-        import torch
-    except ImportError:
-        raise LandmaskError(f"{path}: a .safetensors model needs PyTorch "
-                            f"(pip install 'landmask[train]'), or use its .onnx export") from None
-    from landmask.checkpoint import load_model_file
-    if threads:
-        torch.set_num_threads(threads)
-    model, meta = load_model_file(path)
-
-    from landmask.model import WithConfidence
-    wrapped = WithConfidence(model).eval()
-
-    def run(x):
-        with torch.inference_mode():
-            pts, conf = wrapped(torch.from_numpy(x))
-            return pts.numpy(), conf.numpy()
-    return meta, run
+    return LandmarkModel(path, meta, run, "onnx")
 
 
 _CACHE: dict = {}
 
 
-def load(model: str | Path | None = None, scheme: str = "ibug68", threads: int | None = None,
-         backend: str | None = None) -> LandmarkModel:
-    """Load a landmark model once and reuse it (cached by path, threads and backend)."""
+def load(model: str | Path | LandmarkModel | None = None, scheme: str = "ibug68",
+         threads: int | None = None) -> LandmarkModel:
+    """Load a landmark model on ONNX Runtime once and reuse it (cached by file and threads).
+    ``model``: see resolve_model_path; a LandmarkModel is returned as it is."""
+    if isinstance(model, LandmarkModel):
+        return model
     path = resolve_model_path(model, scheme)
-    if backend == "torch" and path.suffix == ".onnx" and path.with_suffix(".safetensors").exists():
-        path = path.with_suffix(".safetensors")
-    key = (str(path.resolve()), threads, backend)
+    st = path.stat()   # a file rewritten since (a new export) is loaded anew
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, threads)
     if key not in _CACHE:
-        _CACHE[key] = LandmarkModel(path, threads, backend)
+        _CACHE[key] = load_onnx_model(path, threads)
     return _CACHE[key]

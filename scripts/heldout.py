@@ -16,13 +16,13 @@ import numpy as np
 from landmask.datasets import face_box, load_dataset
 from landmask.evaluate import face_norm
 from landmask.metrics import nme_per_face, rmse_kaggle
-from landmask.runtime import load
+from landmask.torch_backend import load_landmark_model
 from landmask.schemes import convert_points
 from landmask.train import split
 
 
 def score(model, samples, flip=False):
-    lm = load(model, backend="onnx" if str(model).endswith(".onnx") else None)
+    lm = load_landmark_model(model)
     name = lm.scheme.name
     preds, gts, norms, p15, g15, n15 = [], [], [], [], [], []
     for s in samples:

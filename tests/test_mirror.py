@@ -8,7 +8,8 @@ import pytest
 
 from landmask import geometry as G
 from landmask.datasets import load_dataset
-from landmask.runtime import LandmarkModel, resolve_model_path
+from landmask.runtime import resolve_model_path
+from landmask.torch_backend import load_landmark_model
 from landmask.schemes import get_scheme
 from landmask.transforms import random_flip
 
@@ -54,7 +55,7 @@ def test_mirror_shift_is_twice_the_models_offset_from_the_mirror_position(offset
 def test_flip_averaging_of_the_default_model_keeps_its_points_where_they_were(data):
     """The default model learned HELEN's x offset; averaging with the mirrored crop must not move
     its points left by that offset (it did before the shift was stored in the model)."""
-    lm = LandmarkModel(resolve_model_path("ibug68"))
+    lm = load_landmark_model(resolve_model_path("ibug68"))
     assert lm.meta["training"]["config"]["flip_prob"] == 0   # its last stage saw no mirrored crops
     assert lm.mirror_shift > 0.5            # measured on its validation faces, crop pixels
     crops = np.concatenate([lm.crops(f.image("grey"), [G.points_box(f.points)])[0]

