@@ -317,8 +317,8 @@ async def camera_stream(ws: WebSocket, settings: Settings, landmarker) -> None:
     binary message is a JPEG frame, answered by a JSON line (faces, track ids, server ms) and the
     masked frame as JPEG.  Tracking and smoothing state lives in this connection only."""
     await ws.accept()
-    opts, smooth = {k: None for k in EFFECT_FIELDS} | {"feather": None}, True
-    masker = make_video_masker(landmarker, opts, smooth)
+    masker = make_video_masker(landmarker, {}, True)
+    start = time.monotonic()    # frame times for the smoothing filter: when each frame arrived
     try:
         while True:
             msg = await ws.receive()
@@ -326,10 +326,9 @@ async def camera_stream(ws: WebSocket, settings: Settings, landmarker) -> None:
                 return
             if msg.get("text") is not None:
                 try:
-                    opts, smooth = stream_settings(msg["text"])
-                    masker = make_video_masker(landmarker, opts, smooth)
+                    masker = make_video_masker(landmarker, *stream_settings(msg["text"]))
                     await ws.send_json({"ok": "settings"})
-                except UserError as e:
+                except (UserError, landmask.LandmaskError) as e:
                     await ws.send_json({"error": str(e)})
                 continue
             data = msg.get("bytes") or b""
@@ -337,15 +336,16 @@ async def camera_stream(ws: WebSocket, settings: Settings, landmarker) -> None:
                 await ws.send_json({"error": f"frame too large ({len(data):,} bytes; the limit is "
                                              f"{settings.max_frame_bytes:,})", "frame": True})
                 continue
-            t0 = time.perf_counter()
+            t0 = time.monotonic()
             try:
                 out, faces = await anyio.to_thread.run_sync(
-                    stream_frame, masker, data, settings.max_frame_pixels, limiter=ws.app.state.limiter)
+                    stream_frame, masker, data, t0 - start, settings.max_frame_pixels,
+                    limiter=ws.app.state.limiter)
             except (UserError, landmask.LandmaskError) as e:
                 await ws.send_json({"error": str(e), "frame": True})
                 continue
             await ws.send_json({"faces": len(faces), "tracks": [getattr(f, "track", None) for f in faces],
-                                "ms": round(1000 * (time.perf_counter() - t0), 1)})
+                                "ms": round(1000 * (time.monotonic() - t0), 1)})
             await ws.send_bytes(out)
     except WebSocketDisconnect:
         return
@@ -369,13 +369,14 @@ def stream_settings(text: str) -> tuple[dict, bool | float]:
 
 
 def make_video_masker(landmarker, opts: dict, smooth):
+    """Per connection: tracking and smoothing (a change of effects starts a new one)."""
     from landmask.video import VideoMasker
     return VideoMasker(landmarker, smooth=smooth, **opts)
 
 
-def stream_frame(masker, data: bytes, max_pixels: int):
+def stream_frame(masker, data: bytes, t: float, max_pixels: int):
     frame, _ = decode(data, "frame", max_pixels, mode="rgb")
-    out, faces = masker.process(frame)
+    out, faces = masker.process(frame, t)
     return imageio.encode_image(out, "jpeg", quality=80), faces
 
 
