@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import cv2
 import numpy as np
 from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
@@ -76,10 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # parallelism comes from serving requests side by side (``concurrency`` at once), so each
+        # one's OpenCV calls get ``threads`` threads, as its ONNX Runtime calls do
+        cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(settings.threads)
         app.state.landmarker = landmask.load(settings.model, settings.detector, threads=settings.threads,
                                              detect_size=settings.detect_size)
         app.state.limiter = anyio.CapacityLimiter(settings.concurrency or os.cpu_count() or 1)
         yield
+        cv2.setNumThreads(cv_threads)
 
     # docs_url/redoc_url off: FastAPI's doc pages load their scripts from a CDN; the schema stays
     # at the usual /openapi.json
