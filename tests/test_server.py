@@ -321,3 +321,14 @@ def test_serve_refuses_bad_options():
     r = subprocess.run([sys.executable, "-m", "landmask.cli", "serve", "--workers", "0"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--workers" in r.stderr
+
+
+def test_model_loaded_once_per_app(monkeypatch, photo):
+    calls = []
+    real = landmask.load
+    monkeypatch.setattr(landmask, "load", lambda *a, **k: calls.append(a) or real(*a, **k), raising=False)
+    with TestClient(create_app(Settings())) as c:
+        assert len(calls) == 1          # in the lifespan, before any request
+        for _ in range(3):
+            assert post(c, image=photo).status_code == 200
+    assert len(calls) == 1
