@@ -114,6 +114,29 @@ def client(port, bodies, stop_at, budget, results, errors, lock, timeout):
     conn.close()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process and all its descendants so far, from /proc (Linux);
+    None elsewhere."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        stats = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                stats[int(d.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / tick)   # ppid, utime + stime
+    except (OSError, ValueError, AttributeError):
+        return None
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [c for c, (pp, _) in stats.items() if pp == p]
+    return total
+
+
 def busiest_processes(n: int = 5) -> list[str]:
     try:
         out = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout
@@ -151,12 +174,14 @@ def main():
         load_before = os.getloadavg()
         others = busiest_processes()
         results, errors, budget = [], [], [a.max_requests]
+        cpu_before = cpu_seconds(server.pid)
         start = time.monotonic()
         threads = [threading.Thread(target=client, args=(port, bodies, start + a.duration, budget, results,
                                                           errors, lock, a.timeout)) for _ in range(a.clients)]
         [t.start() for t in threads]
         [t.join() for t in threads]
         wall = time.monotonic() - start
+        cpu_after = cpu_seconds(server.pid)
         load_after = os.getloadavg()
     finally:
         server.terminate()
@@ -172,6 +197,10 @@ def main():
         "errors": len(errors), "requests_per_s": round(len(results) / wall, 1),
         "latency_ms": {k: round(float(np.percentile(lat, q)), 1) for k, q in
                        (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))} if len(lat) else {},
+        # the server's CPU time per request: what it would cost with the machine to itself
+        "server_cpu_ms_per_request": round(1000 * (cpu_after - cpu_before) / max(1, len(results)), 1)
+        if cpu_before is not None and cpu_after is not None else None,
+        "server_cpu_cores_used": round((cpu_after - cpu_before) / wall, 2) if cpu_before is not None else None,
         "cpus": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in load_after], "busiest_processes_before": others,
         "first_errors": [e.decode(errors="replace") for _, e in errors[:3]],
