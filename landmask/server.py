@@ -61,8 +61,9 @@ class Settings:
         return cls(**json.loads(text))
 
 
-class UserError(Exception):
-    """A mistake in the request: answered as ``{"error": message}`` with a 4xx status."""
+class ApiError(Exception):
+    """A request that cannot be served, answered as ``{"error": message}``: a mistake in it (4xx)
+    or the server too busy to finish it in time (503)."""
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
@@ -117,8 +118,8 @@ def get_landmarker(request: Request):
 def add_error_handlers(app: FastAPI) -> None:
     """Every error is JSON ``{"error": "..."}``; user mistakes are 4xx, never 5xx."""
 
-    @app.exception_handler(UserError)
-    async def user_error(request, exc: UserError):
+    @app.exception_handler(ApiError)
+    async def user_error(request, exc: ApiError):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(landmask.LandmaskError)
@@ -157,35 +158,35 @@ async def read_form(request: Request, settings: Settings) -> dict:
     ``max_upload_bytes`` before it is read.  Returns ``{"image": (bytes, name), field: str}``."""
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
-        raise UserError("send the photo as multipart/form-data in the field 'image' "
+        raise ApiError("send the photo as multipart/form-data in the field 'image' "
                         f"(got content type {ctype or 'none'!r})", 415)
     limit = settings.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise UserError(f"upload too large ({int(length):,} bytes; the limit is {limit:,})", 413)
+        raise ApiError(f"upload too large ({int(length):,} bytes; the limit is {limit:,})", 413)
     parser = MultiPartParser(request.headers, _capped(request.stream(), limit), max_files=1,
                              max_fields=len(FORM_FIELDS), max_part_size=64 * 1024)
     parser.spool_max_size = limit + 1    # the body is capped at `limit`, so no file part ever rolls to disk
     try:
         form = await parser.parse()
     except MultiPartException as e:
-        raise UserError(f"malformed multipart form: {e.message}") from None
+        raise ApiError(f"malformed multipart form: {e.message}") from None
     out = {}
     for key, value in form.multi_items():
         if key not in FORM_FIELDS:
             close = difflib.get_close_matches(key, FORM_FIELDS, n=1)
-            raise UserError(f"unknown form field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            raise ApiError(f"unknown form field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                             + f"; the fields are {', '.join(FORM_FIELDS)}")
         if key == "image":
             if not isinstance(value, UploadFile):
-                raise UserError("the field 'image' must be a file upload, not text")
+                raise ApiError("the field 'image' must be a file upload, not text")
             out["image"] = (await value.read(), value.filename or "image")
         elif isinstance(value, UploadFile):
-            raise UserError(f"the field {key!r} must be text, not a file")
+            raise ApiError(f"the field {key!r} must be text, not a file")
         else:
             out[key] = value
     if "image" not in out:
-        raise UserError("no 'image' field: send the photo as a file in the multipart field 'image'")
+        raise ApiError("no 'image' field: send the photo as a file in the multipart field 'image'")
     return out
 
 
@@ -194,7 +195,7 @@ async def _capped(stream, limit: int):
     async for chunk in stream:
         seen += len(chunk)
         if seen > limit:
-            raise UserError(f"upload too large (over {limit:,} bytes)", 413)
+            raise ApiError(f"upload too large (over {limit:,} bytes)", 413)
         yield chunk
 
 
@@ -206,9 +207,9 @@ def effect_options(form: dict) -> dict:
     try:
         opts["feather"] = float(feather) if feather else None
     except ValueError:
-        raise UserError(f"feather {feather!r} is not a number (pixels)") from None
+        raise ApiError(f"feather {feather!r} is not a number (pixels)") from None
     if opts["feather"] is not None and not 0 <= opts["feather"] <= 1000:
-        raise UserError(f"feather {feather!r} must be between 0 and 1000 pixels")
+        raise ApiError(f"feather {feather!r} must be between 0 and 1000 pixels")
     check_effects(opts)
     return opts
 
@@ -218,7 +219,7 @@ def check_effects(opts: dict) -> None:
     try:
         landmask.mask(np.zeros((1, 1, 3), np.uint8), [], **opts)
     except landmask.LandmaskError as e:
-        raise UserError(str(e).removeprefix("--")) from None
+        raise ApiError(str(e).removeprefix("--")) from None
 
 
 def decode(data: bytes, name: str, max_pixels: int, mode: str = "keep"):
@@ -227,10 +228,10 @@ def decode(data: bytes, name: str, max_pixels: int, mode: str = "keep"):
     kind = imageio.sniff(data) if data else None
     size = imageio.header_size(data, kind) if kind else None
     if size is not None and size[0] * size[1] > max_pixels:
-        raise UserError(f"{name}: image too large ({size[0]}×{size[1]} pixels; the limit is {max_pixels:,})", 413)
+        raise ApiError(f"{name}: image too large ({size[0]}×{size[1]} pixels; the limit is {max_pixels:,})", 413)
     image, meta = imageio.decode_with_metadata(data, mode=mode, name=name)   # empty, non-image, truncated...
     if image.shape[0] * image.shape[1] > max_pixels:
-        raise UserError(f"{name}: image too large ({image.shape[1]}×{image.shape[0]} pixels; "
+        raise ApiError(f"{name}: image too large ({image.shape[1]}×{image.shape[0]} pixels; "
                         f"the limit is {max_pixels:,})", 413)
     return image, meta
 
@@ -245,7 +246,7 @@ async def with_timeout(settings: Settings, coro):
         with anyio.fail_after(settings.timeout_s):
             return await coro
     except TimeoutError:
-        raise UserError(f"the request took longer than {settings.timeout_s:g} s; try again or send a "
+        raise ApiError(f"the request took longer than {settings.timeout_s:g} s; try again or send a "
                         "smaller photo", 503) from None
 
 
@@ -306,7 +307,7 @@ def add_routes(app: FastAPI) -> None:
             form = await read_form(request, settings)
             extra = sorted(set(form) - {"image"})
             if extra:
-                raise UserError(f"/v1/landmarks takes only the field 'image' (got {', '.join(extra)})")
+                raise ApiError(f"/v1/landmarks takes only the field 'image' (got {', '.join(extra)})")
             data, name = form["image"]
             return await run_limited(request, landmarks_json, landmarker, data, name, settings.max_pixels)
         return await with_timeout(settings, work())
@@ -334,7 +335,7 @@ async def camera_stream(ws: WebSocket, settings: Settings, landmarker) -> None:
                 try:
                     masker = make_video_masker(landmarker, *stream_settings(msg["text"]))
                     await ws.send_json({"ok": "settings"})
-                except (UserError, landmask.LandmaskError) as e:
+                except (ApiError, landmask.LandmaskError) as e:
                     await ws.send_json({"error": str(e)})
                 continue
             data = msg.get("bytes") or b""
@@ -347,7 +348,7 @@ async def camera_stream(ws: WebSocket, settings: Settings, landmarker) -> None:
                 out, faces = await anyio.to_thread.run_sync(
                     stream_frame, masker, data, t0 - start, settings.max_frame_pixels,
                     limiter=ws.app.state.limiter)
-            except (UserError, landmask.LandmaskError) as e:
+            except (ApiError, landmask.LandmaskError) as e:
                 await ws.send_json({"error": str(e), "frame": True})
                 continue
             await ws.send_json({"faces": len(faces), "tracks": [getattr(f, "track", None) for f in faces],
@@ -361,15 +362,15 @@ def stream_settings(text: str) -> tuple[dict, bool | float]:
     try:
         raw = json.loads(text)
     except ValueError:
-        raise UserError("settings must be a JSON object") from None
+        raise ApiError("settings must be a JSON object") from None
     if not isinstance(raw, dict):
-        raise UserError("settings must be a JSON object")
+        raise ApiError("settings must be a JSON object")
     unknown = sorted(set(raw) - set(EFFECT_FIELDS) - {"feather", "smooth"})
     if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r}; use {', '.join(EFFECT_FIELDS)}, feather, smooth")
+        raise ApiError(f"unknown setting {unknown[0]!r}; use {', '.join(EFFECT_FIELDS)}, feather, smooth")
     smooth = raw.pop("smooth", True)
     if not isinstance(smooth, (bool, int, float)):
-        raise UserError("smooth must be true, false or a number")
+        raise ApiError("smooth must be true, false or a number")
     form = {k: str(v) for k, v in raw.items() if v is not None}
     return effect_options(form), smooth
 
@@ -387,6 +388,12 @@ def stream_frame(masker, data: bytes, t: float, max_pixels: int):
 
 
 # ---------------------------------------------------------------- running it
+
+def check_settings(settings: Settings) -> None:
+    """Load the models once before starting: a bad --model or --detector is one LandmaskError
+    here, not a traceback from every worker's start-up."""
+    landmask.load(settings.model, settings.detector, detect_size=settings.detect_size)
+
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the app on uvicorn until interrupted; with ``workers`` > 1, that many processes, each

@@ -321,6 +321,9 @@ def test_serve_refuses_bad_options():
     r = subprocess.run([sys.executable, "-m", "landmask.cli", "serve", "--workers", "0"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--workers" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "landmask.cli", "serve", "--model", "nope"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--model nope" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_model_loaded_once_per_app(monkeypatch, photo):
