@@ -91,9 +91,10 @@ class LandmarkSmoother:
     steady (cut-offs halved) with more lag.  Speeds are measured in face sizes per second, so
     the same settings work for small and large faces."""
 
-    # tuned on training faces of ../shared/data with benchmarks/video_bench.py
-    POSE = {"min_cutoff": 1.5, "beta": 3.0, "d_cutoff": 2.0}
-    SHAPE = {"min_cutoff": 0.5, "beta": 30.0, "d_cutoff": 1.0}
+    # chosen on clips made from helen-68/trainset faces (benchmarks/video_bench.py, docs/benchmarks.md):
+    # the pose opens up fast with speed (no lag on a fast pan), the shape is held steady
+    POSE = {"min_cutoff": 1.0, "beta": 100.0, "d_cutoff": 4.0}
+    SHAPE = {"min_cutoff": 0.3, "beta": 10.0, "d_cutoff": 1.0}
 
     def __init__(self, strength: float = 1.0):
         self.strength = float(strength)
