@@ -1,6 +1,7 @@
 """Training the face detector (DetNet) from landmark data sets: every annotated face gives its
-landmark box; images are scaled, rotated and tiled (2×2 mosaics) so faces of 12-200 px, tilted up
-to ±30°, several per picture, are all seen.  Targets follow CenterNet: a Gaussian centre heatmap per
+landmark box; photos are scaled, rotated, cut and tiled (mosaics of 2-16 photos, with face-free
+background tiles as hard negatives) so faces from 12 px to the whole canvas, tilted up to ±30°,
+several per picture, are all seen.  Targets follow CenterNet: a Gaussian centre heatmap per
 stride-8 cell, the centre's sub-cell offset and the log box size at the centre cell."""
 from __future__ import annotations
 
@@ -33,10 +34,13 @@ class DetectTrainConfig:
     canvas: int = 192            # training crops are canvas × canvas
     lr: float = 3e-3
     width: float = 1.0
-    mosaic: float = 0.5          # probability of a 2×2 mosaic
+    mosaic: float = 0.6          # probability of a mosaic of 2-16 photos
+    negatives: float = 0.15      # probability that a mosaic tile is face-free background
     min_face: float = 12.0       # face (landmark box) sizes on the canvas, log-uniform
-    max_face: float = 170.0
+    max_face: float = 192.0      # up to the whole canvas
     rotate_deg: float = 30.0
+    init: str = ""               # start from this detector (.onnx export or .safetensors)
+    steps: int = 0               # steps per epoch (0: one pass over the faces, faces // batch_size)
     seed: int = 0
     threads: int = 1
     limit: int = 0
@@ -58,41 +62,78 @@ def load_images(samples: list[Sample], reporter: Reporter, threads: int = 2):
     return out
 
 
-def place(img, pts, size, face_px, rng, rotate_deg):
-    """Warp an image so its face has landmark-box size ``face_px``, a random tilt and position."""
+def place(img, pts, shape, face_px, rng, rotate_deg, centre=(0.1, 0.9)):
+    """Warp an image onto a (height, width) tile so its face has landmark-box size ``face_px``, a
+    random tilt and its centre at a random position (``centre``: range as fractions of the tile;
+    past 0..1 the face is cut by the tile's edge).  Returns the tile and the face's box in it."""
+    th, tw = shape
     box = G.points_box(pts)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     s = face_px / max(box[2] - box[0], box[3] - box[1])
-    tx, ty = rng.uniform(0.1, 0.9, 2) * size
+    tx, ty = rng.uniform(*centre) * tw, rng.uniform(*centre) * th
     m = G.rotation_about(cx, cy, rng.uniform(-rotate_deg, rotate_deg), s, (tx - cx, ty - cy))
-    if s < 0.5:  # shrink with area averaging first, as landmask.crops.warp does
-        f = int(1 / s)
-        img = cv2.resize(img, (max(1, img.shape[1] // f), max(1, img.shape[0] // f)), interpolation=cv2.INTER_AREA)
-        to_small = np.array([[1 / f, 0, 0.5 / f - 0.5], [0, 1 / f, 0.5 / f - 0.5]])
-        pts = G.apply(to_small, pts)
-        m = G.compose(m, G.invert(to_small))
-    out = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # no mirrored (unlabelled) face copies
+    small, m_small = _shrunk_first(img, m, s)
+    out = cv2.warpAffine(small, m_small, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # no mirrored (unlabelled) face copies
     return out, G.points_box(G.apply(m, pts))
 
 
+def _shrunk_first(img, m, s):
+    """For a shrink by more than 2: area-average first (as landmask.crops.warp does), so small
+    faces look like a camera's small faces, not aliased ones; ``m`` adjusted to the smaller image."""
+    if s >= 0.5:
+        return img, m
+    f = int(1 / s)
+    img = cv2.resize(img, (max(1, img.shape[1] // f), max(1, img.shape[0] // f)), interpolation=cv2.INTER_AREA)
+    to_small = np.array([[1 / f, 0, 0.5 / f - 0.5], [0, 1 / f, 0.5 / f - 0.5]])
+    return img, G.compose(m, G.invert(to_small))
+
+
+def background(img, pts, shape, rng, tries: int = 8):
+    """A hard negative: a (height, width) piece of a photo well away from its annotated face, at a
+    random scale; None when the photo has no such piece."""
+    th, tw = shape
+    h, w = img.shape
+    x0, y0, x1, y1 = G.points_box(pts)
+    m = 0.6 * max(x1 - x0, y1 - y0)
+    face = (x0 - m, y0 - m, x1 + m, y1 + m)
+    for _ in range(tries):
+        side = rng.uniform(0.15, 0.6) * min(h, w)
+        bw, bh = side * tw / max(tw, th), side * th / max(tw, th)
+        bx, by = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+        if bx + bw < face[0] or bx > face[2] or by + bh < face[1] or by > face[3]:
+            piece = img[int(by):int(by + bh), int(bx):int(bx + bw)]
+            if min(piece.shape) >= 4:
+                return cv2.resize(piece, (tw, th), interpolation=cv2.INTER_AREA)
+    return None
+
+
+GRIDS = ((1, 2), (2, 1), (2, 2), (3, 3), (4, 4))   # mosaics of 2-16 photos (rows, columns)
+
+
 def make_canvas(images, cfg: DetectTrainConfig, rng):
-    """One training canvas (uint8) and its face boxes (N, 4)."""
+    """One training canvas (uint8) and its face boxes (N, 4): a single photo with its face from
+    ``min_face`` px to the whole canvas (cut by the edges at times), or a mosaic of 2-16 photos with
+    faces from ``min_face`` px to nearly their tile, some tiles being face-free background."""
     size = cfg.canvas
-    if rng.random() < cfg.mosaic:
-        half = size // 2
-        canvas, boxes = np.zeros((size, size), np.uint8), []
-        for k in range(4):
-            img, pts = images[rng.integers(len(images))]
-            face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(min(cfg.max_face, half * 0.8))))
-            tile, box = place(img, pts, half, face, rng, cfg.rotate_deg)
-            oy, ox = divmod(k, 2)
-            canvas[oy * half:(oy + 1) * half, ox * half:(ox + 1) * half] = tile
-            boxes.append(box + [ox * half, oy * half, ox * half, oy * half])
-        return canvas, np.array(boxes)
-    img, pts = images[rng.integers(len(images))]
-    face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(cfg.max_face)))
-    canvas, box = place(img, pts, size, face, rng, cfg.rotate_deg)
-    return canvas, box[None]
+    if rng.random() >= cfg.mosaic:
+        img, pts = images[rng.integers(len(images))]
+        face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(cfg.max_face)))
+        canvas, box = place(img, pts, (size, size), face, rng, cfg.rotate_deg, centre=(-0.05, 1.05))
+        return canvas, box[None]
+    rows, cols = GRIDS[rng.integers(len(GRIDS))]
+    th, tw = size // rows, size // cols
+    canvas, boxes = np.zeros((size, size), np.uint8), []
+    for k in range(rows * cols):
+        oy, ox = divmod(k, cols)
+        img, pts = images[rng.integers(len(images))]
+        tile = background(img, pts, (th, tw), rng) if rng.random() < cfg.negatives else None
+        if tile is None:
+            top = max(cfg.min_face * 1.01, 0.9 * min(th, tw))
+            face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(top)))
+            tile, box = place(img, pts, (th, tw), face, rng, cfg.rotate_deg)
+            boxes.append(box + [ox * tw, oy * th, ox * tw, oy * th])
+        canvas[oy * th:(oy + 1) * th, ox * tw:(ox + 1) * tw] = tile
+    return canvas, np.array(boxes).reshape(-1, 4)
 
 
 def targets(boxes: np.ndarray, size: int):
@@ -109,7 +150,7 @@ def targets(boxes: np.ndarray, size: int):
             continue   # centre outside the canvas: this face is not a target
         sigma = max(0.5, 0.15 * min(w, h))
         heat = np.maximum(heat, np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma ** 2)))
-        ix, iy = int(round(cx)), int(round(cy))
+        ix, iy = min(int(round(cx)), n - 1), min(int(round(cy)), n - 1)
         heat[iy, ix] = 1.0
         reg[:, iy, ix] = (cx - ix, cy - iy, np.log(w), np.log(h))
         mask[iy, ix] = 1.0
@@ -145,55 +186,160 @@ def detector_loss(out, heat, reg, mask):
     return focal + l1, focal, l1
 
 
-def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter()) -> Path:
-    """Train DetNet into ``cfg.out``; returns the model file (.safetensors, self-describing)."""
+# strong photometric augmentation: in-the-wild photos are dark, flat, noisy or soft
+AUGMENT = AugmentConfig(brightness=0.3, contrast=0.5, blur=0.3, noise=0.05)
+
+
+def face_range(cfg: DetectTrainConfig) -> list[float]:
+    """The landmark-box sizes (network pixels) the detector is trusted on: the trained range less
+    a margin at the top (whole-canvas faces are always cut); the image pyramid relies on it."""
+    return [float(cfg.min_face), round(0.8 * min(cfg.max_face, cfg.canvas), 1)]
+
+
+def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resume: bool = False) -> Path:
+    """Train DetNet into ``cfg.out``; returns the model file (.safetensors, self-describing).
+    ``resume``: continue the run in ``cfg.out`` from its last finished epoch (its saved config)."""
     import torch
+    import yaml
     from landmask import checkpoint as ckpt
-    from landmask.engine import to_tensor
     from landmask.model import DetectorConfig, build_detector, count_parameters
-    from landmask.train import load_training_data, make_config
 
     out = Path(cfg.out)
-    if (out / "detector.safetensors").exists():
-        raise LandmaskError(f"{out} already holds a detector; choose another --out")
+    if resume:
+        if not (out / "last.safetensors").exists():
+            raise LandmaskError(f"--resume: {out} holds no detector run to resume (no last.safetensors)")
+        threads = cfg.threads
+        cfg = DetectTrainConfig(**yaml.safe_load((out / "config.yaml").read_text()))
+        cfg.threads = threads
+    elif (out / "detector.safetensors").exists() or (out / "last.safetensors").exists():
+        raise LandmaskError(f"{out} already holds a detector run; choose another --out or give --resume")
     out.mkdir(parents=True, exist_ok=True)
-    import yaml
     write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+    reporter.info(f"config: {json.dumps(asdict(cfg))}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    samples = load_training_data(make_config(data=cfg.data, limit=cfg.limit), reporter)
-    samples = [s for s in samples if np.isfinite(s.points).all()]
-    images = load_images(samples, reporter, 2)
+    images = load_faces(cfg, reporter)
     dcfg = DetectorConfig(width=cfg.width)
-    model = build_detector(dcfg).to(memory_format=torch.channels_last)
+    model = build_detector(dcfg)
+    if cfg.init:
+        init_weights(model, cfg.init)
+    model = model.to(memory_format=torch.channels_last)
     reporter.info(f"detector: {count_parameters(model):,} parameters; {len(images)} faces")
-    steps = max(1, len(images) // cfg.batch_size)
+    steps = cfg.steps or max(1, len(images) // cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.1)
-    aug = AugmentConfig()
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        t0, tot = time.time(), 0.0
-        model.train()
-        for step in range(steps):
-            x, heat, reg, mask = make_batch(images, cfg, aug, rng)
-            out_t = model(to_tensor(x, dcfg.mean, dcfg.std))
-            loss, focal, l1 = detector_loss(out_t, *(torch.from_numpy(a) for a in (heat, reg, mask)))
-            if not torch.isfinite(loss):
-                raise LandmaskError(f"detector training stopped: loss {loss.item()} at epoch {epoch}, step {step + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += loss.item()
-            reporter.step(epoch, step + 1, steps, tot / (step + 1))
-        row = {"epoch": epoch, "loss": tot / steps, "seconds": time.time() - t0,
-               "images_per_s": steps * cfg.batch_size / (time.time() - t0)}
+    first, history = 1, []
+    if resume:
+        first, history, torch_rng = ckpt.load_resume(out / "last.safetensors", model, opt, sched, rng)
+        torch.set_rng_state(torch_rng)
+        reporter.info(f"resuming at epoch {first}")
+    for epoch in range(first, cfg.epochs + 1):
+        row = train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, reporter)
         history.append(row)
-        reporter.epoch_end(epoch, row)
-        meta = {"kind": "detector", "model": dcfg.to_dict(), "stride": STRIDE,
+        meta = {"kind": "detector", "model": dcfg.to_dict(), "stride": STRIDE, "face_range": face_range(cfg),
                 "box": "tight box of the 68 landmarks", "training": {"config": asdict(cfg), "epochs_done": epoch}}
         ckpt.save_model(out / "detector.safetensors", model.state_dict(), meta)
+        ckpt.save_resume(out / "last.safetensors", model, opt, sched, rng, torch.get_rng_state(), epoch, history)
         write_text_atomic(out / "history.json", json.dumps(history, indent=1))
+        reporter.epoch_end(epoch, row)
     return out / "detector.safetensors"
+
+
+def load_faces(cfg: DetectTrainConfig, reporter: Reporter):
+    """(grey image, 68 points) of every annotated face in ``cfg.data``, images shrunk to MAX_SIDE."""
+    from landmask.train import load_training_data, make_config
+    samples = load_training_data(make_config(data=cfg.data, limit=cfg.limit), reporter)
+    samples = [s for s in samples if np.isfinite(s.points).all()]
+    return load_images(samples, reporter, 2)
+
+
+def train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, reporter) -> dict:
+    import torch
+    from landmask.engine import to_tensor
+    t0, tot = time.time(), 0.0
+    model.train()
+    if cfg.init.endswith(".onnx"):
+        freeze_batchnorm(model)
+    for step in range(steps):
+        x, heat, reg, mask = make_batch(images, cfg, AUGMENT, rng)
+        out_t = model(to_tensor(x, dcfg.mean, dcfg.std))
+        loss, focal, l1 = detector_loss(out_t, *(torch.from_numpy(a) for a in (heat, reg, mask)))
+        if not torch.isfinite(loss):
+            raise LandmaskError(f"detector training stopped: loss {loss.item()} at epoch {epoch}, step {step + 1}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        tot += loss.item()
+        reporter.step(epoch, step + 1, steps, tot / (step + 1))
+    seconds = time.time() - t0
+    return {"epoch": epoch, "loss": tot / steps, "seconds": seconds, "images_per_s": steps * cfg.batch_size / seconds}
+
+
+def init_weights(model, path) -> None:
+    """``--init``: a detector's .onnx export (see init_from_onnx) or its .safetensors file."""
+    if not Path(path).is_file():
+        raise LandmaskError(f"--init {path}: no such file")
+    if str(path).endswith(".onnx"):
+        return init_from_onnx(model, path)
+    from landmask.checkpoint import load_model_file
+    other, meta = load_model_file(path)
+    if meta.get("kind") != "detector":
+        raise LandmaskError(f"--init {path}: not a face detector")
+    model.load_state_dict(other.state_dict())
+
+
+def init_from_onnx(model, path) -> None:
+    """Load the weights of an exported detector (``landmask/models/detector.onnx``) into ``model``.
+    The export folded every batch norm into its convolution, so each batch norm becomes the
+    identity plus the folded bias; train with them frozen (``freeze_batchnorm``)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as e:
+        raise LandmaskError(f"--init {path}: cannot read the ONNX file ({e})") from None
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    modules = dict(model.named_modules())
+    done = set()
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        # a convolution's module path is in its output's name, or (the graph's output) its weight's
+        name = _module_path(node.output[0]) or node.input[1].removesuffix(".weight")
+        conv = modules.get(name)
+        if conv is None or tuple(conv.weight.shape) != tuple(weights[node.input[1]].shape):
+            raise LandmaskError(f"--init {path}: its convolution {name} does not fit this detector's architecture")
+        with torch.no_grad():
+            conv.weight.copy_(weights[node.input[1]])
+            bias = weights[node.input[2]] if len(node.input) > 2 else torch.zeros(conv.out_channels)
+            if conv.bias is not None:
+                conv.bias.copy_(bias)
+            else:   # conv_bn: the next module in the Sequential is its batch norm
+                parent, idx = name.rsplit(".", 1)
+                bn = modules[parent][int(idx) + 1]
+                bn.weight.fill_(1.0), bn.bias.copy_(bias), bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+        done.add(name)
+    convs = {n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d)}
+    if done != convs:
+        raise LandmaskError(f"--init {path}: no weights for {', '.join(sorted(convs - done))}")
+
+
+def _module_path(output: str) -> str:
+    """'/s4/s4.0/dw/dw.0/Conv_output_0' (torch.onnx's node naming) → 's4.0.dw.0'."""
+    parts, prev = [], None
+    for c in output.strip("/").split("/")[:-1]:
+        parts.append(c.rsplit(".", 1)[1] if prev and c.startswith(prev + ".") else c)
+        prev = c
+    return ".".join(parts)
+
+
+def freeze_batchnorm(model) -> None:
+    """Batch norms in eval mode: running statistics and the folded identities stay as they are."""
+    import torch
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()

