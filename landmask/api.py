@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from landmask import geometry as G
+from landmask.errors import LandmaskError
 from landmask.imageio import to_grey
 from landmask.masking import mask_image, part_polygons
 from landmask.runtime import LandmarkModel, load as load_model
@@ -50,9 +51,14 @@ class Landmarker:
     """Face detector + landmark model.  ``faces(image)`` finds every face and its landmarks."""
 
     def __init__(self, model: LandmarkModel, detector, refine: bool = True, flip: bool = False,
-                 min_overlap: float = 0.3):
+                 min_overlap: float = 0.3, min_face: float | None = None, max_faces: int | None = None,
+                 min_score: float | None = None):
         self.model, self.detector = model, detector
         self.refine, self.flip, self.min_overlap = refine, flip, min_overlap
+        # --min-face PX (landmark box's longer side), --max-faces N (largest first), --min-score
+        self.min_face, self.max_faces, self.min_score = min_face, max_faces, min_score
+        if max_faces is not None and max_faces < 1:
+            raise LandmaskError(f"--max-faces {max_faces}: must be 1 or more")
 
     @property
     def scheme(self) -> str:
@@ -77,7 +83,14 @@ class Landmarker:
         about the box, or whose final crop fails the landmark model's face check (diffuse
         heatmaps), are dropped."""
         grey = to_grey(image)   # once: the detector and both landmark passes use the same pixels
-        return self.from_detections(grey, self.detector.detect(grey))
+        dets = self.detector.detect(grey)
+        if self.min_score is not None:
+            dets = [d for d in dets if d.score >= self.min_score]
+        faces = self.from_detections(grey, dets)
+        side = [float(np.ptp(f.points, axis=0).max()) for f in faces]
+        order = sorted(range(len(faces)), key=lambda i: -side[i])   # largest first
+        order = [i for i in order if self.min_face is None or side[i] >= self.min_face]
+        return [faces[i] for i in order[:self.max_faces]]
 
     def from_detections(self, image: np.ndarray, dets) -> list[Face]:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
@@ -95,15 +108,18 @@ class Landmarker:
 
 
 def load(model=None, detector: str = "landmask", threads: int | None = None, backend: str | None = None,
-         refine: bool = True, flip: bool = False, detect_size: int | None = None) -> Landmarker:
+         refine: bool = True, flip: bool = False, detect_size: int | None = None, min_face: float | None = None,
+         max_faces: int | None = None, min_score: float | None = None) -> Landmarker:
     """A ready Landmarker: ``model`` is ``ibug68`` (default), ``kaggle15`` or a model file;
-    ``detector`` is ``landmask`` (default), ``haar`` or ``dlib``."""
-    from landmask.detect import get_detector
-    opts = {"size": detect_size} if (detector == "landmask" and detect_size) else {}
-    if detector == "landmask" and threads:
-        opts["threads"] = threads
+    ``detector`` is ``landmask`` (default), ``haar`` or ``dlib``.  ``min_face``: faces smaller
+    than this many pixels (the landmarks' box, longer side) are not looked for or kept;
+    ``max_faces``: keep only the N largest; ``min_score``: the least detector score kept."""
+    from landmask.detect import detector_options, get_detector
+    opts = detector_options(detector, threads=threads, detect_size=detect_size, min_face=min_face,
+                            min_score=min_score)
     return Landmarker(load_model(model, "ibug68", threads=threads, backend=backend),
-                      get_detector(detector, **opts), refine=refine, flip=flip)
+                      get_detector(detector, **opts), refine=refine, flip=flip, min_face=min_face,
+                      max_faces=max_faces, min_score=min_score)
 
 
 def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, face=None,

@@ -118,7 +118,12 @@ def add_runtime_options(p):
     p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-int8, ibug68-fast, ibug68-fast-int8, "
                                    "ibug68-tiny, kaggle15, or a model file")
     p.add_argument("--detector", default="landmask", help="face detector: landmask (default), haar, dlib")
-    p.add_argument("--detect-size", type=int, help="detector input size (longer side, default 320)")
+    p.add_argument("--detect-size", type=int, help="run landmask's detector at one scale, the image's longer side "
+                                                   "scaled to this (default: an image pyramid, faces of 16 px and up)")
+    p.add_argument("--min-face", type=float, metavar="PX", help="smallest face to find, in pixels (the landmarks' box; "
+                                                                "default 16); larger is faster")
+    p.add_argument("--max-faces", type=int, metavar="N", help="keep at most N faces per image, the largest first")
+    p.add_argument("--min-score", type=float, help="least detector score kept (landmask's detector: 0..1, default 0.4)")
     p.add_argument("--threads", type=int, help="CPU threads for inference")
 
 
@@ -148,7 +153,8 @@ def add_effect_options(p):
 
 def make_landmarker(a):
     from landmask.api import load
-    return load(a.model, a.detector, threads=a.threads, detect_size=a.detect_size)
+    return load(a.model, a.detector, threads=a.threads, detect_size=a.detect_size,
+                min_face=a.min_face, max_faces=a.max_faces, min_score=a.min_score)
 
 
 def add_mask(sub):
@@ -215,15 +221,18 @@ def add_train_detector(sub):
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int)
+    p.add_argument("--init", help="start from this detector (.onnx export or .safetensors)")
+    p.add_argument("--steps", type=int, help="steps per epoch (default: one pass over the faces)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.set_defaults(func=cmd_train_detector)
 
 
 def cmd_train_detector(a):
     from landmask.detect_train import DetectTrainConfig, train_detector
     from landmask.report import ConsoleReporter
-    keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "seed", "threads", "limit")
+    keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "seed", "threads", "limit", "init", "steps")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
-    print(f"detector: {train_detector(cfg, ConsoleReporter())}")
+    print(f"detector: {train_detector(cfg, ConsoleReporter(), resume=a.resume)}")
     return 0
 
 
@@ -464,13 +473,14 @@ if __name__ == "__main__":
 # Each is checked wherever a subcommand has it; training options are checked by TrainConfig.check.
 OPTION_RANGES = {
     "feather": ("--feather", False, 0, 1000), "detect_size": ("--detect-size", True, 32, 8192),
+    "min_face": ("--min-face", False, 1, 100_000), "max_faces": ("--max-faces", True, 1, 100_000),
     "threads": ("--threads", True, 1, 1024), "quality": ("--quality", True, 1, 100),
     "drop_partial": ("--drop-partial", False, 0, 1), "int8_faces": ("--int8-faces", True, 2, 1_000_000),
 }
 DETECTOR_TRAIN_RANGES = {
     "epochs": ("--epochs", True, 1, 100_000), "batch_size": ("--batch-size", True, 1, 65_536),
     "canvas": ("--canvas", True, 32, 4096), "lr": ("--lr", False, 1e-12, 10), "width": ("--width", False, 0.05, 16),
-    "limit": ("--limit", True, 1, 10**12),
+    "limit": ("--limit", True, 1, 10**12), "steps": ("--steps", True, 1, 10**9),
 }
 
 
