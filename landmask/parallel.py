@@ -42,6 +42,11 @@ class MaskTask:
     threads: int = 1            # BLAS/OpenCV threads per worker (the loader sets ONNX Runtime's)
 
 
+class WorkerSetupError(LandmaskError):
+    """A worker could not load the models: the job stops with this one line, instead of one failed
+    line per photo (on Dask, after the task was retried on other workers)."""
+
+
 # one Landmarker per worker process and loader: loaded by the first task, reused by the rest
 _LANDMARKERS: dict = {}
 _LOCK = threading.Lock()        # a Dask worker with several threads loads once too
@@ -54,18 +59,19 @@ def _landmarker(task: MaskTask):
             _LANDMARKERS.clear()    # a worker keeps one model set; a new job's replaces the last one's
             import cv2
             cv2.setNumThreads(task.threads)
-            _LANDMARKERS[key] = task.loader()
+            try:
+                _LANDMARKERS[key] = task.loader()
+            except Exception as e:
+                msg = str(e) if isinstance(e, LandmaskError) else f"{type(e).__name__}: {e}"
+                raise WorkerSetupError(f"a worker could not load the models: {msg}") from None
         return _LANDMARKERS[key]
 
 
 def mask_one(src: str, dst: str, task: MaskTask) -> tuple[bool | None, str]:
     """Mask ``src`` into ``dst`` (written atomically) in this worker: (face found?, "") or
     (None, one line naming the file and what went wrong); never raises for a bad file.  The
-    task of the local pool and of Dask."""
-    try:
-        lm = _landmarker(task)
-    except Exception as e:   # the models cannot load here: this worker cannot do the item
-        return None, f"{src}: the worker could not load the models ({type(e).__name__}: {e})"
+    task of the local pool and of Dask.  Raises WorkerSetupError when the models do not load."""
+    lm = _landmarker(task)
     return try_mask(Path(src), Path(dst), lm, task.effects, task.feather, task.copy_unmasked, task.quality)
 
 
@@ -97,9 +103,13 @@ def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) 
                              initargs=(task.threads,)) as pool:
         it = pool.map(mask_one, [str(s) for s, _ in todo], [str(d) for _, d in todo],
                       [task] * len(todo), chunksize=chunk)
-        for i, r in enumerate(it, 1):
-            results.append(r)
-            reporter.item(i, len(todo), str(todo[i - 1][0]))
+        try:
+            for i, r in enumerate(it, 1):
+                results.append(r)
+                reporter.item(i, len(todo), str(todo[i - 1][0]))
+        except BaseException:      # WorkerSetupError, Ctrl-C: the photos not yet started are not started
+            pool.shutdown(cancel_futures=True)
+            raise
     return results
 
 
@@ -126,6 +136,9 @@ def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), r
             i = index[fut.key]
             if fut.status == "error":   # the task itself failed every retry (e.g. its workers kept dying)
                 exc = fut.exception()
+                if isinstance(exc, WorkerSetupError):
+                    client.cancel(futures)
+                    raise WorkerSetupError(str(exc)) from None
                 r = (None, f"{todo[i][0]}: failed on the cluster after {retries} retries "
                            f"({type(exc).__name__}: {exc})")
             results[i] = r

@@ -151,6 +151,15 @@ def test_bad_jobs_and_an_unreachable_scheduler_are_refused_by_option(photos, tmp
     assert not (tmp_path / "y").exists() or not any((tmp_path / "y").rglob("*.jpg"))
 
 
+def test_models_that_do_not_load_in_the_workers_stop_the_job_with_one_line(photos, tmp_path, capsys):
+    files = [str(photos / "astronaut.jpg"), str(photos / "a" / "einstein.jpg"), str(photos / "b" / "takeo.ppm")]
+    assert main(["mask", *files, "-o", str(tmp_path / "x"), "--jobs", "2",
+                 "--model", str(tmp_path / "missing.onnx")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "missing.onnx" in line]
+    assert len(err) == 1 and "a worker could not load the models" in err[0], err
+    assert not any((tmp_path / "x").rglob("*.*")) if (tmp_path / "x").exists() else True
+
+
 def test_the_worker_task_is_picklable_and_reports_a_bad_file_by_name(photos, tmp_path):
     import pickle
     import landmask
