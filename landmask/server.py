@@ -33,7 +33,8 @@ from landmask import imageio
 
 STATIC = Path(__file__).parent / "static"
 EFFECT_FIELDS = ("lips", "eyes", "eyebrows", "face")
-FORM_FIELDS = ("image",) + EFFECT_FIELDS + ("feather",)
+FORM_FIELDS = ("image",) + EFFECT_FIELDS + ("feather", "format")
+OUTPUT_FORMATS = ("jpeg", "png", "webp")   # what `format` may ask for (default: the input's own)
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp",
                "tiff": "image/tiff", "gif": "image/gif", "pnm": "image/x-portable-anymap"}
 SETTINGS_ENV = "LANDMASK_SERVE_SETTINGS"   # how `landmask serve --workers N` hands settings to workers
@@ -150,7 +151,9 @@ MULTIPART_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/for
                    "eyes": {"type": "string", "example": "blur"},
                    "eyebrows": {"type": "string", "example": "none"},
                    "face": {"type": "string", "example": "pixelate"},
-                   "feather": {"type": "number", "description": "soft edge in pixels"}}}}}}}
+                   "feather": {"type": "number", "description": "soft edge in pixels"},
+                   "format": {"type": "string", "enum": list(OUTPUT_FORMATS),
+                              "description": "/v1/mask: the output's format (default: the input's)"}}}}}}}
 
 
 async def read_form(request: Request, settings: Settings) -> dict:
@@ -258,12 +261,23 @@ def face_json(face) -> dict:
             "named": {n: [round(x, 2), round(y, 2)] for n, (x, y) in face.named.items()}}
 
 
-def mask_bytes(landmarker, data: bytes, name: str, opts: dict, max_pixels: int) -> tuple[bytes, str, int]:
-    """Decode → faces → mask → encode in the input's format.  Returns (bytes, format, faces)."""
+def output_format(form: dict) -> str | None:
+    fmt = form.get("format", "").strip().lower() or None
+    if fmt is not None and fmt not in OUTPUT_FORMATS + ("jpg",):
+        raise ApiError(f"format {form['format']!r}: use {', '.join(OUTPUT_FORMATS)} (or leave it out for the "
+                       "input's own format)")
+    return "jpeg" if fmt == "jpg" else fmt
+
+
+def mask_bytes(landmarker, data: bytes, name: str, opts: dict, max_pixels: int,
+               fmt: str | None = None) -> tuple[bytes, str, int]:
+    """Decode → faces → mask → encode (in ``fmt``, by default the input's format; its EXIF and
+    colour profile kept).  Returns (bytes, format, faces)."""
     image, meta = decode(data, name, max_pixels)
     faces = landmarker.faces(image)
     out = landmask.mask(image, faces, **opts) if faces else image
-    return imageio.encode_image(out, meta.fmt, metadata=meta), meta.fmt, len(faces)
+    fmt = fmt or meta.fmt
+    return imageio.encode_image(out, fmt, metadata=meta), fmt, len(faces)
 
 
 def landmarks_json(landmarker, data: bytes, name: str, max_pixels: int) -> dict:
@@ -286,15 +300,15 @@ def add_routes(app: FastAPI) -> None:
         return {"status": "ok", "scheme": landmarker.scheme, "version": landmask.__version__}
 
     @app.post("/v1/mask", openapi_extra=MULTIPART_SCHEMA, response_class=Response,
-              summary="mask a photo: the masked photo comes back in the input's format",
+              summary="mask a photo: the masked photo comes back in the input's format (or `format`)",
               responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}})
     async def mask_route(request: Request, settings: Settings = Depends(get_settings),
                          landmarker=Depends(get_landmarker)):
         async def work():
             form = await read_form(request, settings)
-            opts = effect_options(form)
+            opts, fmt = effect_options(form), output_format(form)
             data, name = form["image"]
-            return await run_limited(request, mask_bytes, landmarker, data, name, opts, settings.max_pixels)
+            return await run_limited(request, mask_bytes, landmarker, data, name, opts, settings.max_pixels, fmt)
         body, kind, n = await with_timeout(settings, work())
         return Response(body, media_type=MEDIA_TYPES.get(kind, "application/octet-stream"),
                         headers={"X-Landmask-Faces": str(n)})

@@ -105,6 +105,16 @@ def test_mask_keeps_format_and_kind(client, photo):
     assert out.min() == 0 and changed(grey, out, 0).sum() > 50
 
 
+def test_output_format_field(client):
+    tiff = landmask.imageio.encode_image(landmask.read_image(SAMPLE), "tiff")
+    r = post(client, image=tiff, name="a.tif")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/tiff"
+    r = post(client, image=tiff, name="a.tif", format="png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
+    r = post(client, image=tiff, name="a.tif", format="gif")
+    assert r.status_code == 400 and "jpeg, png, webp" in r.json()["error"]
+
+
 def test_effect_fields_change_only_the_parts_given(client):
     image = landmask.read_image(SAMPLE)
     faces = landmask.load().faces(image)

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const form = $("controls"), drop = $("drop"), fileInput = $("file");
 const original = $("original"), result = $("result"), canvas = $("points");
 const statusLine = $("status"), errorBox = $("error"), download = $("download");
+const SHOWABLE = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"];
 let photo = null, pending = null, timer = null, faces = null;
 
 function setPhoto(file) {
@@ -32,6 +33,7 @@ async function update() {
   const body = new FormData();
   body.append("image", photo, photo.name);
   for (const [part, spec] of Object.entries(readEffects(form))) body.append(part, spec);
+  if (!SHOWABLE.includes(photo.type)) body.append("format", "png");   // e.g. TIFF: a PNG the page can show
   statusLine.textContent = "masking…";
   const t0 = performance.now();
   try {
