@@ -168,20 +168,42 @@ def add_mask(sub):
     p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--copy-unmasked", action="store_true", help="copy images with no face unchanged")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="photos: N worker processes, each loading the models once, one thread each "
+                        "(default: the machine's cores; 1 = this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="photos: run on the Dask cluster at ADDRESS (tcp://HOST:8786; needs landmask[cluster]); "
+                        "-o must be a folder every worker sees (docs/cluster.md)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_mask)
 
 
 def cmd_mask(a):
-    from landmask.batch import mask_files
-    from landmask.report import ConsoleReporter
-    s = mask_files(a.inputs, a.out, make_landmarker(a), lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows,
-                   face=a.face, feather=a.feather, overwrite=a.overwrite, copy_unmasked=a.copy_unmasked,
-                   reporter=ConsoleReporter())
+    s = mask_photos(a, a.inputs)
     for f in s.failed:
         print(f"failed: {f}", file=sys.stderr)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
     return 1 if s.failed else 0
+
+
+def mask_photos(a, inputs):
+    """Photos in this process (--jobs 1), on --jobs N local processes or on the Dask cluster at
+    --scheduler: the same outputs and summary (landmask.parallel)."""
+    import functools
+    from landmask.batch import mask_files
+    from landmask.parallel import mask_files_parallel, usable_cores
+    from landmask.report import ConsoleReporter
+    opts = dict(lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face, feather=a.feather,
+                overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=getattr(a, "quality", 95),
+                reporter=ConsoleReporter())
+    jobs = usable_cores() if a.jobs is None else a.jobs
+    if jobs < 1:
+        raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
+    worker = argparse.Namespace(**{**vars(a), "threads": a.threads or 1})   # one thread per worker
+    if a.scheduler is None and jobs == 1:
+        return mask_files(inputs, a.out, make_landmarker(worker), **opts)
+    return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=jobs,
+                               scheduler=a.scheduler, threads=worker.threads, **opts)
 
     p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
 
