@@ -65,11 +65,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, workers: int, model: str | None, threads: int | None) -> subprocess.Popen:
+def start_server(port: int, workers: int, model: str | None, threads: int | None,
+                 detect_size: int | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "landmask.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers)]
     cmd += ["--model", model] if model else []
     cmd += ["--threads", str(threads)] if threads else []
+    cmd += ["--detect-size", str(detect_size)] if detect_size else []
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -137,6 +139,16 @@ def cpu_seconds(pid: int) -> float | None:
     return total
 
 
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout
+        return head.strip() + (" + uncommitted changes" if dirty.strip() else "")
+    except OSError:
+        return "unknown"
+
+
 def busiest_processes(n: int = 5) -> list[str]:
     try:
         out = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout
@@ -153,6 +165,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
     ap.add_argument("--model", help="landmark model for the server (default: ibug68)")
     ap.add_argument("--threads", type=int, help="ONNX Runtime threads per inference call (server default 1)")
+    ap.add_argument("--detect-size", type=int, help="the server's --detect-size (default: the detector's own)")
     ap.add_argument("--photos", type=int, default=8, help="distinct 640×480 photos cycled (default 8)")
     ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, s")
     ap.add_argument("--json", help="also write the figures as JSON here")
@@ -163,7 +176,7 @@ def main():
     photos = photos_640x480(a.photos)
     bodies = [multipart(p, EFFECTS[i % len(EFFECTS)]) for i, p in enumerate(photos)]
     port = free_port()
-    server = start_server(port, a.workers, a.model, a.threads)
+    server = start_server(port, a.workers, a.model, a.threads, a.detect_size)
     try:
         # warm-up (unmeasured): every worker loads and runs once
         warm_r, warm_e, lock = [], [], threading.Lock()
@@ -193,6 +206,7 @@ def main():
     lat = np.array([dt for _, dt in results]) * 1000
     report = {
         "clients": a.clients, "duration_s": round(wall, 2), "workers": a.workers, "model": a.model or "ibug68",
+        "detect_size": a.detect_size, "commit": git_commit(),
         "photos": f"{len(photos)} × 640×480 JPEG", "requests": len(results) + len(errors), "ok": len(results),
         "errors": len(errors), "requests_per_s": round(len(results) / wall, 1),
         "latency_ms": {k: round(float(np.percentile(lat, q)), 1) for k, q in
