@@ -87,6 +87,10 @@ class Landmarker:
         if self.min_score is not None:
             dets = [d for d in dets if d.score >= self.min_score]
         faces = self.from_detections(grey, dets)
+        if len(faces) > 1:   # boxes of one face from two pyramid levels refine onto the same face
+            from landmask.detect import nms
+            boxes = np.array([G.points_box(f.points) for f in faces])
+            faces = [faces[i] for i in nms(boxes, np.array([f.score for f in faces]), iou=0.5)]
         side = [float(np.ptp(f.points, axis=0).max()) for f in faces]
         order = sorted(range(len(faces)), key=lambda i: -side[i])   # largest first
         order = [i for i in order if self.min_face is None or side[i] >= self.min_face]
