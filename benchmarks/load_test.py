@@ -59,6 +59,21 @@ def multipart(photo: bytes, fields: dict) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+def in_process_ms(photos: list[bytes], a, repeat: int = 3) -> float:
+    """Median ms of the same work without HTTP (decode, faces, mask, encode), one thread, here."""
+    import landmask
+    from landmask.server import mask_bytes
+    cv2.setNumThreads(1)
+    lm = landmask.load(a.model, threads=a.threads or 1, detect_size=a.detect_size)
+    times = []
+    for _ in range(repeat):
+        for p in photos:
+            t0 = time.perf_counter()
+            mask_bytes(lm, p, "photo.jpg", {}, 40_000_000)
+            times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -169,12 +184,15 @@ def main():
     ap.add_argument("--photos", type=int, default=8, help="distinct 640×480 photos cycled (default 8)")
     ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, s")
     ap.add_argument("--json", help="also write the figures as JSON here")
+    ap.add_argument("--in-process", action="store_true",
+                    help="first time the same work without HTTP in this process (median ms), for comparison")
     a = ap.parse_args()
     if not (0 < a.clients <= 256 and 0 < a.duration <= 600 and a.max_requests > 0):
         raise SystemExit("--clients 1-256, --duration up to 600 s, --max-requests > 0")
 
     photos = photos_640x480(a.photos)
     bodies = [multipart(p, EFFECTS[i % len(EFFECTS)]) for i, p in enumerate(photos)]
+    alone_ms = in_process_ms(photos, a) if a.in_process else None
     port = free_port()
     server = start_server(port, a.workers, a.model, a.threads, a.detect_size)
     try:
@@ -215,6 +233,7 @@ def main():
         "server_cpu_ms_per_request": round(1000 * (cpu_after - cpu_before) / max(1, len(results)), 1)
         if cpu_before is not None and cpu_after is not None else None,
         "server_cpu_cores_used": round((cpu_after - cpu_before) / wall, 2) if cpu_before is not None else None,
+        "in_process_ms_median": None if alone_ms is None else round(alone_ms, 1),
         "cpus": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in load_after], "busiest_processes_before": others,
         "first_errors": [e.decode(errors="replace") for _, e in errors[:3]],
