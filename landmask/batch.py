@@ -307,6 +307,7 @@ def _points_csv(records: list[dict]) -> str:
     w.writerow(["file", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", "point", "x", "y"])
     for r in records:
         for k, f in enumerate(r.get("faces", [])):
-            for name, (x, y) in f["points"].items():
+            named = f["named"] if "named" in f else f["points"]   # {point name: [x, y]}
+            for name, (x, y) in named.items():
                 w.writerow([r["file"], k, f["score"], *f["box"], name, x, y])
     return buf.getvalue()

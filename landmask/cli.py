@@ -315,8 +315,8 @@ def format_table(r: dict) -> str:
             ("nme_percent", "NME %", "{:.3f}"), ("rmse_px96", "RMSE (Kaggle px)", "{:.3f}"),
             ("failure_percent", "failures (NME>8%) %", "{:.2f}"), ("auc8", "AUC@8%", "{:.4f}"),
             ("mae_px", "MAE px", "{:.3f}"), ("rmse_px", "RMSE px", "{:.3f}")]
-    lines += [f"  {label:<22}{fmt.format(r[k])}" for k, label, fmt in keys if k in r]
-    worst = sorted(r["per_landmark"].items(), key=lambda kv: -kv[1])
+    lines += [f"  {label:<22}" + ("n/a" if r[k] is None else fmt.format(r[k])) for k, label, fmt in keys if k in r]
+    worst = sorted(((n, v) for n, v in r["per_landmark"].items() if v is not None), key=lambda kv: -kv[1])
     lines.append("  per landmark NME % (worst first): " + ", ".join(f"{n} {v:.2f}" for n, v in worst[:8]))
     for s in r.get("skipped", []):
         lines.append(f"  skipped: {s}")
@@ -428,6 +428,11 @@ def add_serve(sub):
                        epilog="examples:\n  landmask serve                          # http://127.0.0.1:8000/\n"
                               "  landmask serve --host 0.0.0.0 --port 8080 --workers 2 --model ibug68-fast-int8\n"
                               "  curl -F image=@photo.jpg -F lips=blur http://127.0.0.1:8000/v1/mask -o masked.jpg",
+    if r.get("partial_faces"):
+        lines.append(f"  {r['partial_faces']} face(s) partly annotated: scored on their known points only")
+    if r.get("faces_with_points_outside_image"):
+        lines.append(f"  {r['faces_with_points_outside_image']} face(s) annotated beyond the image's edge, e.g. "
+                     + "; ".join(r["points_outside_image"][:3]))
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
@@ -459,6 +464,8 @@ def cmd_serve(a):
     return 0
 
 
+    from landmask.convert import check_targets
+    check_targets(a.data, a.kaggle, a.kaggle_test, a.pts)   # no output may replace an input
 def build_parser():
     p = Parser(prog="landmask", description="Facial landmarks and lip/eye masking with a small CNN of its own.",
                epilog=EXAMPLES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ from landmask import geometry as G
 from landmask.crops import warp
 from landmask.datasets import Sample
 from landmask.errors import LandmaskError
-from landmask.imageio import write_image, write_text_atomic
+from landmask.imageio import decode_image, write_bytes_atomic, write_image, write_text_atomic
 from landmask.metrics import KAGGLE_EYE_DISTANCE
 from landmask.report import Reporter
 from landmask.schemes import KAGGLE15, convert_points
@@ -111,21 +111,69 @@ def _write_kaggle_test(rows, out_dir: Path) -> None:
 
 
 def write_pts_folder(samples: list[Sample], out_dir, reporter: Reporter = Reporter()) -> dict:
-    """A 300-W folder: each image (file copied as is, or PNG for in-memory pixels) + NAME.pts."""
+    """A 300-W folder: each image (file copied as is, or PNG for in-memory pixels) + NAME.pts.
+    Only images inside their data set's own folder are copied, and only ones that decode; the
+    others are skipped and listed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows, skipped = 0, []
     for i, s in enumerate(samples):
         reporter.item(i + 1, len(samples), s.source)
         stem = f"{i:06d}" if s.path is None else f"{i:06d}_{s.path.stem}"
-        if s.path is not None:
-            shutil.copyfile(s.path, out_dir / f"{stem}{s.path.suffix.lower()}")
-        else:
-            write_image(out_dir / f"{stem}.png", s.image("grey"))
+        try:
+            if s.path is not None:
+                write_bytes_atomic(out_dir / f"{stem}{s.path.suffix.lower()}", _image_bytes(s))
+            else:
+                write_image(out_dir / f"{stem}.png", s.image("grey"))
+        except LandmaskError as e:
+            skipped.append(f"{s.source}: {e}")
+            continue
         pts = s.points
         lines = ["version: 1", f"n_points: {len(pts)}", "{"]
         lines += [f"{x:.3f} {y:.3f}" if np.isfinite(x) and np.isfinite(y) else "nan nan" for x, y in pts]
         write_text_atomic(out_dir / f"{stem}.pts", "\n".join(lines + ["}"]) + "\n")
-    return {"rows": len(samples), "skipped": []}
+        rows += 1
+    return {"rows": rows, "skipped": skipped}
+
+
+def _image_bytes(s: Sample) -> bytes:
+    """The bytes of a sample's image file, refused when it lies outside its data set's folder (an
+    annotation naming ../../etc/passwd copies nothing) or does not decode as an image."""
+    if s.root is not None and not _inside(s.path, s.root):
+        raise LandmaskError(f"{s.path}: outside the data set's folder {s.root}; not copied")
+    try:
+        data = s.path.read_bytes()
+    except OSError as e:
+        raise LandmaskError(f"{s.path}: cannot read ({e.strerror or e})") from None
+    decode_image(data, "keep", name=str(s.path))
+    return data
+
+
+def _inside(path, folder) -> bool:
+    p, f = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([p, f]) == f
+
+
+def check_targets(data, kaggle=None, kaggle_test=None, pts=None) -> None:
+    """Refuse, before anything is read or written, outputs that would replace an input file or a
+    --pts folder inside a data set's folder (its output would be read back as data)."""
+    inputs = [Path(d) for d in data]
+    outputs = ([("--kaggle", Path(kaggle) / "training.csv")] if kaggle else []) + \
+              [("--kaggle-test", Path(kaggle_test) / n) for n in ("test.csv", "IdLookupTable.csv", "solution.csv")
+               if kaggle_test]
+    for opt, out in outputs:
+        for d in inputs:
+            if out.exists() and d.exists() and os.path.samefile(out, d):
+                raise LandmaskError(f"{opt} {out.parent}: would replace the input {d}; choose another folder")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise LandmaskError(f"{opt} {out.parent}: is a file, not a folder")
+    if pts:
+        if Path(pts).exists() and not Path(pts).is_dir():
+            raise LandmaskError(f"--pts {pts}: is a file, not a folder")
+        for d in inputs:
+            if d.is_dir() and _inside(pts, d):
+                raise LandmaskError(f"--pts {pts}: inside the input data set {d}; the output would mix with "
+                                    f"(and be read back as) the data; choose a folder outside it")
 
 
 def relabel(samples: list[Sample], model, flip: bool = False, threads=None,
@@ -146,23 +194,52 @@ def relabel(samples: list[Sample], model, flip: bool = False, threads=None,
     return out
 
 
-def write_submission(test_csv, lookup_csv, out_csv, model=None, threads=None) -> dict:
-    """Predict every Kaggle test image and write ``RowId,Location`` for the rows of IdLookupTable."""
+def write_submission(test_csv, lookup_csv, out_csv, model=None, threads=None, keep=()) -> dict:
+    """Predict every Kaggle test image and write ``RowId,Location`` for the rows of IdLookupTable.
+    ``out_csv`` may not be the test or lookup file, the model, nor any (option, file) in ``keep``."""
     from landmask.datasets import kaggle_face_box, read_kaggle_test
     from landmask.runtime import load
+    inputs = [("--test", test_csv), ("--lookup", lookup_csv), *keep]
+    if model is not None and not hasattr(model, "predict"):
+        inputs.append(("--model", model))
+    for opt, f in inputs:
+        if Path(out_csv).exists() and Path(f).exists() and os.path.samefile(out_csv, f):
+            raise LandmaskError(f"--out {out_csv}: is the {opt} file; it would be replaced")
+    if Path(out_csv).is_dir():
+        raise LandmaskError(f"--out {out_csv}: is a folder; give a file name")
     lm = load(model, "kaggle15", threads=threads)
     if lm.scheme.name != "kaggle15":
         raise LandmaskError(f"--model: a submission needs a kaggle15 model, not {lm.scheme.name}")
     preds = {}
-    for image_id, img in read_kaggle_test(test_csv):
+    for image_id, img in _reading(test_csv, read_kaggle_test):
         preds[image_id] = lm.predict(img, [kaggle_face_box(img.shape[0])])[0]
+    text, n = _reading(lookup_csv, lambda p: _submission_rows(p, preds))
+    write_text_atomic(out_csv, text)
+    return {"rows": n, "images": len(preds)}
+
+
+def _reading(path, fn):
+    """fn(path), with a file that cannot be read turned into one line naming it."""
+    try:
+        return fn(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise LandmaskError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
+def _submission_rows(lookup_csv, preds: dict) -> tuple[str, int]:
+    """``RowId,Location`` text for each row of IdLookupTable.csv, and the row count."""
     index = {f"{n}_{a}": (j, k) for j, n in enumerate(KAGGLE15.points) for k, a in enumerate("xy")}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["RowId", "Location"])
     n = 0
     with open(lookup_csv, newline="") as f:
-        for lineno, row in enumerate(csv.DictReader(f), 2):
+        rows = csv.DictReader(f)
+        missing = {"RowId", "ImageId", "FeatureName"} - set(rows.fieldnames or [])
+        if missing:
+            raise LandmaskError(f"{lookup_csv}, line 1: missing column(s) {', '.join(sorted(missing))} "
+                                f"(an IdLookupTable.csv has RowId,ImageId,FeatureName,Location)")
+        for lineno, row in enumerate(rows, 2):
             where = f"{lookup_csv}, line {lineno}"
             try:
                 image_id, (j, k) = int(row["ImageId"]), index[row["FeatureName"]]
@@ -172,16 +249,24 @@ def write_submission(test_csv, lookup_csv, out_csv, model=None, threads=None) ->
                                     f"({row.get('ImageId')!r}, {row.get('FeatureName')!r})") from None
             w.writerow([row["RowId"], f"{np.clip(p[j, k], 0, 96):.4f}"])
             n += 1
-    write_text_atomic(out_csv, buf.getvalue())
-    return {"rows": n, "images": len(preds)}
+    return buf.getvalue(), n
 
 
 def score_submission(submission_csv, solution_csv) -> float:
     """Kaggle's score: RMSE over every RowId."""
     def read(p):
         with open(p, newline="") as f:
-            return {r["RowId"]: float(r["Location"]) for r in csv.DictReader(f)}
-    sub, sol = read(submission_csv), read(solution_csv)
+            rows = csv.DictReader(f)
+            if not {"RowId", "Location"} <= set(rows.fieldnames or []):
+                raise LandmaskError(f"{p}, line 1: expected columns RowId,Location")
+            out = {}
+            for lineno, r in enumerate(rows, 2):
+                try:
+                    out[r["RowId"]] = float(r["Location"])
+                except (TypeError, ValueError):
+                    raise LandmaskError(f"{p}, line {lineno}: Location {r['Location']!r} is not a number") from None
+            return out
+    sub, sol = _reading(submission_csv, read), _reading(solution_csv, read)
     missing = set(sol) - set(sub)
     if missing:
         raise LandmaskError(f"{submission_csv}: {len(missing)} RowIds of the solution are missing")

@@ -35,6 +35,7 @@ class Sample:
     pixels: np.ndarray | None = None
     box: np.ndarray | None = None   # the data set's own face box, if it has one
     extra: dict = field(default_factory=dict)
+    root: Path | None = None        # the data set's own folder (convert copies only images inside it)
 
     def image(self, mode: str = "grey") -> np.ndarray:
         if self.pixels is not None:
@@ -75,11 +76,28 @@ def read_pts(path) -> np.ndarray:
         raise LandmaskError(f"{path}: header says {n_expected} points but the file has {len(pts)}")
     if len(pts) not in (68, 76, 15):
         raise LandmaskError(f"{path}: {len(pts)} points; expected 68 (iBUG)")
-    return np.array(pts, dtype=np.float64)
+    return check_points(np.array(pts, dtype=np.float64), str(path))
 
 
-def _scheme_for(n: int) -> str:
-    return {68: "ibug68", 15: "kaggle15", 76: "muct76"}[n]
+# Coordinates beyond this many pixels are no photo's (1e300 would overflow every metric).
+MAX_COORD = 1e6
+
+
+def _scheme_for(n: int, where="") -> str:
+    schemes = {68: "ibug68", 15: "kaggle15", 76: "muct76"}
+    if n not in schemes:
+        raise LandmaskError(f"{where}: {n} points; expected 68 (iBUG), 76 (MUCT) or 15 (Kaggle)")
+    return schemes[n]
+
+
+def check_points(p: np.ndarray, where: str) -> np.ndarray:
+    """(K, 2) float64 points, NaN = missing; infinite or absurd coordinates are a LandmaskError."""
+    bad = ~np.isnan(p) & ~(np.abs(p) <= MAX_COORD)
+    if bad.any():
+        k = int(np.argwhere(bad)[0][0])
+        raise LandmaskError(f"{where}: point {k} has coordinate(s) {p[k].tolist()} "
+                            f"(not a pixel position: beyond ±{MAX_COORD:g})")
+    return p
 
 
 def image_beside(annotation: Path) -> Path:
@@ -94,7 +112,7 @@ def read_pts_folder(folder) -> list[Sample]:
     samples = []
     for pts in sorted(Path(folder).rglob("*.pts")):
         p = read_pts(pts)
-        samples.append(Sample(str(pts), p, _scheme_for(len(p)), path=image_beside(pts)))
+        samples.append(Sample(str(pts), p, _scheme_for(len(p), pts), path=image_beside(pts)))
     return samples
 
 
@@ -123,6 +141,7 @@ def read_youtube_csv(csv_path, image_dir=None) -> list[Sample]:
                 p = np.array([float(v) if v.strip() else np.nan for v in row[1:]]).reshape(68, 2)
             except ValueError as e:
                 raise LandmaskError(f"{csv_path}, line {lineno}: not a number ({e})") from None
+            check_points(p, f"{csv_path}, line {lineno}")   # an empty cell is a missing point (NaN)
             samples.append(Sample(f"{csv_path}, line {lineno}", p, "ibug68", path=image_dir / row[0]))
     return samples
 
@@ -161,6 +180,7 @@ def read_kaggle_training(csv_path) -> list[Sample]:
                 p = np.array([float(row[c]) if row[c].strip() else np.nan for c in want]).reshape(15, 2)
             except ValueError as e:
                 raise LandmaskError(f"{where}: coordinate is not a number ({e})") from None
+            check_points(p, where)
             px = _parse_pixels(row["Image"], where)
             samples.append(Sample(where, p, "kaggle15", pixels=px, box=kaggle_face_box(px.shape[0]),
                                   extra={"norm": 51.0 * px.shape[0] / 96}))  # Kaggle scale
@@ -221,6 +241,9 @@ def read_dlib_xml(xml_path) -> list[Sample]:
                 xy = np.array([(float(p.get("x")), float(p.get("y"))) for p in parts])
             except (TypeError, ValueError):
                 raise LandmaskError(f"{where}: box or part has a missing or non-numeric attribute") from None
+            if idx.min() < 0 or not np.isfinite([t, l, w, h]).all():
+                raise LandmaskError(f"{where}: negative part name or non-finite box")
+            check_points(xy, where)
             n = 68 if idx.max() < 68 else idx.max() + 1
             if n not in (68, 76):
                 raise LandmaskError(f"{where}: part names go up to {idx.max()}; expected 0..67")
@@ -257,6 +280,7 @@ def read_muct_csv(csv_path, image_dir=None) -> list[Sample]:
             except ValueError as e:
                 raise LandmaskError(f"{csv_path}, line {lineno}: not a number ({e})") from None
             p[(p == 0).all(axis=1)] = np.nan
+            check_points(p, f"{csv_path}, line {lineno}")
             samples.append(Sample(f"{csv_path}, line {lineno}", p, "muct76",
                                   path=Path(image_dir) / f"{row[0]}.jpg"))
     return samples
@@ -272,10 +296,12 @@ def read_ljson(path) -> list[Sample]:
             data = next(iter(data["groups"].values()))
         pts = np.array([p if p is not None else [np.nan, np.nan]
                         for p in data["landmarks"]["points"]], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LandmaskError(f"{path}: not a menpo LJSON landmark file ({e})") from None
-    pts = pts[:, ::-1]  # LJSON stores (y, x)
-    return [Sample(str(path), pts, _scheme_for(len(pts)), path=image_beside(path))]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
+        raise LandmaskError(f"{path}: not a menpo LJSON landmark file ({type(e).__name__}: {e})") from None
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise LandmaskError(f"{path}: LJSON points must be [y, x] pairs; found {len(pts)} entries of another shape")
+    pts = check_points(pts[:, ::-1].copy(), str(path))  # LJSON stores (y, x)
+    return [Sample(str(path), pts, _scheme_for(len(pts), path), path=image_beside(path))]
 
 
 def face_box(sample: Sample) -> np.ndarray:
@@ -328,14 +354,27 @@ def detect_format(path) -> str:
 
 
 def load_dataset(path) -> list[Sample]:
-    """Read every annotated face in a data set path, whatever its format."""
+    """Read every annotated face in a data set path, whatever its format.  A file that cannot be
+    read (permissions, not UTF-8, a folder where a file should be) is a LandmaskError naming it."""
     path = Path(path)
+    try:
+        samples = _load_dataset(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        where = getattr(e, "filename", None) or path
+        raise LandmaskError(f"{where}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    root = path if path.is_dir() else path.parent
+    for s in samples:
+        s.root = root
+    return samples
+
+
+def _load_dataset(path: Path) -> list[Sample]:
     fmt = detect_format(path)
     if fmt == "pts-folder":
         return read_pts_folder(path)
     if fmt == "pts-file":
         p = read_pts(path)
-        return [Sample(str(path), p, _scheme_for(len(p)), path=image_beside(path))]
+        return [Sample(str(path), p, _scheme_for(len(p), path), path=image_beside(path))]
     if fmt == "youtube-csv":
         if path.is_dir():
             return read_youtube_csv(path.parent / f"{path.name}_frames_keypoints.csv", path)

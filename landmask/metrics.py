@@ -7,6 +7,9 @@
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 
 KAGGLE_EYE_DISTANCE = 51.0
@@ -36,12 +39,31 @@ def ced_auc(nme, limit=FAILURE_NME, steps=1000):
     return float(np.trapezoid(ys, xs) / limit)
 
 
+def finite_or_none(x):
+    """x with every NaN/inf float (at any depth of dicts and lists) replaced by None: a figure
+    that could not be computed is reported as missing (JSON null), never as a number."""
+    if isinstance(x, dict):
+        return {k: finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite_or_none(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
 def summarize(pred, gt, norm, names) -> dict:
-    """All figures for a set of faces: the keys ``landmask evaluate --json`` writes."""
+    """All figures for a set of faces: the keys ``landmask evaluate --json`` writes.  A figure
+    with nothing to average (a landmark no face has) is None, not NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN slices: reported as None below
+        return _summarize(pred, gt, norm, names)
+
+
+def _summarize(pred, gt, norm, names) -> dict:
     nme = nme_per_face(pred, gt, norm)
     err = point_errors(pred, gt) / norm[:, None]
     d = pred - gt
-    return {
+    return finite_or_none({
         "n_faces": int(len(nme)),
         "nme_percent": float(np.mean(nme) * 100),
         "rmse_px96": rmse_kaggle(pred, gt, norm),
@@ -50,8 +72,7 @@ def summarize(pred, gt, norm, names) -> dict:
         "mae_px": float(np.nanmean(np.abs(d))),
         "rmse_px": float(np.sqrt(np.nanmean(d ** 2))),
         "per_landmark": {n: float(v * 100) for n, v in zip(names, np.nanmean(err, axis=0))},
-        "nme_per_face": nme,
-    }
+    }) | {"nme_per_face": nme}
 
 
 def plot_ced(nme_by_label: dict, path) -> None:

@@ -156,11 +156,26 @@ def load_training_data(cfg: TrainConfig, reporter: Reporter) -> list[Sample]:
             if not can_convert(s.scheme, cfg.scheme):
                 raise LandmaskError(f"--data {spec}: its scheme {s.scheme} cannot be converted to "
                                     f"--scheme {cfg.scheme}")
-        reporter.info(f"data {spec}: {len(part)} faces")
+        part, unusable = usable_faces(part)
+        reporter.info(f"data {spec}: {len(part)} faces" + (f" ({len(unusable)} skipped: {unusable[0]}"
+                                                            + (" ..." if len(unusable) > 1 else "") + ")"
+                                                            if unusable else ""))
         samples += part
     if not samples:
         raise LandmaskError("no training data: give --data PATH (a 300-W folder, a Kaggle/YouTube CSV, ...)")
     return samples
+
+
+def usable_faces(samples: list[Sample]) -> tuple[list[Sample], list[str]]:
+    """(faces a crop can be cut for, one line per face that cannot: too few points for a box)."""
+    kept, skipped = [], []
+    for s in samples:
+        try:
+            face_box(s)
+            kept.append(s)
+        except LandmaskError as e:
+            skipped.append(str(e))
+    return kept, skipped
 
 
 def split(n: int, fraction: float, seed: int):

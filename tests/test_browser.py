@@ -111,6 +111,18 @@ def test_photo_page(server, pw):
             let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }""")
         assert drawn > 500
 
+        # dropping a photo on the page works as picking one
+        n = int(page.get_attribute("body", "data-results"))
+        dropped = page.evaluate_handle("""(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            return dt; }""", base64.b64encode(landmask.imageio.encode_image(original, "png")).decode())
+        page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+        wait_results(page, n + 1)
+        assert page.get_attribute("#download", "download") == "dropped-masked.png"
+        assert shown_result(page).shape == original.shape
+
         # a file that is not an image: the server's message is shown, the page stays usable
         page.set_input_files("#file", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
                                               "buffer": b"these are words"}])
