@@ -345,3 +345,15 @@ def test_model_loaded_once_per_app(monkeypatch, photo):
         for _ in range(3):
             assert post(c, image=photo).status_code == 200
     assert len(calls) == 1
+
+
+def test_server_never_imports_torch_or_training_code():
+    code = ("import sys\nfrom fastapi.testclient import TestClient\nfrom landmask.server import create_app\n"
+            "with TestClient(create_app()) as c:\n"
+            "    assert c.post('/v1/mask', files={'image': ('a.jpg', open(sys.argv[1], 'rb').read())}).status_code == 200\n"
+            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m in "
+            "('landmask.model', 'landmask.checkpoint', 'landmask.train', 'landmask.engine'))\n"
+            "print(bad)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(SAMPLE)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
