@@ -14,9 +14,6 @@ EXAMPLES = """examples:
   landmask mask photos/ -o masked/ --lips color:#b0123a@0.6 --eyes blur
   landmask mask group.jpg -o out/ --eyes solid:black --lips none --detect-size 480
   landmask landmarks photo.jpg --json -
-  landmask mask clip.mp4 -o out/                           # video: tracked, smoothed, audio kept
-  landmask landmarks clip.mp4 --json clip.json             # per-frame tracked landmarks
-  landmask camera --device 0 -o live.mp4 --show            # live; Ctrl-C finishes the file
   landmask train --data ../shared/data/helen-68/trainset --scheme ibug68 --epochs 150 --out runs/ibug68
   landmask train --preset seed --data kaggle/training.csv --out runs/seed
   landmask train --resume --out runs/ibug68
@@ -154,19 +151,9 @@ def add_effect_options(p):
                    "solid:black (default: none)")
 
 
-def add_video_options(p):
-    p.add_argument("--smooth", type=float, default=1.0, metavar="S",
-                   help="video: temporal smoothing of the landmarks (default 1; 0 = off, 2 = steadier, more lag); "
-                        "photos are never smoothed")
-    p.add_argument("--detect-every", type=int, default=10, metavar="N",
-                   help="video: run the face detector every N frames to catch new faces (default 10; faces are "
-                        "followed from their landmarks in between, and re-detected at once when lost)")
-
-
 def make_landmarker(a):
     from landmask.api import load
-    from landmask.torch_backend import load_landmark_model   # ONNX; a run folder's .safetensors in PyTorch
-    return load(load_landmark_model(a.model, threads=a.threads), a.detector, threads=a.threads, detect_size=a.detect_size,
+    return load(a.model, a.detector, threads=a.threads, detect_size=a.detect_size,
                 min_face=a.min_face, max_faces=a.max_faces, min_score=a.min_score)
 
 
@@ -175,15 +162,12 @@ def add_mask(sub):
     p = sub.add_parser("mask", help="mask lips, eyes (and eyebrows) on photos and folders",
                        epilog=EFFECTS_HELP.format(**DEFAULT_EFFECTS) + "\n\n" + EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image and video files (mp4, mov, mkv, webm, avi) "
-                   "or folders (walked recursively)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (walked recursively)")
     p.add_argument("-o", "--out", required=True, help="output folder (the inputs' folder layout is kept)")
     add_effect_options(p)
-    add_video_options(p)
     p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--copy-unmasked", action="store_true", help="copy images with no face unchanged")
-    p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="photos: N worker processes, each loading the models once, one thread each "
                         "(default: the machine's cores; 1 = this process)")
@@ -195,18 +179,7 @@ def add_mask(sub):
 
 
 def cmd_mask(a):
-    from landmask.batch import Summary
-    from landmask.report import ConsoleReporter
-    videos, others = split_videos(a.inputs)
-    s = Summary()
-    if videos or any(Path(i).is_dir() for i in others):
-        from landmask.video import mask_videos
-        lm = make_landmarker(video_threads(a))
-        s = mask_videos(videos + [i for i in others if Path(i).is_dir()], a.out, lm, lips=a.lips, eyes=a.eyes,
-                        eyebrows=a.eyebrows, face=a.face, feather=a.feather, smooth=a.smooth,
-                        detect_every=a.detect_every, overwrite=a.overwrite, reporter=ConsoleReporter())
-    if others:
-        s = merge_summaries(s, mask_photos(a, others))
+    s = mask_photos(a, a.inputs)
     for f in s.failed:
         print(f"failed: {f}", file=sys.stderr)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
@@ -221,7 +194,8 @@ def mask_photos(a, inputs):
     from landmask.parallel import mask_files_parallel, usable_cores
     from landmask.report import ConsoleReporter
     opts = dict(lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face, feather=a.feather,
-                overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=a.quality, reporter=ConsoleReporter())
+                overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=getattr(a, "quality", 95),
+                reporter=ConsoleReporter())
     jobs = usable_cores() if a.jobs is None else a.jobs
     if jobs < 1:
         raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
@@ -231,32 +205,14 @@ def mask_photos(a, inputs):
     return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=jobs,
                                scheduler=a.scheduler, threads=worker.threads, **opts)
 
-
-def split_videos(inputs) -> tuple[list, list]:
-    """(video files, other inputs); video.py (and PyAV) only loads when a video file is given."""
-    from landmask.video import split_inputs
-    return split_inputs(inputs)
-
-
-def video_threads(a):
-    """The options with one inference thread unless --threads says otherwise: in video the decoder
-    and encoder threads need the cores (twice the fps of ONNX Runtime's default on 2 cores)."""
-    return argparse.Namespace(**{**vars(a), "threads": a.threads or 1})
-
-
-def merge_summaries(a, b):
-    a.done, a.no_face, a.skipped = a.done + b.done, a.no_face + b.no_face, a.skipped + b.skipped
-    a.failed += b.failed
-    return a
-
+    p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
 
 def add_landmarks(sub):
     p = sub.add_parser("landmarks", help="boxes, scores and named landmarks of every face", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--json", metavar="FILE", help="write JSON (- for stdout, the default without --csv)")
-    p.add_argument("--csv", metavar="FILE", help="write one CSV row per point (photos)")
-    add_video_options(p)
+    p.add_argument("--csv", metavar="FILE", help="write one CSV row per point")
     add_runtime_options(p)
     p.set_defaults(func=cmd_landmarks)
 
@@ -266,69 +222,13 @@ def cmd_landmarks(a):
     from landmask.batch import landmarks_files
     from landmask.report import ConsoleReporter
     json_path = a.json or (None if a.csv else "-")
-    videos, others = split_videos(a.inputs)
-    if videos or any(Path(i).is_dir() for i in others):
-        from landmask.video import landmarks_with_videos
-        records, s = landmarks_with_videos(videos, others, make_landmarker(video_threads(a)), json_path, a.csv, a.smooth,
-                                           a.detect_every, ConsoleReporter())
-    else:
-        records, s = landmarks_files(a.inputs, make_landmarker(a), json_path, a.csv, ConsoleReporter())
+    records, s = landmarks_files(a.inputs, make_landmarker(a), json_path, a.csv, ConsoleReporter())
     if json_path == "-":
         print(json.dumps(records, indent=1))
     for f in s.failed:
         print(f"failed: {f}", file=sys.stderr)
     print(s.line(), file=sys.stderr)
     return 1 if s.failed else 0
-
-
-def add_camera(sub):
-    p = sub.add_parser("camera", help="live masking from a camera or a stream (rtsp://, http://, a file)",
-                       epilog="examples:\n  landmask camera --device 0 -o live.mp4        # Ctrl-C finishes live.mp4\n"
-                              "  landmask camera --url rtsp://192.168.1.20/stream --show   # watch on "
-                              "http://127.0.0.1:8001/\n  landmask camera --url clip.mp4 -o masked.mp4 --face blur",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--device", type=int, metavar="N", help="camera index (default 0)")
-    src.add_argument("--url", help="a stream or file FFmpeg reads (rtsp://, http://, udp://, a path)")
-    p.add_argument("-o", "--out", help="write the masked video here (mp4, mkv, webm, ...); finished cleanly on Ctrl-C")
-    p.add_argument("--show", action="store_true", help="serve the masked frames to a browser (MJPEG at "
-                   "http://127.0.0.1:PORT/; no GUI toolkit needed)")
-    p.add_argument("--port", type=int, default=8001, help="port for --show (default 8001)")
-    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
-    add_effect_options(p)
-    p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
-    add_video_options(p)
-    add_runtime_options(p)
-    p.set_defaults(func=cmd_camera)
-
-
-def cmd_camera(a):
-    from landmask.report import ConsoleReporter
-    from landmask.video import FrameSource, MjpegServer, VideoMasker, run_camera
-    if a.out and Path(a.out).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"):
-        raise LandmaskError(f"-o {a.out}: give a video file name ending in .mp4, .mov, .mkv, .webm or .avi")
-    if a.url is not None and a.out and Path(a.url).resolve() == Path(a.out).resolve():
-        raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
-    masker = VideoMasker(make_landmarker(video_threads(a)), lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
-                         feather=a.feather, smooth=a.smooth, detect_every=a.detect_every)
-    source = FrameSource(device=a.device if a.url is None else None, url=a.url)
-    show = None
-    if a.show:
-        try:
-            show = MjpegServer(a.port)
-        except OSError as e:
-            source.close()
-            raise LandmaskError(f"--port {a.port}: cannot serve ({e.strerror})") from None
-        print(f"showing on {show.url}", flush=True)
-    print(f"{source.name}: masking; Ctrl-C stops" + (f" and finishes {a.out}" if a.out else ""), flush=True)
-    try:
-        r = run_camera(source, masker, a.out, show, ConsoleReporter(), max_frames=a.frames)
-    finally:
-        if show is not None:
-            show.close()
-    print(f"{r['frames']} frames, {r['fps']:.1f} fps, a face in {r['frames_with_faces']}"
-          + (f"; wrote {a.out}" if a.out and r["frames"] else "") + (" (stopped by Ctrl-C)" if r["interrupted"] else ""))
-    return 0
 
 
 def add_train_detector(sub):
@@ -359,23 +259,16 @@ def cmd_train_detector(a):
 
 
 def add_calibrate(sub):
-    p = sub.add_parser("calibrate", help="set a model's face check, mirror shift and typical point confidence "
-                                         "from held-out faces (training does this itself at the end)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--run", help="training run folder: its own validation faces")
-    g.add_argument("--model", help="a .safetensors model file, calibrated on the faces `landmask train` "
-                                   "would hold out of --data (5 %%, seed 0)")
-    p.add_argument("--data", nargs="+", metavar="SPEC", help="with --model: the data sets it was trained on")
+    p = sub.add_parser("calibrate", help="set a run's face check and mirror shift from its validation "
+                                         "faces (training does this itself at the end)")
+    p.add_argument("--run", required=True, help="training run folder")
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(a):
     from landmask.report import ConsoleReporter
-    from landmask.train import calibrate_heldout, calibrate_run
-    if a.run:
-        calibrate_run(a.run, ConsoleReporter())
-    else:
-        calibrate_heldout(a.model, a.data, ConsoleReporter())
+    from landmask.train import calibrate_run
+    calibrate_run(a.run, ConsoleReporter())
     return 0
 
 
@@ -391,7 +284,7 @@ def add_evaluate(sub):
     p.add_argument("--backend", choices=["onnx", "torch"])
     p.add_argument("--threads", type=int)
     p.add_argument("--json", metavar="FILE", help="write the results as JSON (- for stdout)")
-    p.add_argument("--ced", metavar="PNG", help="draw the CED plot (cumulative error distribution) into PNG")
+    p.add_argument("--ced", default="ced.png", metavar="PNG", help="CED plot (default ced.png; '' for none)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -404,11 +297,8 @@ def cmd_evaluate(a):
     if a.boxes == "detect":
         from landmask.detect import get_detector
         detector = get_detector(a.detector)
-    from functools import partial
-    from landmask.torch_backend import load_landmark_model
     r = evaluate(a.data, a.model, a.boxes, flip=a.flip, ced_path=a.ced or None, threads=a.threads,
-                 detector=detector, load_model=partial(load_landmark_model, backend=a.backend),
-                 reporter=ConsoleReporter())
+                 backend=a.backend, detector=detector, reporter=ConsoleReporter())
     if a.json == "-":
         print(json.dumps(r, indent=1))
     else:
@@ -464,14 +354,11 @@ def cmd_convert(a):
         raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
     if a.flip and not a.relabel:
         raise LandmaskError("convert: --flip only applies with --relabel MODEL")
-    from landmask.convert import check_targets
-    check_targets(a.data, a.kaggle, a.kaggle_test, a.pts)   # no output may replace an input
     samples = [s for d in a.data for s in load_dataset(d)]
     rep = ConsoleReporter()
     if a.relabel:
         from landmask.convert import relabel
-        from landmask.torch_backend import load_landmark_model   # a run folder's .safetensors runs in PyTorch
-        samples = relabel(samples, load_landmark_model(a.relabel), a.flip, reporter=rep)
+        samples = relabel(samples, a.relabel, a.flip, reporter=rep)
     for flag, out, fn in (("--kaggle", a.kaggle, lambda o: write_kaggle(samples, o, a.drop_partial, a.seed, reporter=rep)),
                           ("--kaggle-test", a.kaggle_test, lambda o: write_kaggle(samples, o, test=True, reporter=rep)),
                           ("--pts", a.pts, lambda o: write_pts_folder(samples, o, reporter=rep))):
@@ -534,9 +421,7 @@ def add_submit(sub):
 
 def cmd_submit(a):
     from landmask.convert import score_submission, write_submission
-    from landmask.torch_backend import load_landmark_model   # a run folder's .safetensors runs in PyTorch
-    keep = [(o, f) for o, f in (("--solution", a.solution), ("--model", a.model)) if f]   # never replaced by --out
-    r = write_submission(a.test, a.lookup, a.out, load_landmark_model(a.model, "kaggle15"), keep=keep)
+    r = write_submission(a.test, a.lookup, a.out, a.model)
     print(f"wrote {a.out}: {r['rows']} rows for {r['images']} images")
     if a.solution:
         print(f"RMSE against {a.solution}: {score_submission(a.out, a.solution):.4f}")
@@ -579,6 +464,8 @@ def cmd_serve(a):
     return 0
 
 
+    from landmask.convert import check_targets
+    check_targets(a.data, a.kaggle, a.kaggle_test, a.pts)   # no output may replace an input
 def build_parser():
     p = Parser(prog="landmask", description="Facial landmarks and lip/eye masking with a small CNN of its own.",
                epilog=EXAMPLES,
@@ -586,7 +473,6 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_mask(sub)
     add_landmarks(sub)
-    add_camera(sub)
     add_train(sub)
     add_train_detector(sub)
     add_calibrate(sub)
@@ -598,6 +484,20 @@ def build_parser():
     return p
 
 
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LandmaskError as e:
+        print(f"landmask: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landmask: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
 # Numeric options checked before any file is read or written: (option, whole number?, least, most).
 # Each is checked wherever a subcommand has it; training options are checked by TrainConfig.check.
 OPTION_RANGES = {
@@ -626,24 +526,9 @@ def check_options(a) -> None:
             raise LandmaskError(f"{opt} {v}: must be {kind} from {lo:g} to {hi:g}")
 
 
-def main(argv=None) -> int:
-    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
-        utf8 = (getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8"
-        try:   # file names that are not UTF-8 print as their own bytes (or escaped), not as a traceback
-            stream.reconfigure(errors=errors if utf8 else "backslashreplace")
+    if (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8":
+        try:   # file names that are not UTF-8 print as their own bytes, not as a traceback
+            sys.stdout.reconfigure(errors="surrogateescape")
         except (AttributeError, ValueError):
             pass
-    args = build_parser().parse_args(argv)
-    try:
         check_options(args)
-        return args.func(args)
-    except LandmaskError as e:
-        print(f"landmask: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("landmask: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
