@@ -354,6 +354,8 @@ def cmd_convert(a):
         raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
     if a.flip and not a.relabel:
         raise LandmaskError("convert: --flip only applies with --relabel MODEL")
+    from landmask.convert import check_targets
+    check_targets(a.data, a.kaggle, a.kaggle_test, a.pts)   # no output may replace an input
     samples = [s for d in a.data for s in load_dataset(d)]
     rep = ConsoleReporter()
     if a.relabel:
@@ -421,7 +423,8 @@ def add_submit(sub):
 
 def cmd_submit(a):
     from landmask.convert import score_submission, write_submission
-    r = write_submission(a.test, a.lookup, a.out, a.model)
+    keep = [(o, f) for o, f in (("--solution", a.solution), ("--model", a.model)) if f]   # never replaced by --out
+    r = write_submission(a.test, a.lookup, a.out, a.model, keep=keep)
     print(f"wrote {a.out}: {r['rows']} rows for {r['images']} images")
     if a.solution:
         print(f"RMSE against {a.solution}: {score_submission(a.out, a.solution):.4f}")
@@ -464,8 +467,6 @@ def cmd_serve(a):
     return 0
 
 
-    from landmask.convert import check_targets
-    check_targets(a.data, a.kaggle, a.kaggle_test, a.pts)   # no output may replace an input
 def build_parser():
     p = Parser(prog="landmask", description="Facial landmarks and lip/eye masking with a small CNN of its own.",
                epilog=EXAMPLES,
@@ -484,20 +485,6 @@ def build_parser():
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except LandmaskError as e:
-        print(f"landmask: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("landmask: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 # Numeric options checked before any file is read or written: (option, whole number?, least, most).
 # Each is checked wherever a subcommand has it; training options are checked by TrainConfig.check.
 OPTION_RANGES = {
@@ -526,9 +513,24 @@ def check_options(a) -> None:
             raise LandmaskError(f"{opt} {v}: must be {kind} from {lo:g} to {hi:g}")
 
 
-    if (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8":
-        try:   # file names that are not UTF-8 print as their own bytes, not as a traceback
-            sys.stdout.reconfigure(errors="surrogateescape")
+def main(argv=None) -> int:
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        utf8 = (getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8"
+        try:   # file names that are not UTF-8 print as their own bytes (or escaped), not as a traceback
+            stream.reconfigure(errors=errors if utf8 else "backslashreplace")
         except (AttributeError, ValueError):
             pass
+    args = build_parser().parse_args(argv)
+    try:
         check_options(args)
+        return args.func(args)
+    except LandmaskError as e:
+        print(f"landmask: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landmask: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
