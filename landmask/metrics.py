@@ -89,10 +89,9 @@ def plot_ced(nme_by_label: dict, path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    from pathlib import Path
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part.png")
-    fig.savefig(tmp)
+    import io
+    from landmask.imageio import write_bytes_atomic
+    buf = io.BytesIO()          # then one atomic write under a unique temporary name (concurrent runs)
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    write_bytes_atomic(path, buf.getvalue())

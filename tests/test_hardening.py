@@ -473,3 +473,15 @@ def test_masked_jpeg_keeps_exif_and_icc_and_takes_a_quality(tmp_path, capsys):
     out = Image.open(tmp_path / "q95" / "a.jpg")
     assert out.getexif()[0x010F] == "Hasselblad" and out.info.get("icc_profile") == icc
     assert (tmp_path / "q40" / "a.jpg").stat().st_size < 0.7 * (tmp_path / "q95" / "a.jpg").stat().st_size
+
+
+def test_malformed_onnx_metadata_gets_one_line(photo, tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    m = onnx.load("landmask/models/ibug68.onnx")
+    for prop in m.metadata_props:
+        if prop.key == "landmask":
+            prop.value = '{"scheme": "ibug68", '                 # cut short
+    onnx.save(m, tmp_path / "bad.onnx")
+    assert main(["mask", "--jobs", "1", str(photo / "a.jpg"), "-o", str(tmp_path / "o"),
+                 "--model", str(tmp_path / "bad.onnx")]) == 2
+    assert "bad.onnx" in err_line(capsys) and not (tmp_path / "o").exists()
