@@ -4,14 +4,14 @@ Nothing is loaded at import time; ``landmask.load()`` loads the models once.
 """
 __version__ = "0.1.0"
 
-__all__ = ["load", "mask", "read_image", "write_image", "Face", "Landmarker", "LandmaskError", "VideoMasker"]
+__all__ = ["load", "mask", "read_image", "write_image", "decode_image", "encode_image", "Face", "Landmarker", "LandmaskError", "VideoMasker"]
 
 
 def __getattr__(name):  # lazy: importing landmask costs nothing until a name is used
     if name in ("load", "mask", "Face", "Landmarker"):
         from landmask import api
         return getattr(api, name)
-    if name in ("read_image", "write_image"):
+    if name in ("read_image", "write_image", "decode_image", "encode_image"):
         from landmask import imageio
         return getattr(imageio, name)
     if name == "VideoMasker":
