@@ -14,6 +14,9 @@ EXAMPLES = """examples:
   landmask mask photos/ -o masked/ --lips color:#b0123a@0.6 --eyes blur
   landmask mask group.jpg -o out/ --eyes solid:black --lips none --detect-size 480
   landmask landmarks photo.jpg --json -
+  landmask mask clip.mp4 -o out/                           # video: tracked, smoothed, audio kept
+  landmask landmarks clip.mp4 --json clip.json             # per-frame tracked landmarks
+  landmask camera --device 0 -o live.mp4 --show            # live; Ctrl-C finishes the file
   landmask train --data ../shared/data/helen-68/trainset --scheme ibug68 --epochs 150 --out runs/ibug68
   landmask train --preset seed --data kaggle/training.csv --out runs/seed
   landmask train --resume --out runs/ibug68
@@ -151,6 +154,15 @@ def add_effect_options(p):
                    "solid:black (default: none)")
 
 
+def add_video_options(p):
+    p.add_argument("--smooth", type=float, default=1.0, metavar="S",
+                   help="video: temporal smoothing of the landmarks (default 1; 0 = off, 2 = steadier, more lag); "
+                        "photos are never smoothed")
+    p.add_argument("--detect-every", type=int, default=10, metavar="N",
+                   help="video: run the face detector every N frames to catch new faces (default 10; faces are "
+                        "followed from their landmarks in between, and re-detected at once when lost)")
+
+
 def make_landmarker(a):
     from landmask.api import load
     return load(a.model, a.detector, threads=a.threads, detect_size=a.detect_size,
@@ -162,9 +174,11 @@ def add_mask(sub):
     p = sub.add_parser("mask", help="mask lips, eyes (and eyebrows) on photos and folders",
                        epilog=EFFECTS_HELP.format(**DEFAULT_EFFECTS) + "\n\n" + EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (walked recursively)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image and video files (mp4, mov, mkv, webm, avi) "
+                   "or folders (walked recursively)")
     p.add_argument("-o", "--out", required=True, help="output folder (the inputs' folder layout is kept)")
     add_effect_options(p)
+    add_video_options(p)
     p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--copy-unmasked", action="store_true", help="copy images with no face unchanged")
@@ -179,7 +193,19 @@ def add_mask(sub):
 
 
 def cmd_mask(a):
-    s = mask_photos(a, a.inputs)
+    from landmask.batch import Summary
+    from landmask.report import ConsoleReporter
+    videos, others = split_videos(a.inputs)
+    # photos first: their worker processes are forked before this process starts any codec or
+    # inference threads (a fork after them can deadlock)
+    s = mask_photos(a, others) if others else Summary()
+    if videos or any(Path(i).is_dir() for i in others):
+        from landmask.video import mask_videos
+        lm = make_landmarker(video_threads(a))
+        s = merge_summaries(s, mask_videos(videos + [i for i in others if Path(i).is_dir()], a.out, lm,
+                                           lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
+                                           feather=a.feather, smooth=a.smooth, detect_every=a.detect_every,
+                                           overwrite=a.overwrite, reporter=ConsoleReporter()))
     for f in s.failed:
         print(f"failed: {f}", file=sys.stderr)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
@@ -207,12 +233,31 @@ def mask_photos(a, inputs):
 
     p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
 
+def split_videos(inputs) -> tuple[list, list]:
+    """(video files, other inputs); video.py (and PyAV) only loads when a video file is given."""
+    from landmask.video import split_inputs
+    return split_inputs(inputs)
+
+
+def video_threads(a):
+    """The options with one inference thread unless --threads says otherwise: in video the decoder
+    and encoder threads need the cores (twice the fps of ONNX Runtime's default on 2 cores)."""
+    return argparse.Namespace(**{**vars(a), "threads": a.threads or 1})
+
+
+def merge_summaries(a, b):
+    a.done, a.no_face, a.skipped = a.done + b.done, a.no_face + b.no_face, a.skipped + b.skipped
+    a.failed += b.failed
+    return a
+
+
 def add_landmarks(sub):
     p = sub.add_parser("landmarks", help="boxes, scores and named landmarks of every face", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--json", metavar="FILE", help="write JSON (- for stdout, the default without --csv)")
-    p.add_argument("--csv", metavar="FILE", help="write one CSV row per point")
+    p.add_argument("--csv", metavar="FILE", help="write one CSV row per point (photos)")
+    add_video_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_landmarks)
 
@@ -222,13 +267,69 @@ def cmd_landmarks(a):
     from landmask.batch import landmarks_files
     from landmask.report import ConsoleReporter
     json_path = a.json or (None if a.csv else "-")
-    records, s = landmarks_files(a.inputs, make_landmarker(a), json_path, a.csv, ConsoleReporter())
+    videos, others = split_videos(a.inputs)
+    if videos or any(Path(i).is_dir() for i in others):
+        from landmask.video import landmarks_with_videos
+        records, s = landmarks_with_videos(videos, others, make_landmarker(video_threads(a)), json_path, a.csv, a.smooth,
+                                           a.detect_every, ConsoleReporter())
+    else:
+        records, s = landmarks_files(a.inputs, make_landmarker(a), json_path, a.csv, ConsoleReporter())
     if json_path == "-":
         print(json.dumps(records, indent=1))
     for f in s.failed:
         print(f"failed: {f}", file=sys.stderr)
     print(s.line(), file=sys.stderr)
     return 1 if s.failed else 0
+
+
+def add_camera(sub):
+    p = sub.add_parser("camera", help="live masking from a camera or a stream (rtsp://, http://, a file)",
+                       epilog="examples:\n  landmask camera --device 0 -o live.mp4        # Ctrl-C finishes live.mp4\n"
+                              "  landmask camera --url rtsp://192.168.1.20/stream --show   # watch on "
+                              "http://127.0.0.1:8001/\n  landmask camera --url clip.mp4 -o masked.mp4 --face blur",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--device", type=int, metavar="N", help="camera index (default 0)")
+    src.add_argument("--url", help="a stream or file FFmpeg reads (rtsp://, http://, udp://, a path)")
+    p.add_argument("-o", "--out", help="write the masked video here (mp4, mkv, webm, ...); finished cleanly on Ctrl-C")
+    p.add_argument("--show", action="store_true", help="serve the masked frames to a browser (MJPEG at "
+                   "http://127.0.0.1:PORT/; no GUI toolkit needed)")
+    p.add_argument("--port", type=int, default=8001, help="port for --show (default 8001)")
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
+    add_effect_options(p)
+    p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
+    add_video_options(p)
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_camera)
+
+
+def cmd_camera(a):
+    from landmask.report import ConsoleReporter
+    from landmask.video import FrameSource, MjpegServer, VideoMasker, run_camera
+    if a.out and Path(a.out).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"):
+        raise LandmaskError(f"-o {a.out}: give a video file name ending in .mp4, .mov, .mkv, .webm or .avi")
+    if a.url is not None and a.out and Path(a.url).resolve() == Path(a.out).resolve():
+        raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
+    masker = VideoMasker(make_landmarker(video_threads(a)), lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
+                         feather=a.feather, smooth=a.smooth, detect_every=a.detect_every)
+    source = FrameSource(device=a.device if a.url is None else None, url=a.url)
+    show = None
+    if a.show:
+        try:
+            show = MjpegServer(a.port)
+        except OSError as e:
+            source.close()
+            raise LandmaskError(f"--port {a.port}: cannot serve ({e.strerror})") from None
+        print(f"showing on {show.url}", flush=True)
+    print(f"{source.name}: masking; Ctrl-C stops" + (f" and finishes {a.out}" if a.out else ""), flush=True)
+    try:
+        r = run_camera(source, masker, a.out, show, ConsoleReporter(), max_frames=a.frames)
+    finally:
+        if show is not None:
+            show.close()
+    print(f"{r['frames']} frames, {r['fps']:.1f} fps, a face in {r['frames_with_faces']}"
+          + (f"; wrote {a.out}" if a.out and r["frames"] else "") + (" (stopped by Ctrl-C)" if r["interrupted"] else ""))
+    return 0
 
 
 def add_train_detector(sub):
@@ -474,6 +575,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_mask(sub)
     add_landmarks(sub)
+    add_camera(sub)
     add_train(sub)
     add_train_detector(sub)
     add_calibrate(sub)

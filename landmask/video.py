@@ -297,6 +297,55 @@ class VideoWriter:
         self.file.discard()
 
 
+class BackgroundWriter:
+    """A VideoWriter whose encoding and muxing run on a thread of their own (FFmpeg's encoders
+    run without Python's lock), so decoding, faces and masking of the next frames go on meanwhile.
+    Same methods as VideoWriter; an encoding error comes back from the next call."""
+
+    def __init__(self, writer: VideoWriter, depth: int = 8):
+        import queue
+        import threading
+        self.writer, self.error = writer, None
+        self.queue = queue.Queue(depth)
+        self.thread = threading.Thread(target=self._run, name="landmask-encoder", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    item[0](*item[1:])
+                except BaseException as e:   # handed to the caller's thread
+                    self.error = e
+
+    def _put(self, *item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def write(self, rgb, pts=None, time_base=None) -> None:
+        self._put(self.writer.write, rgb, pts, time_base)
+
+    def mux_audio(self, packet) -> None:
+        self._put(self.writer.mux_audio, packet)
+
+    def _finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def close(self) -> None:
+        self._finish()
+        if self.error is not None:
+            self.writer.abort()
+            raise self.error
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.error = self.error or RuntimeError("aborted")
+        self._finish()
+        self.writer.abort()
+
+
 def _frames_of(container, vstream, astreams, path):
     """Demux once: yields ('audio', packet) and ('video', av.VideoFrame) in file order."""
     av = _av()
@@ -315,7 +364,7 @@ def _frames_of(container, vstream, astreams, path):
                             "truncated or corrupt") from None
 
 
-def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter()) -> dict:
+def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), threaded: bool = True) -> dict:
     """Mask every frame of the video ``src`` into ``dst`` (same size, frame rate, frame times and
     audio packets).  Returns {"frames", "frames_with_faces", "tracks", "seconds"}."""
     src, dst = Path(src), Path(dst)
@@ -329,6 +378,7 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter()) -
         astreams = list(container.streams.audio)
         writer = VideoWriter(dst, info.width, info.height, v.average_rate or v.guessed_rate or 30,
                              v.time_base, astreams)
+        writer = BackgroundWriter(writer) if threaded else writer
         for kind, item in _frames_of(container, v, astreams, src):
             if kind == "audio":
                 writer.mux_audio(item)
