@@ -140,22 +140,35 @@ def _imdecode(buf: np.ndarray):
     return arr, exif, icc
 
 
+_CAPTURE: dict = {}   # pid → the temporary file fd 2 is sent to while libjpeg decodes (reused, under the lock)
+
+
 def _capture_fd2(fn):
-    """Run fn() with file descriptor 2 sent to a temporary file; (what was written, fn's result)."""
+    """Run fn() with file descriptor 2 sent to a temporary file; (what was written, fn's result).
+    Called under _STDERR_LOCK."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):          # no stderr to borrow: decode without the check
         return "", fn()
-    with tempfile.TemporaryFile() as cap:
-        os.dup2(cap.fileno(), 2)
-        try:
-            result = fn()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    try:
+        cap = _CAPTURE.get(os.getpid())
+        if cap is None:                     # one per process: a forked child must not share its parent's offset
+            _CAPTURE.clear()
+            cap = _CAPTURE[os.getpid()] = tempfile.TemporaryFile()
         cap.seek(0)
-        return cap.read().decode("utf-8", "replace"), result
+        cap.truncate()
+        os.dup2(cap.fileno(), 2)
+    except OSError:
+        os.close(saved)
+        return "", fn()
+    try:
+        result = fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    cap.seek(0)
+    return cap.read(65536).decode("utf-8", "replace"), result
 
 
 def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
