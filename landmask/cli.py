@@ -199,10 +199,10 @@ def cmd_mask(a):
     # photos first: their worker processes are forked before this process starts any codec or
     # inference threads (a fork after them can deadlock)
     s = mask_photos(a, others) if others else Summary()
-    if videos or any(Path(i).is_dir() for i in others):
+    if videos:
         from landmask.video import mask_videos
         lm = make_landmarker(video_threads(a))
-        s = merge_summaries(s, mask_videos(videos + [i for i in others if Path(i).is_dir()], a.out, lm,
+        s = merge_summaries(s, mask_videos(videos, a.out, lm,
                                            lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
                                            feather=a.feather, smooth=a.smooth, detect_every=a.detect_every,
                                            overwrite=a.overwrite, reporter=ConsoleReporter()))
@@ -234,7 +234,7 @@ def mask_photos(a, inputs):
     p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
 
 def split_videos(inputs) -> tuple[list, list]:
-    """(video files, other inputs); video.py (and PyAV) only loads when a video file is given."""
+    """(inputs with videos, inputs with photos): video files, and folders by what they hold."""
     from landmask.video import split_inputs
     return split_inputs(inputs)
 
@@ -268,7 +268,7 @@ def cmd_landmarks(a):
     from landmask.report import ConsoleReporter
     json_path = a.json or (None if a.csv else "-")
     videos, others = split_videos(a.inputs)
-    if videos or any(Path(i).is_dir() for i in others):
+    if videos:
         from landmask.video import landmarks_with_videos
         records, s = landmarks_with_videos(videos, others, make_landmarker(video_threads(a)), json_path, a.csv, a.smooth,
                                            a.detect_every, ConsoleReporter())

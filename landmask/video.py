@@ -435,28 +435,60 @@ def video_landmarks(src, landmarker, smooth: bool | float = True, detect_every: 
 # ---------------------------------------------------------------- batches (called by the CLI)
 
 def split_inputs(inputs) -> tuple[list, list]:
-    """(video files given directly, everything else) from a command line's inputs."""
-    videos, others = [], []
-    for raw in inputs:
-        p = Path(raw)
-        (videos if p.is_file() and is_video(p) else others).append(raw)
-    return videos, others
-
-
-def expand_videos(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]]:
-    """(video file, path relative to its input root) for video files given directly and every
-    video file (found by content) under the folders given."""
-    out = []
+    """(inputs with videos, inputs for the photo batch): a video file goes to the first, any other
+    file to the second; a folder goes to the first if it holds a video and to the second if it
+    holds a photo or no video (so an empty folder still gets the photo batch's message)."""
+    from landmask.batch import walk_images
+    videos, photos = [], []
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if exclude is not None and exclude.resolve() in f.resolve().parents:
-                    continue
-                if f.is_file() and not f.name.startswith(".") and is_video(f):
-                    out.append((f, f.relative_to(p)))
-        elif p.is_file() and is_video(p):
-            out.append((p, Path(p.name)))
+            has_videos = bool(_walk_videos(p))
+            if has_videos:
+                videos.append(raw)
+            if not has_videos or walk_images(p):
+                photos.append(raw)
+        else:
+            (videos if p.is_file() and is_video(p) else photos).append(raw)
+    return videos, photos
+
+
+def _walk_videos(root: Path, exclude: Path | None = None) -> list[Path]:
+    """Video files (found by content; image files are not opened) under ``root``, sorted."""
+    from landmask.imageio import is_image_path
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if skip is not None and os.path.realpath(dirpath) == skip:
+            dirnames[:] = []
+            continue
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            f = Path(dirpath) / name
+            if not name.startswith(".") and not is_image_path(f) and is_video(f):
+                out.append(f)
+    return sorted(out)
+
+
+def expand_videos(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """(video file, output path relative to -o) for the video files given and those under the
+    folders given, laid out as the photo batch lays out photos: one folder keeps its own layout,
+    several inputs keep theirs under their common root."""
+    inputs = [Path(p) for p in inputs]
+    if len(inputs) == 1 and inputs[0].is_dir():
+        base = os.path.abspath(inputs[0])
+    else:
+        try:
+            base = os.path.commonpath([os.path.abspath(p if p.is_dir() else p.parent) for p in inputs]) if inputs else ""
+        except ValueError:
+            base = ""
+    out, seen = [], set()
+    for p in inputs:
+        for f in (_walk_videos(p, exclude) if p.is_dir() else [p] if is_video(p) else []):
+            key = os.path.abspath(f)
+            if key not in seen:
+                seen.add(key)
+                out.append((f, Path(os.path.relpath(key, base) if base else key.lstrip(os.sep))))
     return out
 
 
@@ -664,7 +696,7 @@ def landmarks_with_videos(videos, others, landmarker, json_path=None, csv_path=N
     import json
     from landmask.batch import Summary, landmarks_files
     from landmask.imageio import write_text_atomic
-    items = [f for f, _ in expand_videos(videos + [o for o in others if Path(o).is_dir()])]
+    items = [f for f, _ in expand_videos(videos)]
     if csv_path and items:
         raise LandmaskError("--csv: video landmarks are written as JSON only (--json FILE)")
     records, s = landmarks_files(others, landmarker, None, csv_path, reporter) if others else ([], Summary())
