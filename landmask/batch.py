@@ -244,20 +244,24 @@ def _alive(pid: int) -> bool:
 
 # ---------------------------------------------------------------- landmarks
 
-def check_output_file(path, option: str, inputs=()) -> None:
-    """Refuse, before any input is read, a --json/--csv file that is an image, an input, a
-    folder, or lies in a folder that cannot be written."""
+def check_output_file(path, option: str, inputs=(), image: bool = False, data_root=None) -> None:
+    """Refuse, before any input is read, an output file (--json, --csv; ``image``: a plot) that is
+    an input, a folder, an existing file inside ``data_root`` (a data set's own files), lies in a
+    folder that cannot be written or, for text, has an image's name."""
     if not path or path == "-":
         return
     p = Path(path)
-    if p.suffix.lower() in IMAGE_SUFFIXES:
+    if not image and p.suffix.lower() in IMAGE_SUFFIXES:
         raise LandmaskError(f"{option} {p}: names an image file; it would be replaced by the {option[2:].upper()} "
                             f"(did the shell put an input after {option}? write {option} FILE before the inputs)")
     if p.is_dir():
         raise LandmaskError(f"{option} {p}: is a folder; give a file name")
     for f in inputs:
-        if p.exists() and Path(f).exists() and os.path.samefile(p, f):
+        if p.exists() and Path(f).exists() and Path(f).is_file() and os.path.samefile(p, f):
             raise LandmaskError(f"{option} {p}: is an input; it would be overwritten")
+    if data_root is not None and p.is_file() and \
+            os.path.commonpath([os.path.realpath(p), os.path.realpath(data_root)]) == os.path.realpath(data_root):
+        raise LandmaskError(f"{option} {p}: an existing file inside the data set {data_root}; it would be replaced")
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

