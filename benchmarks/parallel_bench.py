@@ -143,6 +143,7 @@ def bench_mask(photos: Path, work: Path, repeat: int, n: int) -> dict:
                   "first_run_photos_per_s": n / rs[0]["seconds"],
                   "other_cores": float(np.median([r["other_cores"] for r in rs])),
                   "our_cores": float(np.median([r["our_cores"] for r in rs])),
+                  "cpu_ms_per_photo": 1000 * float(np.median([r["our_cores"] * r["seconds"] for r in rs])) / n,
                   "loadavg": float(np.median([r["loadavg"] for r in rs])),
                   "summary": rs[0]["summary"]} for name, rs in runs.items()}
     res["identical_outputs"] = same
@@ -206,12 +207,13 @@ def main():
     if "mask" in res:
         m = res["mask"]
         one = m["jobs1"]["photos_per_s"]
-        print("\n| run | photos/s (median) | × --jobs 1 | first run | cores used by the run | by other processes "
-              "| load average |\n|---|---|---|---|---|---|---|")
+        print("\n| run | photos/s (median) | × --jobs 1 | first run | CPU ms per photo | cores used by the run "
+              "| by other processes | load average |\n|---|---|---|---|---|---|---|---|")
         for name in ("jobs1", "jobs2", "dask2"):
             r = m[name]
             print(f"| {name} | {r['photos_per_s']:.1f} | {r['photos_per_s'] / one:.2f} | "
-                  f"{r['first_run_photos_per_s']:.1f} | {r['our_cores']:.2f} | {r['other_cores']:.2f} | {r['loadavg']:.1f} |")
+                  f"{r['first_run_photos_per_s']:.1f} | {r['cpu_ms_per_photo']:.0f} | {r['our_cores']:.2f} | "
+                  f"{r['other_cores']:.2f} | {r['loadavg']:.1f} |")
         print(f"outputs byte-identical across all runs: {m['identical_outputs']}; summary: {m['jobs1']['summary']}")
     if "train" in res:
         base = res["train"][0]["images_per_s"]

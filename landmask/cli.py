@@ -217,19 +217,18 @@ def mask_photos(a, inputs):
     --scheduler: the same outputs and summary (landmask.parallel)."""
     import functools
     from landmask.batch import mask_files
-    from landmask.parallel import mask_files_parallel, usable_cores
+    from landmask.parallel import mask_files_parallel
     from landmask.report import ConsoleReporter
     opts = dict(lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face, feather=a.feather,
                 overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=getattr(a, "quality", 95),
                 reporter=ConsoleReporter())
-    jobs = usable_cores() if a.jobs is None else a.jobs
-    if jobs < 1:
+    if a.jobs is not None and a.jobs < 1:
         raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
     worker = argparse.Namespace(**{**vars(a), "threads": a.threads or 1})   # one thread per worker
-    if a.scheduler is None and jobs == 1:
+    if a.scheduler is None and a.jobs == 1:
         return mask_files(inputs, a.out, make_landmarker(worker), **opts)
-    return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=jobs,
-                               scheduler=a.scheduler, threads=worker.threads, **opts)
+    return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=a.jobs,
+                               scheduler=a.scheduler, threads=worker.threads, **opts)   # jobs None: the cores
 
     p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
 

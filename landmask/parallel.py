@@ -47,6 +47,8 @@ class WorkerSetupError(LandmaskError):
     line per photo (on Dask, after the task was retried on other workers)."""
 
 
+PHOTOS_PER_PROCESS = 8   # the default --jobs starts a worker process for every 8 photos to do, up to the cores
+
 # one Landmarker per worker process and loader: loaded by the first task, reused by the rest
 _LANDMARKERS: dict = {}
 _LOCK = threading.Lock()        # a Dask worker with several threads loads once too
@@ -89,10 +91,15 @@ def _fresh_worker(threads: int) -> None:
 
 
 def _mp_context():
-    """fork where the OS has it (workers start in milliseconds, with the parent's modules already
-    imported; the parent holds no model then), spawn elsewhere."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    """forkserver where the OS has it, else spawn; never a plain fork: a process forked from a
+    parent whose ONNX Runtime or OpenCV threads hold a lock at that moment waits on it for ever
+    (seen here when the parent had masked videos first).  The fork server is a fresh process that
+    imports landmask's run-time modules once; workers are forked from it, so they start quickly."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["landmask.parallel", "landmask.api", "landmask.imageio"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) -> list:
@@ -113,11 +120,28 @@ def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) 
     return results
 
 
-def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), retries: int = 3) -> list:
-    """try_mask results for ``todo`` in order, as tasks on a Dask distributed cluster:
-    ``scheduler`` is an address (``tcp://HOST:8786``) or a ``distributed.Client``.  A task whose
-    worker dies is run again elsewhere (Dask's own retries and its rescheduling of lost work); the
-    progress bar follows completed tasks."""
+def mask_chunk(pairs: list[tuple[str, str]], task: MaskTask) -> list[tuple[bool | None, str]]:
+    """mask_one for each (src, dst) of ``pairs``, in order: one Dask task.  Run again in full when
+    its worker dies; the outputs it had written are then written again, the same bytes under the
+    same name (atomic renames), so every output still exists once."""
+    return [mask_one(src, dst, task) for src, dst in pairs]
+
+
+def photos_per_task(n: int, slots: int, most: int = 64) -> int:
+    """How many photos one Dask task masks: about 8 tasks per worker thread, so the load evens out
+    and a lost worker costs little, but at most ``most``, so the scheduler handles a task every
+    few seconds per thread instead of one per photo (it spends about a millisecond per task, which
+    a large cluster would otherwise saturate)."""
+    return max(1, min(most, n // max(1, 8 * slots)))
+
+
+def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), retries: int = 3,
+             chunk: int | None = None) -> list:
+    """try_mask results for ``todo`` in order, computed on a Dask distributed cluster: ``scheduler``
+    is an address (``tcp://HOST:8786``) or a ``distributed.Client``.  The photos are partitioned into
+    tasks of ``chunk`` (default photos_per_task), submitted with ``client.map`` and collected with
+    ``as_completed``; a task whose worker dies runs again elsewhere (Dask reschedules lost work;
+    ``retries`` covers a task that raises); the progress bar counts the photos of completed tasks."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -128,21 +152,27 @@ def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), r
     except (OSError, TimeoutError) as e:
         raise LandmaskError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
     try:
-        futures = client.map(mask_one, [str(s) for s, _ in todo], [str(d) for _, d in todo],
-                             task=task, retries=retries, pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
+        slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+        chunk = chunk or photos_per_task(len(todo), slots)
+        starts = range(0, len(todo), chunk)
+        pairs = [[(str(s), str(d)) for s, d in todo[i:i + chunk]] for i in starts]
+        futures = client.map(mask_chunk, pairs, task=task, retries=retries, pure=False)
+        first = {f.key: i for f, i in zip(futures, starts)}
         results: list = [None] * len(todo)
-        for n, (fut, r) in enumerate(as_completed(futures, with_results=True, raise_errors=False), 1):
-            i = index[fut.key]
-            if fut.status == "error":   # the task itself failed every retry (e.g. its workers kept dying)
+        done = 0
+        for fut, rs in as_completed(futures, with_results=True, raise_errors=False):
+            i = first[fut.key]
+            n = len(pairs[i // chunk])
+            if fut.status == "error":   # the task failed every retry (e.g. its workers kept dying)
                 exc = fut.exception()
                 if isinstance(exc, WorkerSetupError):
                     client.cancel(futures)
                     raise WorkerSetupError(str(exc)) from None
-                r = (None, f"{todo[i][0]}: failed on the cluster after {retries} retries "
-                           f"({type(exc).__name__}: {exc})")
-            results[i] = r
-            reporter.item(n, len(todo), str(todo[i][0]))
+                rs = [(None, f"{src}: failed on the cluster after {retries} retries ({type(exc).__name__}: {exc})")
+                      for src, _ in pairs[i // chunk]]
+            results[i:i + n] = rs
+            done += n
+            reporter.item(done, len(todo), str(todo[i + n - 1][0]))
         return results
     finally:
         if own:
@@ -151,12 +181,15 @@ def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), r
 
 def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None = None, scheduler=None,
                         lips=None, eyes=None, eyebrows=None, face=None, feather=None, overwrite=False,
-                        copy_unmasked=False, quality: int = 95, threads: int = 1,
+                        copy_unmasked=False, quality: int = 95, threads: int = 1, photos_per_task: int | None = None,
                         reporter: Reporter = Reporter()) -> Summary:
-    """landmask.batch.mask_files on ``jobs`` local processes (default: the usable cores) or on the
-    Dask cluster at ``scheduler``: the same plan (existing outputs skipped, so a stopped run
-    resumes), the same outputs and the same Summary (failures in input order).  ``loader`` builds
-    a Landmarker in each worker; it must be picklable (a functools.partial of landmask.load)."""
+    """landmask.batch.mask_files on ``jobs`` local processes or on the Dask cluster at
+    ``scheduler``: the same plan (existing outputs skipped, so a stopped run resumes), the same
+    outputs and the same Summary (failures in input order).  ``loader`` builds a Landmarker in each
+    worker; it must be picklable (a functools.partial of landmask.load).  ``jobs`` None: one
+    process per usable core, but no more than one per PHOTOS_PER_PROCESS photos to do (starting a
+    process and loading the models costs about as much as masking that many), and this process
+    alone for a handful."""
     from landmask.masking import resolve_effects
     effects = resolve_effects(lips, eyes, eyebrows, face)   # a bad option fails before any file
     task = MaskTask(loader, effects, feather, copy_unmasked, quality, threads)
@@ -165,12 +198,19 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
     if not todo:
         return s
     if scheduler is not None:
-        results = run_dask(todo, task, scheduler, reporter)
+        results = run_dask(todo, task, scheduler, reporter, chunk=photos_per_task)
     else:
-        jobs = jobs or usable_cores()
-        if jobs < 1:
+        if jobs is not None and jobs < 1:
             raise LandmaskError(f"--jobs {jobs}: give 1 or more worker processes")
-        results = run_local(todo, task, min(jobs, len(todo)), reporter)
+        jobs = min(jobs or usable_cores(), len(todo) if jobs else len(todo) // PHOTOS_PER_PROCESS)
+        if jobs > 1:
+            results = run_local(todo, task, jobs, reporter)
+        else:
+            lm = task.loader()
+            results = []
+            for i, (src, dst) in enumerate(todo, 1):
+                reporter.item(i, len(todo), str(src))
+                results.append(try_mask(src, dst, lm, effects, feather, copy_unmasked, quality))
     for (src, _), r in zip(todo, results):   # in input order, as one process counts them
         record(s, src, r, copy_unmasked, reporter)
     return s

@@ -98,8 +98,8 @@ def test_a_stopped_run_resumes_on_the_cluster(photos, one_process, cluster, tmp_
 
 
 def test_a_dask_worker_killed_mid_run_loses_no_input(cluster, tmp_path):
-    """One of the two workers is killed (SIGKILL) once a few outputs exist; its tasks run again
-    elsewhere, and every input has exactly one output, identical to one process's."""
+    """One of the two workers is killed (SIGKILL) once a few outputs exist; its tasks (3 photos
+    each) run again elsewhere, and every input has exactly one output, identical to one process's."""
     from distributed import Client
     import landmask
     from landmask.batch import mask_files
@@ -126,7 +126,8 @@ def test_a_dask_worker_killed_mid_run_loses_no_input(cluster, tmp_path):
             at_kill.append(len(list(out.rglob("*.jpg"))))
         killer = threading.Thread(target=kill_when_started)
         killer.start()
-        s = mask_files_parallel([src], out, functools.partial(landmask.load, threads=1), scheduler=client)
+        s = mask_files_parallel([src], out, functools.partial(landmask.load, threads=1), scheduler=client,
+                                photos_per_task=3)   # 10 tasks: the dead worker's task is redone whole
         killer.join()
         done_before_end = len(list(out.rglob("*.jpg")))
         assert victim not in client.run(os.getpid).values(), "the worker was not killed"
@@ -137,6 +138,30 @@ def test_a_dask_worker_killed_mid_run_loses_no_input(cluster, tmp_path):
     assert mask_files([src / "d0"], ref, landmask.load(threads=1)).done == 3
     want = files(ref)
     assert got == {f"d{k}/{n}": want[n] for k in range(10) for n in names}
+
+
+def test_workers_start_clean_after_the_parent_ran_models_on_several_threads(photos, tmp_path):
+    """A worker forked from a parent whose ONNX Runtime threads were busy could wait for ever on a
+    lock one of them held: the workers come from a fork server instead (in a subprocess with a
+    time limit, so a hang fails instead of stalling the suite)."""
+    import subprocess
+    import sys
+    files = [str(photos / "astronaut.jpg"), str(photos / "a" / "einstein.jpg"), str(photos / "b" / "takeo.ppm")]
+    code = ("import sys, threading, landmask\n"
+            "from landmask.cli import main\n"
+            "lm = landmask.load(threads=2); img = landmask.read_image(sys.argv[1])\n"
+            "busy = [threading.Thread(target=lambda: [lm.faces(img) for _ in range(20)]) for _ in range(2)]\n"
+            "[t.start() for t in busy]\n"
+            "sys.exit(main(['mask', *sys.argv[1:-1], '-o', sys.argv[-1], '--jobs', '2']))\n")
+    r = subprocess.run([sys.executable, "-c", code, *files, str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.*")) == ["astronaut.jpg", "einstein.jpg", "takeo.ppm"]
+
+
+def test_photos_are_partitioned_into_tasks_of_a_few_per_worker_thread():
+    from landmask.parallel import photos_per_task
+    assert photos_per_task(9, 2) == 1 and photos_per_task(1000, 2) == 62 and photos_per_task(10**6, 160) == 64
 
 
 def test_bad_jobs_and_an_unreachable_scheduler_are_refused_by_option(photos, tmp_path, capsys):
