@@ -593,7 +593,7 @@ def build_parser():
 # Numeric options checked before any file is read or written: (option, whole number?, least, most).
 # Each is checked wherever a subcommand has it; training options are checked by TrainConfig.check.
 OPTION_RANGES = {
-    "feather": ("--feather", False, 0, 1000), "detect_size": ("--detect-size", True, 32, 8192),
+    "feather": ("--feather", False, 0, 1000), "detect_size": ("--detect-size", True, 32, 4096),
     "min_face": ("--min-face", False, 1, 100_000), "max_faces": ("--max-faces", True, 1, 100_000),
     "threads": ("--threads", True, 1, 1024), "quality": ("--quality", True, 1, 100),
     "drop_partial": ("--drop-partial", False, 0, 1), "int8_faces": ("--int8-faces", True, 2, 1_000_000),
