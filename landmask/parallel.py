@@ -39,7 +39,7 @@ class MaskTask:
     feather: float | None = None
     copy_unmasked: bool = False
     quality: int = 95
-    threads: int = 1            # BLAS/OpenCV threads per worker (the loader sets ONNX Runtime's)
+    threads: int = 1            # OpenCV threads per worker (the loader sets ONNX Runtime's)
 
 
 class WorkerSetupError(LandmaskError):
@@ -77,19 +77,6 @@ def mask_one(src: str, dst: str, task: MaskTask) -> tuple[bool | None, str]:
     return try_mask(Path(src), Path(dst), lm, task.effects, task.feather, task.copy_unmasked, task.quality)
 
 
-def _fresh_worker(threads: int) -> None:
-    """Pool initializer.  A forked worker must not reuse ONNX Runtime sessions its parent made
-    (their thread pools did not survive the fork), so the caches start empty; BLAS and OpenMP get
-    ``threads`` threads."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    from landmask import detect, runtime
-    for cache in (getattr(runtime, "_CACHE", None), getattr(detect, "_CACHE", None)):
-        if isinstance(cache, dict):
-            cache.clear()
-    _LANDMARKERS.clear()
-
-
 def _mp_context():
     """forkserver where the OS has it, else spawn; never a plain fork: a process forked from a
     parent whose ONNX Runtime or OpenCV threads hold a lock at that moment waits on it for ever
@@ -106,8 +93,7 @@ def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) 
     """try_mask results for ``todo`` [(src, dst)] in order, on ``jobs`` worker processes."""
     results = []
     chunk = max(1, min(16, len(todo) // (jobs * 8)))   # few round trips, yet even ends
-    with ProcessPoolExecutor(jobs, mp_context=_mp_context(), initializer=_fresh_worker,
-                             initargs=(task.threads,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=_mp_context()) as pool:
         it = pool.map(mask_one, [str(s) for s, _ in todo], [str(d) for _, d in todo],
                       [task] * len(todo), chunksize=chunk)
         try:
