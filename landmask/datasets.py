@@ -241,16 +241,17 @@ def read_dlib_xml(xml_path) -> list[Sample]:
                 xy = np.array([(float(p.get("x")), float(p.get("y"))) for p in parts])
             except (TypeError, ValueError):
                 raise LandmaskError(f"{where}: box or part has a missing or non-numeric attribute") from None
-            if idx.min() < 0 or not np.isfinite([t, l, w, h]).all():
-                raise LandmaskError(f"{where}: negative part name or non-finite box")
+            if idx.min() < 0:
+                raise LandmaskError(f"{where}: negative part name")
             check_points(xy, where)
+            check_points(np.array([[l, t], [l + w, t + h]]), f"{where} (box)")
             n = 68 if idx.max() < 68 else idx.max() + 1
             if n not in (68, 76):
                 raise LandmaskError(f"{where}: part names go up to {idx.max()}; expected 0..67")
             p = np.full((n, 2), np.nan)
             p[idx] = xy
             samples.append(Sample(where, p, _scheme_for(n), path=xml_path.parent / file,
-                                  box=np.array([l, t, l + w, t + h])))
+                                  box=np.array([l, t, l + w, t + h]) if np.isfinite([l, t, w, h]).all() else None))
     return samples
 
 
