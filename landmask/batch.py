@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmask.errors import LandmaskError
-from landmask.imageio import (IMAGE_SUFFIXES, decode_with_metadata, is_image_path, write_bytes_atomic,
-                              write_image, write_text_atomic)
+from landmask.imageio import (IMAGE_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes,
+                              write_bytes_atomic, write_image, write_text_atomic)
 from landmask.report import Reporter
 
 
@@ -178,14 +178,7 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
     """Mask one file into ``dst``; False (and a byte-for-byte copy with ``copy_unmasked``) when
     it has no face."""
     from landmask.api import mask
-    if not src.exists():
-        raise LandmaskError(f"{src}: no such file")
-    if src.is_dir():
-        raise LandmaskError(f"{src}: is a folder, not an image")
-    try:
-        data = src.read_bytes()
-    except OSError as e:
-        raise LandmaskError(f"{src}: cannot read ({e.strerror or e})") from None
+    data = read_file_bytes(src)
     image, meta = decode_with_metadata(data, "keep", name=str(src))
     faces = landmarker.faces(image)
     if not faces:

@@ -13,7 +13,7 @@ from landmask import geometry as G
 from landmask.crops import warp
 from landmask.datasets import Sample
 from landmask.errors import LandmaskError
-from landmask.imageio import decode_image, write_bytes_atomic, write_image, write_text_atomic
+from landmask.imageio import decode_image, read_file_bytes, write_bytes_atomic, write_image, write_text_atomic
 from landmask.metrics import KAGGLE_EYE_DISTANCE
 from landmask.report import Reporter
 from landmask.schemes import KAGGLE15, convert_points
@@ -141,10 +141,7 @@ def _image_bytes(s: Sample) -> bytes:
     annotation naming ../../etc/passwd copies nothing) or does not decode as an image."""
     if s.root is not None and not _inside(s.path, s.root):
         raise LandmaskError(f"{s.path}: outside the data set's folder {s.root}; not copied")
-    try:
-        data = s.path.read_bytes()
-    except OSError as e:
-        raise LandmaskError(f"{s.path}: cannot read ({e.strerror or e})") from None
+    data = read_file_bytes(s.path)
     decode_image(data, "keep", name=str(s.path))
     return data
 

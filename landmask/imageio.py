@@ -8,6 +8,7 @@ stated once here and kept everywhere (OpenCV's BGR stays inside this module).
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -51,16 +52,35 @@ def read_image(path, mode: str = "rgb", metadata: bool = False):
     corrupt, animated or huge files.
     """
     path = Path(path)
-    if not path.exists():
-        raise LandmaskError(f"{path}: no such file")
-    if path.is_dir():
-        raise LandmaskError(f"{path}: is a folder, not an image")
+    image, meta = decode_with_metadata(read_file_bytes(path), mode, name=str(path))
+    return (image, meta) if metadata else image
+
+
+# The largest image file read (an uncompressed 100-megapixel 16-bit RGBA TIFF is 800 MB).
+MAX_FILE_BYTES = 2 * 2**30
+
+
+def read_file_bytes(path) -> bytes:
+    """The bytes of an image file; a missing file, a folder, a device or pipe (/dev/zero, a FIFO
+    would never end), an oversized or unreadable file is a LandmaskError naming it."""
+    path = Path(path)
     try:
-        data = path.read_bytes()
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise LandmaskError(f"{path}: no such file") from None
     except OSError as e:
         raise LandmaskError(f"{path}: cannot read ({e.strerror or e})") from None
-    image, meta = decode_with_metadata(data, mode, name=str(path))
-    return (image, meta) if metadata else image
+    if stat.S_ISDIR(st.st_mode):
+        raise LandmaskError(f"{path}: is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise LandmaskError(f"{path}: not a regular file (a device, pipe or socket)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise LandmaskError(f"{path}: {st.st_size / 2**30:.1f} GB, more than any image landmask reads "
+                            f"({MAX_FILE_BYTES / 2**30:.0f} GB)")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise LandmaskError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def decode_image(data: bytes, mode: str = "rgb", name: str = "<bytes>") -> np.ndarray:
@@ -544,15 +564,6 @@ def write_bytes_atomic(path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise LandmaskError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
-
-
-def copy_file_atomic(src, dst) -> None:
-    """Copy a file's bytes to ``dst`` through a unique temporary name (safe for concurrent runs)."""
-    try:
-        data = Path(src).read_bytes()
-    except OSError as e:
-        raise LandmaskError(f"{src}: cannot read ({e.strerror or e})") from None
-    write_bytes_atomic(dst, data)
 
 
 _UMASK = None

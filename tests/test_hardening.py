@@ -494,3 +494,11 @@ def test_malformed_onnx_metadata_gets_one_line(photo, tmp_path, capsys):
     assert main(["mask", "--jobs", "1", str(photo / "a.jpg"), "-o", str(tmp_path / "o"),
                  "--model", str(tmp_path / "bad.onnx")]) == 2
     assert "bad.onnx" in err_line(capsys) and not (tmp_path / "o").exists()
+
+
+def test_a_pipe_or_device_is_refused_not_read_for_ever(photo, tmp_path, capsys):
+    os.mkfifo(photo / "pipe.jpg")                           # would block a plain read for ever
+    assert main(["mask", "--jobs", "1", str(photo), "/dev/zero", "-o", str(tmp_path / "o")]) == 1
+    cap = capsys.readouterr()
+    assert "pipe.jpg: not a regular file" in cap.err and "/dev/zero: not a regular file" in cap.err
+    assert "done 2" in cap.out
