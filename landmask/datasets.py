@@ -325,6 +325,8 @@ def detect_format(path) -> str:
     path = Path(path)
     if not path.exists():
         raise LandmaskError(f"{path}: no such file or folder")
+    if not path.is_dir() and not path.is_file():
+        raise LandmaskError(f"{path}: not a regular file or folder (a device, pipe or socket)")
     if path.is_dir():
         if any(path.rglob("*.pts")):
             return "pts-folder"
