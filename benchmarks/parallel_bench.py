@@ -17,11 +17,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -72,24 +72,38 @@ def _machine_busy() -> float:
 
 class Load:
     """What else the machine did between start and stop: ``other_cores``, the cores kept busy by
-    processes that are not this benchmark's (the machine's busy time less ours: our finished
-    children's from getrusage, our running ones' from /proc), and the 1-minute load average."""
+    processes that are not this benchmark's (the machine's busy time less ours), ``our_cores``
+    (this process and every process it started, however deep: pool workers forked by a fork
+    server too; sampled from /proc every 0.2 s, so a process that ends between two samples loses
+    at most its last 0.2 s), and the 1-minute load average."""
 
     def __enter__(self):
         self.t0, self.busy0 = time.perf_counter(), _machine_busy()
-        self.ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.ours = _ours()
-        self.cpu0 = _proc_cpu()
+        cpu = _proc_cpu()
+        self.start = {p: cpu.get(p, 0.0) for p in _ours()}   # baseline of the processes already running
+        self.last = dict(self.start)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
         return self
 
+    def _sample(self):
+        while not self.stop.wait(0.2):
+            self._update()
+
+    def _update(self):
+        ours = _ours()
+        for pid, t in _proc_cpu().items():
+            if pid in ours:
+                self.start.setdefault(pid, 0.0)     # started during the run: all its CPU time is ours
+                self.last[pid] = t
+
     def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self._update()
         wall, busy = time.perf_counter() - self.t0, _machine_busy() - self.busy0
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        after = _proc_cpu()
-        ours = self.ours | _ours()
-        running = sum(after[p] - self.cpu0.get(p, 0.0) for p in after if p in ours)
-        finished = (ru.ru_utime + ru.ru_stime) - (self.ru0.ru_utime + self.ru0.ru_stime)
-        self.our_cores = (running + finished) / wall
+        self.our_cores = sum(self.last[p] - self.start[p] for p in self.last) / wall
         self.other_cores = max(0.0, busy / wall - self.our_cores)
         self.loadavg = os.getloadavg()[0]
 
