@@ -182,6 +182,7 @@ def add_mask(sub):
     p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--copy-unmasked", action="store_true", help="copy images with no face unchanged")
+    p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="photos: N worker processes, each loading the models once, one thread each "
                         "(default: the machine's cores; 1 = this process)")
@@ -230,7 +231,6 @@ def mask_photos(a, inputs):
     return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=a.jobs,
                                scheduler=a.scheduler, threads=worker.threads, **opts)   # jobs None: the cores
 
-    p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
 
 def split_videos(inputs) -> tuple[list, list]:
     """(inputs with videos, inputs with photos): video files, and folders by what they hold."""
