@@ -151,7 +151,7 @@ def bench_mask(photos: Path, work: Path, repeat: int, n: int) -> dict:
                 runs[name].append(r)
                 print(f"  {name} run {k + 1}: {n / r['seconds']:.1f} photos/s ({r['seconds']:.1f} s; we used "
                       f"{r['our_cores']:.2f} cores, others {r['other_cores']:.2f}, load {r['loadavg']:.1f})", flush=True)
-    same = all(_same_tree(work / "jobs1-0", work / f"{m}-{k}") for m in runs for k in range(repeat))
+    differ = [f"{m}-{k}" for m in runs for k in range(repeat) if not _same_tree(work / "jobs1-0", work / f"{m}-{k}")]
     res = {name: {"photos_per_s": n / float(np.median([r["seconds"] for r in rs])),
                   "seconds": [round(r["seconds"], 2) for r in rs],
                   "first_run_photos_per_s": n / rs[0]["seconds"],
@@ -160,7 +160,8 @@ def bench_mask(photos: Path, work: Path, repeat: int, n: int) -> dict:
                   "cpu_ms_per_photo": 1000 * float(np.median([r["our_cores"] * r["seconds"] for r in rs])) / n,
                   "loadavg": float(np.median([r["loadavg"] for r in rs])),
                   "summary": rs[0]["summary"]} for name, rs in runs.items()}
-    res["identical_outputs"] = same
+    res["identical_outputs"] = not differ
+    res["runs_differing_from_the_first"] = differ   # e.g. the code changed under a long run
     return res
 
 
@@ -228,7 +229,8 @@ def main():
             print(f"| {name} | {r['photos_per_s']:.1f} | {r['photos_per_s'] / one:.2f} | "
                   f"{r['first_run_photos_per_s']:.1f} | {r['cpu_ms_per_photo']:.0f} | {r['our_cores']:.2f} | "
                   f"{r['other_cores']:.2f} | {r['loadavg']:.1f} |")
-        print(f"outputs byte-identical across all runs: {m['identical_outputs']}; summary: {m['jobs1']['summary']}")
+        print(f"outputs byte-identical across all runs: {m['identical_outputs']} "
+              f"{m['runs_differing_from_the_first'] or ''}; summary: {m['jobs1']['summary']}")
     if "train" in res:
         base = res["train"][0]["images_per_s"]
         print("\n| torchrun | images/s (median) | × 1 process | cores used by the run | by other processes "
