@@ -185,7 +185,7 @@ def add_mask(sub):
     p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="photos: N worker processes, each loading the models once, one thread each "
-                        "(default: the machine's cores; 1 = this process)")
+                        "(default: the machine's cores, one per 8 photos for a small batch; 1 = this process)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="photos: run on the Dask cluster at ADDRESS (tcp://HOST:8786; needs landmask[cluster]); "
                         "-o must be a folder every worker sees (docs/cluster.md)")
