@@ -148,6 +148,11 @@ def track_clip(lm, frames, detect_every: int) -> list[dict]:
     return [{f.track: f.points for f in tr.update(fr)} for fr in frames]
 
 
+def per_frame(lm, frames) -> list[dict]:
+    """Detect and refine on every frame, no tracking (the photo pipeline run per frame)."""
+    return [{k: f.points for k, f in enumerate(lm.faces(fr))} for fr in frames]
+
+
 def smooth_tracks(raw, strength: float) -> list[dict]:
     if strength <= 0:
         return raw
@@ -221,19 +226,24 @@ def lag_ms(centres: dict, truth) -> float:
 def accuracy(args, lm) -> dict:
     faces = pick_faces(args.data, max(args.faces, 2), args.seed)
     rng = np.random.default_rng(args.seed)
-    results = {c: {} for c in CLIPS}
+    results = {c: {} for c in args.clips}
     raws = {}
-    for c in CLIPS:
+    for c in args.clips:
         runs = []
         groups = [faces[i:i + 2] for i in range(0, len(faces) - 1, 2)] if c == "two" else [[f] for f in faces]
         for g in groups[: args.faces]:
             frames, truth = render(c, g, args.frames, args.noise, rng)
             frames = h264_round_trip(frames)
-            runs.append((track_clip(lm, frames, args.detect_every), truth))
+            runs.append((track_clip(lm, frames, args.detect_every), truth,
+                         per_frame(lm, frames) if args.per_frame else None))
         raws[c] = runs
+        if args.per_frame:
+            ms = [clip_metrics(pf, truth, c) for _, truth, pf in runs]
+            results[c]["per-frame detection, no tracking, no smoothing"] = {
+                k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
         for s in args.strengths:
-            ms = [clip_metrics(smooth_tracks(raw, s), truth, c) for raw, truth in runs]
-            results[c][f"smooth {s:g}"] = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
+            ms = [clip_metrics(smooth_tracks(raw, s), truth, c) for raw, truth, _ in runs]
+            results[c][f"tracked, smooth {s:g}"] = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
         print(c, json.dumps(results[c]), flush=True)
     return {"faces": [f[2] for f in faces], "clips": results}
 
@@ -325,6 +335,9 @@ def main(argv=None):
     ap.add_argument("--detect-every", type=int, default=10)
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.0, 1.0])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-frame", action="store_true",
+                    help="also score the photo pipeline run on every frame (detect + refine, no tracking)")
+    ap.add_argument("--clips", nargs="+", default=list(CLIPS), choices=CLIPS)
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-fps", action="store_true")
     ap.add_argument("--fps-runs", type=int, default=5)

@@ -32,6 +32,8 @@ class Track:
     roi: np.ndarray         # the face box the next crop is cut from (landmark-box convention)
     score: float
     lost: int = 0           # frames since the face was last seen (0 = live)
+    box: np.ndarray | None = None       # box of the last points
+    velocity: np.ndarray | None = None  # how that box moved over the last frame (x0, y0, x1, y1 per frame)
 
 
 def _box_size(box) -> float:
@@ -50,11 +52,15 @@ class Tracker:
     ``keep_lost``: frames a lost track is remembered, so a face that comes back near where it
     left keeps its id.  ``roi_hold``: the crop box stays put while the face's box moves less
     than this fraction of its size (a still face is then cut from the same pixels every frame,
-    which keeps its landmarks steady); 0 re-centres the crop on every frame."""
+    which keeps its landmarks steady); 0 re-centres the crop on every frame.  Otherwise the next
+    crop is where the face will be if it keeps its last frame's motion.  ``recrop``: a face found
+    further than this fraction of its size from its crop's box gets a second landmark pass from
+    a crop around where it was found."""
 
     def __init__(self, landmarker, detect_every: int = 10, keep_lost: int = 60, roi_hold: float = 0.03,
-                 cover_iou: float = 0.3):
+                 cover_iou: float = 0.3, recrop: float = 0.1):
         self.lm = landmarker
+        self.recrop = recrop
         self.detect_every, self.keep_lost, self.roi_hold = max(1, int(detect_every)), keep_lost, roi_hold
         self.cover_iou = cover_iou
         self.reset()
@@ -90,6 +96,15 @@ class Tracker:
         pts, conf = model.predict(grey, np.stack([t.roi for t in live]), flip=self.lm.flip, confidence=True)
         h, w = grey.shape
         failed = False
+        # a face that moved far within its crop (fast motion the prediction missed) is cut once
+        # more from where its points are now: the second pass sees it centred
+        again = [i for i, (t, p) in enumerate(zip(live, pts))
+                 if np.abs(G.points_box(p) - t.roi).max() > self.recrop * _box_size(t.roi)]
+        if again:
+            pts2, conf2 = model.predict(grey, np.stack([G.points_box(pts[i]) for i in again]), flip=self.lm.flip,
+                                        confidence=True)
+            for i, p, c in zip(again, pts2, conf2):
+                pts[i], conf[i] = p, c
         for t, p, c in zip(live, pts, conf):
             box = G.points_box(p)
             inside = _overlap_fraction(box, (0, 0, w - 1, h - 1))
@@ -98,15 +113,19 @@ class Tracker:
             if not ok:
                 t.lost, failed = 1, True
                 continue
-            t.points, t.roi = p, self._next_roi(t.roi, box)
+            t.velocity = box - t.box if t.box is not None else np.zeros(4)
+            t.points, t.box = p, box
+            t.roi = self._next_roi(t.roi, box, t.velocity)
         self._drop_duplicates()
         return failed
 
-    def _next_roi(self, roi, box) -> np.ndarray:
+    def _next_roi(self, roi, box, velocity) -> np.ndarray:
+        """The crop box for the next frame: held while the face stays within ``roi_hold`` of it,
+        else where the face will be if it keeps moving as it did over the last frame."""
         size = _box_size(box)
-        if self.roi_hold > 0 and np.abs(np.asarray(box) - roi).max() <= self.roi_hold * size:
+        if self.roi_hold > 0 and np.abs(box + velocity - roi).max() <= self.roi_hold * size:
             return roi
-        return np.asarray(box, float)
+        return box + velocity
 
     def _drop_duplicates(self) -> None:
         """Two tracks on one face (they converged): the younger one is dropped."""
@@ -132,7 +151,7 @@ class Tracker:
                 t = Track(self.next_id, f.points, box, f.score)
                 self.next_id += 1
                 self.tracks.append(t)
-            t.points, t.roi, t.score, t.lost = f.points, box, f.score, 0
+            t.points, t.roi, t.score, t.lost, t.box, t.velocity = f.points, box, f.score, 0, box, None
 
     def _revive(self, box) -> Track | None:
         """The lost track nearest to ``box``, if within two face sizes of where it was lost."""

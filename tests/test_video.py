@@ -265,3 +265,28 @@ def test_camera_bad_url_is_one_line(tmp_path):
     r = run("camera", "--url", tmp_path / "missing.mp4")
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "missing.mp4" in r.stderr
+
+
+def test_videos_are_found_by_content(tmp_path, clip):
+    from landmask.video import sniff_video, split_inputs
+    assert sniff_video(clip.read_bytes()[:16]) == "mp4"
+    assert sniff_video(b"\x1a\x45\xdf\xa3" + bytes(12)) == "matroska"
+    assert sniff_video(b"RIFF\x00\x00\x00\x00AVI LIST") == "avi"
+    assert sniff_video((ROOT / "landmask/samples/astronaut.jpg").read_bytes()[:16]) is None
+    renamed = tmp_path / "holiday.dat"
+    renamed.write_bytes(clip.read_bytes())
+    only_videos, mixed, empty = tmp_path / "v", tmp_path / "m", tmp_path / "e"
+    for d in (only_videos, mixed, empty):
+        d.mkdir()
+    (only_videos / "a.mp4").write_bytes(clip.read_bytes())
+    (mixed / "b.mkv").write_bytes(clip.read_bytes())
+    (mixed / "p.jpg").write_bytes((ROOT / "landmask/samples/astronaut.jpg").read_bytes())
+    videos, photos = split_inputs([renamed, only_videos, mixed, empty, ROOT / "landmask/samples/astronaut.jpg"])
+    assert videos == [renamed, only_videos, mixed]
+    assert photos == [mixed, empty, ROOT / "landmask/samples/astronaut.jpg"]
+
+
+def test_bad_smooth_option_is_one_line(clip, tmp_path):
+    r = run("mask", clip, "-o", tmp_path / "out", "--smooth", "-1")
+    assert r.returncode == 2 and "--smooth" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
