@@ -12,7 +12,7 @@ from landmask.errors import LandmaskError
 EXAMPLES = """examples:
   landmask mask photo.jpg -o out/                          # red lips, tinted eyes (the defaults)
   landmask mask photos/ -o masked/ --lips color:#b0123a@0.6 --eyes blur
-  landmask mask group.jpg -o out/ --eyes solid:black --lips none --detect-size 480
+  landmask mask group.jpg -o out/ --eyes solid:black --lips none --max-faces 10
   landmask landmarks photo.jpg --json -
   landmask mask clip.mp4 -o out/                           # video: tracked, smoothed, audio kept
   landmask landmarks clip.mp4 --json clip.json             # per-frame tracked landmarks
@@ -122,9 +122,9 @@ def add_runtime_options(p):
                                    "ibug68-tiny, kaggle15, or a model file")
     p.add_argument("--detector", default="landmask", help="face detector: landmask (default), haar, dlib")
     p.add_argument("--detect-size", type=int, help="run landmask's detector at one scale, the image's longer side "
-                                                   "scaled to this (default: an image pyramid, faces of 16 px and up)")
+                                                   "scaled to this (default: an image pyramid, faces of any size)")
     p.add_argument("--min-face", type=float, metavar="PX", help="smallest face to find, in pixels (the landmarks' box; "
-                                                                "default 16); larger is faster")
+                                                                "default: any the detector finds, about 12 px); larger is faster")
     p.add_argument("--max-faces", type=int, metavar="N", help="keep at most N faces per image, the largest first")
     p.add_argument("--min-score", type=float, help="least detector score kept (landmask's detector: 0..1, default 0.4)")
     p.add_argument("--threads", type=int, help="CPU threads for inference")

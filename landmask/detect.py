@@ -57,10 +57,11 @@ class LandmaskDetector:
     pyramid so one call finds faces from ``min_face`` pixels up to the whole image.
 
     The network finds faces whose landmark box is about ``face_range`` pixels (stored in the model
-    file; 12-170 px by default) at its input.  Level 0 is the image itself (never enlarged; shrunk
-    only so that ``min_face`` maps to the network's smallest size, or to ``max_pixels``); each next
-    level is ``level_step`` times smaller, until the whole image is within the network's largest
-    face size.  Detections of all levels are merged by non-maximum suppression.
+    file: 12-154 px for the shipped one) at its input.  Level 0 is the image itself (never
+    enlarged; shrunk only so that ``min_face``, when given, maps to twice the network's smallest, or
+    to ``max_pixels``: 3 megapixels, so faces from about 12 px × sqrt(megapixels / 3) on a larger
+    photo); each next level is ``level_step`` times smaller, until the whole image is within the
+    network's largest face size.  Detections of all levels are merged by non-maximum suppression.
 
     ``size``: a single level with the image's longer side scaled to this (the old one-scale
     behaviour, for comparison).  ``threshold`` (``--min-score``): the least centre score kept."""
@@ -68,7 +69,7 @@ class LandmaskDetector:
     name = "landmask"
 
     def __init__(self, path=None, size: int | None = None, threshold: float = 0.4, threads: int | None = None,
-                 min_face: float = 16.0, max_pixels: int = 3_000_000, level_step: float = 4.0):
+                 min_face: float | None = None, max_pixels: int = 3_000_000, level_step: float = 4.0):
         from landmask.onnxmodel import load_onnx
         self.path = Path(path or MODELS_DIR / "detector.onnx")
         if not self.path.exists():
@@ -77,11 +78,12 @@ class LandmaskDetector:
         self.stride = int(meta["stride"])
         self.mean, self.std = meta["model"]["mean"], meta["model"]["std"]
         self.face_range = tuple(meta.get("face_range", (12.0, 170.0)))
-        if not min_face > 0:
+        if min_face is not None and not min_face > 0:
             raise LandmaskError(f"--min-face {min_face}: must be a positive number of pixels")
         if level_step <= 1:
             raise LandmaskError(f"level_step {level_step}: must be more than 1")
-        self.size, self.threshold, self.min_face = size, threshold, float(min_face)
+        self.size, self.threshold = size, threshold
+        self.min_face = float(min_face) if min_face is not None else None
         self.max_pixels, self.level_step = max_pixels, level_step
         self.input = self.sess.get_inputs()[0].name
 
@@ -90,7 +92,8 @@ class LandmaskDetector:
         if self.size:
             return [self.size / max(h, w)]
         lo, hi = self.face_range
-        s = min(1.0, lo / self.min_face, (self.max_pixels / (h * w)) ** 0.5)
+        # a given min_face maps to twice the network's smallest face, whose recall is much better
+        s = min(1.0, 2 * lo / (self.min_face or 2 * lo), (self.max_pixels / (h * w)) ** 0.5)
         out = [s]
         # next level while the level's largest findable face is smaller than the image
         while max(h, w) * s > hi and max(h, w) * s / self.level_step >= 16:
@@ -102,29 +105,36 @@ class LandmaskDetector:
         grey = to_grey(image)
         h, w = grey.shape
         boxes, scores = [], []
+        level, at = grey, 1.0   # each level is shrunk from the previous one: cheap on a large photo
         for f in self.scales(h, w):
-            b, sc = self._detect_level(grey, f)
+            if f != at:
+                level = cv2.resize(level, (max(1, round(w * f)), max(1, round(h * f))),
+                                   interpolation=cv2.INTER_AREA if f < at else cv2.INTER_LINEAR)
+                at = f
+            b, sc = self._detect_level(level, (w, h))
             boxes += b
             scores += sc
         if not boxes:
             return []
         boxes, scores = np.array(boxes), np.array(scores)
-        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        ok = np.nonzero(side >= self.min_face * 0.8)[0]   # a little slack: box sizes are estimates
-        boxes, scores = boxes[ok], scores[ok]
+        if self.min_face:
+            side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            ok = np.nonzero(side >= self.min_face * 0.8)[0]   # a little slack: box sizes are estimates
+            boxes, scores = boxes[ok], scores[ok]
         return [Detection(boxes[i], scores[i], boxes[i]) for i in nms(boxes, scores)]
 
-    def _detect_level(self, grey: np.ndarray, f: float):
-        """Boxes (image pixels) and scores found with the image scaled by ``f``."""
-        h, w = grey.shape
-        nw, nh = max(1, round(w * f)), max(1, round(h * f))
-        fx, fy = nw / w, nh / h
-        small = grey if (nw, nh) == (w, h) else cv2.resize(
-            grey, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    def _detect_level(self, small: np.ndarray, size: tuple[int, int]):
+        """Boxes (in pixels of the image, ``size`` = (width, height)) and scores found in ``small``,
+        the image resized."""
+        nh, nw = small.shape
+        fx, fy = nw / size[0], nh / size[1]
         # pad right/bottom to a multiple of 32 (the network's total stride): geometry is unchanged
         pw, ph = -nw % 32, -nh % 32
-        small = cv2.copyMakeBorder(small, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
-        x = ((small.astype(np.float32) / 255.0 - self.mean) / self.std)[None, None]
+        if pw or ph:
+            small = cv2.copyMakeBorder(small, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+        x = small.astype(np.float32)[None, None]
+        x *= 1 / (255.0 * self.std)
+        x -= self.mean / self.std
         out = self.sess.run(None, {self.input: x})[0][0]        # (5, H/8, W/8)
         return self._decode(out, fx, fy)
 
