@@ -58,7 +58,7 @@ class LandmaskDetector:
 
     The network finds faces whose landmark box is about ``face_range`` pixels (stored in the model
     file: 12-154 px for the shipped one) at its input.  Level 0 is the image itself (never
-    enlarged; shrunk only so that ``min_face``, when given, maps to twice the network's smallest, or
+    enlarged; shrunk only so that ``min_face``, when given, maps to 4 × the network's smallest, or
     to ``max_pixels``: 3 megapixels, so faces from about 12 px × sqrt(megapixels / 3) on a larger
     photo); each next level is ``level_step`` times smaller, until the whole image is within the
     network's largest face size.  Detections of all levels are merged by non-maximum suppression.
@@ -92,8 +92,8 @@ class LandmaskDetector:
         if self.size:
             return [self.size / max(h, w)]
         lo, hi = self.face_range
-        # a given min_face maps to twice the network's smallest face, whose recall is much better
-        s = min(1.0, 2 * lo / (self.min_face or 2 * lo), (self.max_pixels / (h * w)) ** 0.5)
+        # a given min_face maps to 4 x the network's smallest face (48 px), where its recall is high
+        s = min(1.0, 4 * lo / (self.min_face or 4 * lo), (self.max_pixels / (h * w)) ** 0.5)
         out = [s]
         # next level while the level's largest findable face is smaller than the image
         while max(h, w) * s > hi and max(h, w) * s / self.level_step >= 16:

@@ -193,8 +193,8 @@ def test_min_face_sets_the_finest_level():
     from landmask.detect import LandmaskDetector
     lo = get_detector("landmask").face_range[0]
     assert LandmaskDetector().scales(480, 640)[0] == 1.0           # default: the image itself
-    assert LandmaskDetector(min_face=2 * lo).scales(480, 640)[0] == 1.0
-    assert LandmaskDetector(min_face=8 * lo).scales(480, 640)[0] == pytest.approx(0.25)
+    assert LandmaskDetector(min_face=4 * lo).scales(480, 640)[0] == 1.0
+    assert LandmaskDetector(min_face=16 * lo).scales(480, 640)[0] == pytest.approx(0.25)
     assert LandmaskDetector(size=320).scales(480, 640) == [0.5]     # --detect-size: one scale
 
 
