@@ -1,5 +1,8 @@
 """The face detector interface: every backend finds the sample faces, no face gives an empty list,
-a mirrored photo gives a mirrored box, and evaluate --boxes detect reports the detection rate."""
+a mirrored photo gives a mirrored box, and evaluate --boxes detect reports the detection rate.
+Also: the one checked ONNX loader, the image pyramid (a close-up and small faces in one call),
+--min-face/--max-faces/--min-score, the issue's named photos (shared data), and train-detector's
+canvases, --init from the shipped ONNX file and --resume."""
 import cv2
 import numpy as np
 import pytest
