@@ -123,6 +123,8 @@ class Tracker:
         """The crop box for the next frame: held while the face stays within ``roi_hold`` of it,
         else where the face will be if it keeps moving as it did over the last frame."""
         size = _box_size(box)
+        if np.abs(velocity).max() <= self.roi_hold * size:
+            velocity = 0.0          # slow motion or noise: predicting it would only move the crop about
         if self.roi_hold > 0 and np.abs(box + velocity - roi).max() <= self.roi_hold * size:
             return roi
         return box + velocity
