@@ -43,7 +43,8 @@ def dlib_predictor_path() -> Path:
 class LandmaskTool:
     def __init__(self, model="ibug68", backend="onnx"):
         from landmask.api import load
-        self.lm = load(model, "landmask", threads=1, backend=backend)
+        from landmask.torch_backend import load_landmark_model
+        self.lm = load(load_landmark_model(model, threads=1, backend=backend), "landmask", threads=1)
         self.scheme = self.lm.scheme          # the scheme's name
 
     def landmarks(self, img, box):

@@ -122,3 +122,44 @@ def _jsonable(x):
     if isinstance(x, np.ndarray):
         return x.tolist()
     return x
+
+
+def load_init_weights(model, mcfg, path) -> None:
+    """Start from another model's weights; its architecture must match this run's.  The input
+    size may differ: lmnet is fully convolutional and its soft-argmax works on any heatmap size.
+    An lmnet may also be deeper (more blocks at 1/8 or 1/16): the blocks the init model lacks start
+    as identities (their last batch-norm scale is zero, so block(x) = relu(x) = x), and the model
+    first computes exactly what the init model did.  It may also have the other head stride: the
+    encoder and the 1/8 top-down block are kept, and the layers after them (the 1/4 path, the
+    heatmap convolution) start fresh or are dropped."""
+    from safetensors.torch import load_file
+    from landmask.model import ModelConfig
+    theirs = ModelConfig(**read_meta(path)["model"]).to_dict()   # fields newer than the file: defaults
+    ours = mcfg.to_dict()
+    lmnet = ours["arch"] == "lmnet"
+    free = {"input_size"} if lmnet else set()
+    grow = {k for k in ("depth8", "depth16") if lmnet and theirs.get(k) is not None and theirs[k] < ours[k]}
+    rehead = lmnet and theirs["head_stride"] != ours["head_stride"]
+    if rehead:
+        free.add("head_stride")
+    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v and k not in free | grow}
+    if diff:
+        raise LandmaskError(f"--init {path}: its model differs from this run's: "
+                            + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items()))
+    state = load_file(str(path))
+    head = ("lat4.", "top8.", "fuse4.", "heat.")    # what differs between the two head strides
+    if rehead:
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
+    new = [(stage, i) for k, stage in (("depth8", "s8"), ("depth16", "s16")) if k in grow
+           for i in range(theirs[k], ours[k])]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    fresh = tuple(f"{stage}.{i}." for stage, i in new) + (head if rehead else ())
+    if unexpected or any(not k.startswith(fresh) for k in missing):
+        raise LandmaskError(f"--init {path}: its weights do not fit this model "
+                            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    import torch
+    with torch.no_grad():
+        for stage, i in new:
+            bn = getattr(model, stage)[i].last_bn
+            bn.weight.zero_()
+            bn.bias.zero_()

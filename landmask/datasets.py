@@ -19,7 +19,8 @@ import numpy as np
 from landmask import geometry as G
 from landmask.errors import LandmaskError
 from landmask.imageio import read_image
-from landmask.schemes import KAGGLE15
+from landmask.report import Reporter
+from landmask.schemes import KAGGLE15, can_convert
 
 csv.field_size_limit(sys.maxsize)  # a Kaggle Image cell is ~35 kB
 
@@ -399,3 +400,47 @@ def dataset_scheme(samples: list[Sample]) -> str:
         raise LandmaskError(f"data mixes schemes {sorted(schemes)}")
     return schemes.pop()
 
+
+# ---------------------------------------------------------------- training data
+
+def load_training_data(specs, scheme: str = "ibug68", limit: int = 0, reporter: Reporter = Reporter()) -> list[Sample]:
+    """Every usable face of the data sets ``specs`` (any format load_dataset reads), the first
+    ``limit`` of each when ``limit``; each data set's scheme must convert to ``scheme``."""
+    samples = []
+    for spec in specs:
+        part = load_dataset(spec)
+        if limit:
+            part = part[:limit]
+        for s in part[:1]:
+            if not can_convert(s.scheme, scheme):
+                raise LandmaskError(f"--data {spec}: its scheme {s.scheme} cannot be converted to "
+                                    f"--scheme {scheme}")
+        part, unusable = usable_faces(part)
+        reporter.info(f"data {spec}: {len(part)} faces" + (f" ({len(unusable)} skipped: {unusable[0]}"
+                                                            + (" ..." if len(unusable) > 1 else "") + ")"
+                                                            if unusable else ""))
+        samples += part
+    if not samples:
+        raise LandmaskError("no training data: give --data PATH (a 300-W folder, a Kaggle/YouTube CSV, ...)")
+    return samples
+
+
+def usable_faces(samples: list[Sample]) -> tuple[list[Sample], list[str]]:
+    """(faces a crop can be cut for, one line per face that cannot: too few points for a box)."""
+    kept, skipped = [], []
+    for s in samples:
+        try:
+            face_box(s)
+            kept.append(s)
+        except LandmaskError as e:
+            skipped.append(str(e))
+    return kept, skipped
+
+
+def split(n: int, fraction: float, seed: int):
+    """(training indices, validation indices) of ``n`` faces: ``fraction`` held out at random
+    (``landmask train --val-fraction --seed``; scripts recompute it to find the held-out faces)."""
+    rng = np.random.default_rng(seed + 12345)
+    order = rng.permutation(n)
+    n_val = max(1, int(round(n * fraction))) if fraction > 0 and n > 1 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -248,8 +248,8 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
 
 def load_faces(cfg: DetectTrainConfig, reporter: Reporter):
     """(grey image, 68 points) of every annotated face in ``cfg.data``, images shrunk to MAX_SIDE."""
-    from landmask.train import load_training_data, make_config
-    samples = load_training_data(make_config(data=cfg.data, limit=cfg.limit), reporter)
+    from landmask.datasets import load_training_data
+    samples = load_training_data(cfg.data, "ibug68", cfg.limit, reporter)
     samples = [s for s in samples if np.isfinite(s.points).all()]
     return load_images(samples, reporter, 2)
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from landmask.errors import LandmaskError
+from landmask.schemes import get_scheme
 from landmask.transforms import AugmentConfig, augment, center_crop
 
 
@@ -163,3 +164,30 @@ def evaluate(model, caches, points, norms, idx, size, loss_kind, mean, std) -> d
     return {"loss": loss, "mae_px": float(np.nanmean(np.abs(d))),
             "rmse_px": float(np.sqrt(np.nanmean(d ** 2))),
             "nme_percent": float(np.nanmean(np.nanmean(err, axis=1) / norms[idx]) * 100)}
+
+
+def load_teacher(cfg, mcfg):
+    """The --teacher model (an engine.Teacher), checked to read the same crops as the run's model
+    and to give the same points: scheme, crop scale and input normalisation must match.  The input
+    size need not: the teacher sees the training crops resized to its own."""
+    import torch
+    from landmask.checkpoint import load_model_file
+    from landmask.runtime import resolve_model_path
+    path = resolve_model_path(cfg.teacher, prefer=".safetensors")   # a shipped name, a run folder or a file
+    if path.suffix == ".onnx":
+        raise LandmaskError(f"--teacher {cfg.teacher}: the teacher runs in PyTorch and needs a .safetensors "
+                            f"model (an 8-bit ONNX model has none)")
+    model, meta = load_model_file(path)
+    if meta.get("kind") == "detector" or "scheme" not in meta:
+        raise LandmaskError(f"--teacher {cfg.teacher}: not a landmark model")
+    theirs = {"scheme": meta["scheme"], "crop scale": float(meta["crop"]["scale"]),
+              "mean": float(meta["model"]["mean"]), "std": float(meta["model"]["std"])}
+    ours = {"scheme": cfg.scheme, "crop scale": float(cfg.crop_scale), "mean": mcfg.mean, "std": mcfg.std}
+    diff = [f"{k} {theirs[k]} vs {ours[k]}" for k in ours if theirs[k] != ours[k]]
+    if diff:
+        raise LandmaskError(f"--teacher {cfg.teacher}: it differs from this run: {', '.join(diff)}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    perm = get_scheme(cfg.scheme).flip_permutation if cfg.teacher_flip else None
+    return Teacher(model.to(memory_format=torch.channels_last), meta["model"]["input_size"], perm,
+                   meta.get("mirror", {}).get("shift_px", 0.0))

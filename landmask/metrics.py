@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import warnings
 
+from pathlib import Path
+
 import numpy as np
 
 KAGGLE_EYE_DISTANCE = 51.0
@@ -95,3 +97,26 @@ def plot_ced(nme_by_label: dict, path) -> None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     write_bytes_atomic(path, buf.getvalue())
+
+
+def plot_curves(history: list[dict], path) -> None:
+    """Loss and MAE per epoch, training and validation (as the seed project plotted them)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=90)
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "mae_px", "MAE (crop pixels)")):
+        ax.plot(ep, [h[f"train_{key}"] for h in history], label="train")
+        if "val_" + key in history[0]:
+            ax.plot(ep, [h[f"val_{key}"] for h in history], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = Path(path).with_name(".curves.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

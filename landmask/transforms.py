@@ -6,12 +6,17 @@ Training reads from a *cache crop*: the face cut at twice the crop side and twic
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from landmask import geometry as G
+from landmask.crops import warp
+from landmask.datasets import Sample, face_box
+from landmask.report import Reporter
+from landmask.schemes import convert_points, get_scheme
 
 CACHE_FACTOR = 2
 
@@ -74,3 +79,28 @@ def augment(cache, points, size, perm, cfg: AugmentConfig, rng):
     img, pts = random_affine(cache, points, size, cfg, rng)
     img, pts = random_flip(img, pts, perm, rng, cfg.flip, cfg.mirror_shift)
     return photometric(img, pts, cfg, rng)
+
+
+def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporter, threads: int = 2,
+                crop_scale: float = G.CROP_SCALE):
+    """Cut each face at CACHE_FACTOR × the crop side into (2S, 2S) uint8 crops.
+
+    Returns caches (N, 2S, 2S) uint8, points (N, K, 2) float32 in cache pixels (model scheme),
+    norms (N,) outer-eye-corner distance in cache pixels (NaN where unknown).
+    """
+    side = size * CACHE_FACTOR
+
+    def one(s: Sample):
+        cx, cy, crop_side = G.crop_square(face_box(s), crop_scale)
+        m = G.square_affine(cx, cy, crop_side * CACHE_FACTOR, side)
+        pts = G.apply(m, convert_points(s.points, s.scheme, scheme))
+        return warp(s.image("grey"), m, side), pts
+
+    caches = np.empty((len(samples), side, side), np.uint8)
+    points = np.empty((len(samples), len(get_scheme(scheme)), 2), np.float32)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for i, (img, pts) in enumerate(pool.map(one, samples)):
+            caches[i], points[i] = img, pts
+            reporter.item(i + 1, len(samples), "reading faces")
+    norms = G.interocular(points.astype(np.float64), scheme)
+    return caches, points, norms

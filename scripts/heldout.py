@@ -18,7 +18,7 @@ from landmask.evaluate import face_norm
 from landmask.metrics import nme_per_face, rmse_kaggle
 from landmask.torch_backend import load_landmark_model
 from landmask.schemes import convert_points
-from landmask.train import split
+from landmask.datasets import split
 
 
 def score(model, samples, flip=False):

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from landmask.datasets import load_dataset
-from landmask.train import split
+from landmask.datasets import split
 
 
 def main():

