@@ -4,7 +4,7 @@ Nothing is loaded at import time; ``landmask.load()`` loads the models once.
 """
 __version__ = "0.1.0"
 
-__all__ = ["load", "mask", "read_image", "write_image", "decode_image", "encode_image", "Face", "Landmarker", "LandmaskError", "VideoMasker"]
+__all__ = ["load", "mask", "read_image", "write_image", "decode_image", "encode_image", "Face", "Landmarker", "LandmaskError", "VideoMasker", "draw"]
 
 
 def __getattr__(name):  # lazy: importing landmask costs nothing until a name is used
@@ -14,6 +14,9 @@ def __getattr__(name):  # lazy: importing landmask costs nothing until a name is
     if name in ("read_image", "write_image", "decode_image", "encode_image"):
         from landmask import imageio
         return getattr(imageio, name)
+    if name == "draw":
+        from landmask.draw import draw_faces
+        return draw_faces
     if name == "VideoMasker":
         from landmask.video import VideoMasker
         return VideoMasker

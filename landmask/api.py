@@ -19,7 +19,7 @@ import numpy as np
 from landmask import geometry as G
 from landmask.errors import LandmaskError
 from landmask.imageio import to_grey
-from landmask.masking import mask_image, part_polygons
+from landmask.masking import hidden_parts, mask_image, part_polygons
 from landmask.runtime import LandmarkModel, load as load_model
 from landmask.schemes import get_scheme
 
@@ -30,6 +30,7 @@ class Face:
     score: float           # detector confidence (1.0 for boxes given by the caller)
     points: np.ndarray     # (K, 2) landmarks in image pixels
     scheme: str            # "ibug68" or "kaggle15"
+    confidence: np.ndarray | None = None   # (K,) per-point confidence in [0, 1] (heatmap peaks)
 
     @property
     def named(self) -> dict[str, tuple[float, float]]:
@@ -41,10 +42,23 @@ class Face:
         """Polygons per part: lips, left_eye, right_eye, left_eyebrow, right_eyebrow, face."""
         return {p: part_polygons(self.points, self.scheme, p) for p in get_scheme(self.scheme).parts}
 
+    @property
+    def hidden(self) -> set[str]:
+        """Parts whose points the model could not see (a hand over the mouth, a profile's far
+        eye; masking does not paint make-up there): see masking.hidden_parts.  Empty when the
+        model gives no calibrated point confidence."""
+        return hidden_parts(self.confidence, self.scheme) if self.confidence is not None else set()
+
     def to_dict(self) -> dict:
-        return {"box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
-                "scheme": self.scheme,
-                "points": {n: [round(x, 2), round(y, 2)] for n, (x, y) in self.named.items()}}
+        """JSON-ready: box, score, scheme, points as an index-ordered [[x, y], ...] list, the same
+        points by name, and the per-point confidence (index order)."""
+        pts = [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]
+        d = {"box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
+             "scheme": self.scheme, "points": pts,
+             "named": dict(zip(get_scheme(self.scheme).points, pts))}
+        if self.confidence is not None:
+            d["confidence"] = [round(float(c), 3) for c in self.confidence]
+        return d
 
 
 class Landmarker:
@@ -71,11 +85,14 @@ class Landmarker:
         if len(boxes) == 0:
             return []
         scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, float)
-        pts, conf = self.model.predict(image, boxes, flip=self.flip, confidence=True)
+        pts, conf, point_conf = self.model.predict_all(image, boxes, flip=self.flip)
         keep = np.ones(len(boxes), bool)
         if check and self.model.min_confidence is not None:
             keep = conf >= self.model.min_confidence
-        return [Face(b, float(s), p, self.scheme) for b, s, p, k in zip(boxes, scores, pts, keep) if k]
+        if not self.model.point_confidence_calibrated:   # raw confidences have no usual level
+            point_conf = [None] * len(boxes)
+        return [Face(b, float(s), p, self.scheme, c)
+                for b, s, p, c, k in zip(boxes, scores, pts, point_conf, keep) if k]
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in the image.  With ``refine`` (ibug68 models) the landmarks are predicted
@@ -111,7 +128,7 @@ class Landmarker:
         return kept
 
 
-def load(model=None, detector: str = "landmask", threads: int | None = None, backend: str | None = None,
+def load(model=None, detector: str = "landmask", threads: int | None = None,
          refine: bool = True, flip: bool = False, detect_size: int | None = None, min_face: float | None = None,
          max_faces: int | None = None, min_score: float | None = None) -> Landmarker:
     """A ready Landmarker: ``model`` is ``ibug68`` (default), ``kaggle15`` or a model file;
@@ -121,7 +138,7 @@ def load(model=None, detector: str = "landmask", threads: int | None = None, bac
     from landmask.detect import detector_options, get_detector
     opts = detector_options(detector, threads=threads, detect_size=detect_size, min_face=min_face,
                             min_score=min_score)
-    return Landmarker(load_model(model, "ibug68", threads=threads, backend=backend),
+    return Landmarker(load_model(model, "ibug68", threads=threads),
                       get_detector(detector, **opts), refine=refine, flip=flip, min_face=min_face,
                       max_faces=max_faces, min_score=min_score)
 

@@ -110,7 +110,7 @@ def check_out_dir(inputs, out_dir) -> None:
 
 
 def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None, feather=None, face=None,
-               overwrite=False, copy_unmasked=False, quality: int = 95,
+               overwrite=False, copy_unmasked=False, quality: int = 95, draw: bool = False,
                reporter: Reporter = Reporter()) -> Summary:
     """Mask every image in ``inputs`` into ``out_dir`` (same relative paths and formats; EXIF and
     ICC profile kept for JPEG, PNG and WebP; ``quality`` 1-100 for JPEG and WebP)."""
@@ -121,8 +121,8 @@ def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None,
     todo = plan_masks(inputs, out_dir, overwrite, s, reporter)
     for i, (src, dst) in enumerate(todo, 1):
         reporter.item(i, len(todo), str(src))
-        record(s, src, try_mask(src, dst, landmarker, effects, feather, copy_unmasked, quality), copy_unmasked,
-               reporter)
+        record(s, src, try_mask(src, dst, landmarker, effects, feather, copy_unmasked, quality, draw),
+               copy_unmasked, reporter)
     return s
 
 
@@ -131,10 +131,19 @@ def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter 
     is a failure and an existing output (without ``overwrite``) is skipped, both counted in ``s``.
     Shared by one process (mask_files) and several (landmask.parallel)."""
     out_dir = Path(out_dir)
+    if single_output(inputs, out_dir):    # -o out.jpg for one photo: that file (its format from the name)
+        src = Path(inputs[0])
+        if os.path.realpath(out_dir) == os.path.realpath(src):
+            s.failed.append(f"{src}: the output {out_dir} would overwrite the input; choose another -o")
+            return []
+        if out_dir.exists() and not overwrite:
+            s.skipped += 1
+            return []
+        return [(src, out_dir)]
     check_out_dir(inputs, out_dir)
     items = expand_inputs(inputs, exclude=out_dir, problems=s.failed)
     for f in s.failed:
-        reporter.info(f"failed: {f}")
+        reporter.failed(f)
     sources = {os.path.realpath(f) for f, _ in items if f.exists()}
     remove_stale_parts({(out_dir / rel).parent for _, rel in items})
     todo = []
@@ -149,12 +158,18 @@ def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter 
     return todo
 
 
+def single_output(inputs, out) -> bool:
+    """Whether ``-o`` names an image file for a single input photo (rather than an output folder)."""
+    return (len(inputs) == 1 and Path(inputs[0]).is_file() and is_image_path(out)
+            and not Path(out).is_dir())
+
+
 def try_mask(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unmasked: bool,
-             quality: int) -> tuple[bool | None, str]:
+             quality: int, draw: bool = False) -> tuple[bool | None, str]:
     """One item that never stops the batch: (face found?, "") or (None, one line naming the file
     and what went wrong)."""
     try:
-        return _mask_one(src, dst, landmarker, effects, feather, copy_unmasked, quality), ""
+        return _mask_one(src, dst, landmarker, effects, feather, copy_unmasked, quality, draw), ""
     except LandmaskError as e:
         return None, str(e)
     except Exception as e:  # say which file it was
@@ -166,7 +181,7 @@ def record(s: Summary, src, result: tuple[bool | None, str], copy_unmasked: bool
     found, error = result
     if error:
         s.failed.append(error)
-        reporter.info(f"failed: {error}")
+        reporter.failed(error)
         return
     s.done += found
     s.no_face += not found
@@ -174,9 +189,10 @@ def record(s: Summary, src, result: tuple[bool | None, str], copy_unmasked: bool
         reporter.info(f"{src}: no face found" + (" (copied unchanged)" if copy_unmasked else ""))
 
 
-def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unmasked: bool, quality: int) -> bool:
+def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unmasked: bool, quality: int,
+              draw: bool = False) -> bool:
     """Mask one file into ``dst``; False (and a byte-for-byte copy with ``copy_unmasked``) when
-    it has no face."""
+    it has no face.  ``draw``: boxes, points and part outlines over the result (--debug)."""
     from landmask.api import mask
     data = read_file_bytes(src)
     image, meta = decode_with_metadata(data, "keep", name=str(src))
@@ -185,7 +201,11 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
         if copy_unmasked:
             write_bytes_atomic(dst, data)
         return False
-    write_image(dst, mask(image, faces, feather=feather, **_none_for_missing(effects)), quality, metadata=meta)
+    out = mask(image, faces, feather=feather, **_none_for_missing(effects))
+    if draw:
+        from landmask.draw import draw_faces
+        out = draw_faces(out, faces)
+    write_image(dst, out, quality, metadata=meta)
     return True
 
 
@@ -285,12 +305,17 @@ def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter:
         s.no_face += not faces
         records.append({"file": str(src), "width": int(image.shape[1]), "height": int(image.shape[0]),
                         "faces": [f.to_dict() for f in faces]})
-    text = json.dumps(records, indent=1) + "\n"
+    text = records_json(records)
     if json_path and json_path != "-":
         write_text_atomic(json_path, text)
     if csv_path:
         write_text_atomic(csv_path, _points_csv(records))
     return records, s
+
+
+def records_json(records: list[dict]) -> str:
+    """A JSON list with one image's record per line: compact, yet a diff or grep shows one image."""
+    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
 
 
 def _read(src: Path):
@@ -301,10 +326,10 @@ def _read(src: Path):
 def _points_csv(records: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", "point", "x", "y"])
+    w.writerow(["file", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1", "point", "x", "y", "confidence"])
     for r in records:
         for k, f in enumerate(r.get("faces", [])):
-            named = f["named"] if "named" in f else f["points"]   # {point name: [x, y]}
-            for name, (x, y) in named.items():
-                w.writerow([r["file"], k, f["score"], *f["box"], name, x, y])
+            conf = f.get("confidence") or [""] * len(f["named"])
+            for (name, (x, y)), c in zip(f["named"].items(), conf):
+                w.writerow([r["file"], k, f["score"], *f["box"], name, x, y, c])
     return buf.getvalue()

@@ -97,8 +97,8 @@ def add_train(sub):
 
 
 def cmd_train(a):
-    from landmask.report import ConsoleReporter
-    from landmask.train import make_config, train
+    from landmask.train import train
+    from landmask.trainconfig import make_config
     if not a.resume and not a.data:
         raise LandmaskError("train: give --data PATH... (or --resume --out RUN_DIR)")
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
@@ -111,7 +111,7 @@ def cmd_train(a):
                       threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
     from landmask.distributed import env_info
-    path = train(cfg, ConsoleReporter(), resume=a.resume)   # under torchrun: one of N processes
+    path = train(cfg, console(a), resume=a.resume)   # under torchrun: one of N processes
     if env_info().is_main:
         print(f"model: {path}")
     return 0
@@ -127,7 +127,9 @@ def add_runtime_options(p):
                                                                 "default: any the detector finds, about 12 px); larger is faster")
     p.add_argument("--max-faces", type=int, metavar="N", help="keep at most N faces per image, the largest first")
     p.add_argument("--min-score", type=float, help="least detector score kept (landmask's detector: 0..1, default 0.4)")
-    p.add_argument("--threads", type=int, help="CPU threads for inference")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per process for inference (default 1: on a busy 2-core machine one thread was "
+                        "2-4 x faster than ONNX Runtime's default; more cores are used by --jobs, one process each)")
 
 
 EFFECTS_HELP = """\
@@ -165,7 +167,8 @@ def add_video_options(p):
 
 def make_landmarker(a):
     from landmask.api import load
-    return load(a.model, a.detector, threads=a.threads, detect_size=a.detect_size,
+    from landmask.torch_backend import load_landmark_model   # ONNX; a run folder's .safetensors in PyTorch
+    return load(load_landmark_model(a.model, threads=a.threads), a.detector, threads=a.threads, detect_size=a.detect_size,
                 min_face=a.min_face, max_faces=a.max_faces, min_score=a.min_score)
 
 
@@ -182,6 +185,8 @@ def add_mask(sub):
     p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--copy-unmasked", action="store_true", help="copy images with no face unchanged")
+    p.add_argument("--debug", action="store_true", help="draw each face's box and score, its points (orange: the "
+                   "model was unsure) and its part outlines over the output, to check what was found")
     p.add_argument("--quality", type=int, default=95, help="JPEG and WebP output quality, 1-100 (default 95)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="photos: N worker processes, each loading the models once, one thread each "
@@ -195,7 +200,6 @@ def add_mask(sub):
 
 def cmd_mask(a):
     from landmask.batch import Summary
-    from landmask.report import ConsoleReporter
     videos, others = split_videos(a.inputs)
     # photos first: their worker processes are forked before this process starts any codec or
     # inference threads (a fork after them can deadlock)
@@ -206,9 +210,8 @@ def cmd_mask(a):
         s = merge_summaries(s, mask_videos(videos, a.out, lm,
                                            lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
                                            feather=a.feather, smooth=a.smooth, detect_every=a.detect_every,
-                                           overwrite=a.overwrite, reporter=ConsoleReporter()))
-    for f in s.failed:
-        print(f"failed: {f}", file=sys.stderr)
+                                           overwrite=a.overwrite, reporter=console(a)))
+    report_failures(a, s)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
     return 1 if s.failed else 0
 
@@ -219,10 +222,9 @@ def mask_photos(a, inputs):
     import functools
     from landmask.batch import mask_files
     from landmask.parallel import mask_files_parallel
-    from landmask.report import ConsoleReporter
     opts = dict(lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face, feather=a.feather,
-                overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=getattr(a, "quality", 95),
-                reporter=ConsoleReporter())
+                overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=a.quality, draw=a.debug,
+                reporter=console(a))
     if a.jobs is not None and a.jobs < 1:
         raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
     worker = argparse.Namespace(**{**vars(a), "threads": a.threads or 1})   # one thread per worker
@@ -264,19 +266,18 @@ def add_landmarks(sub):
 def cmd_landmarks(a):
     import json
     from landmask.batch import landmarks_files
-    from landmask.report import ConsoleReporter
     json_path = a.json or (None if a.csv else "-")
     videos, others = split_videos(a.inputs)
     if videos:
         from landmask.video import landmarks_with_videos
         records, s = landmarks_with_videos(videos, others, make_landmarker(video_threads(a)), json_path, a.csv, a.smooth,
-                                           a.detect_every, ConsoleReporter())
+                                           a.detect_every, console(a))
     else:
-        records, s = landmarks_files(a.inputs, make_landmarker(a), json_path, a.csv, ConsoleReporter())
+        records, s = landmarks_files(a.inputs, make_landmarker(a), json_path, a.csv, console(a))
     if json_path == "-":
-        print(json.dumps(records, indent=1))
-    for f in s.failed:
-        print(f"failed: {f}", file=sys.stderr)
+        from landmask.batch import records_json
+        print(records_json(records), end="")
+    report_failures(a, s)
     print(s.line(), file=sys.stderr)
     return 1 if s.failed else 0
 
@@ -303,7 +304,6 @@ def add_camera(sub):
 
 
 def cmd_camera(a):
-    from landmask.report import ConsoleReporter
     from landmask.video import FrameSource, MjpegServer, VideoMasker, run_camera
     if a.out and Path(a.out).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"):
         raise LandmaskError(f"-o {a.out}: give a video file name ending in .mp4, .mov, .mkv, .webm or .avi")
@@ -322,7 +322,7 @@ def cmd_camera(a):
         print(f"showing on {show.url}", flush=True)
     print(f"{source.name}: masking; Ctrl-C stops" + (f" and finishes {a.out}" if a.out else ""), flush=True)
     try:
-        r = run_camera(source, masker, a.out, show, ConsoleReporter(), max_frames=a.frames)
+        r = run_camera(source, masker, a.out, show, console(a), max_frames=a.frames)
     finally:
         if show is not None:
             show.close()
@@ -351,24 +351,29 @@ def add_train_detector(sub):
 
 def cmd_train_detector(a):
     from landmask.detect_train import DetectTrainConfig, train_detector
-    from landmask.report import ConsoleReporter
     keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "seed", "threads", "limit", "init", "steps")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
-    print(f"detector: {train_detector(cfg, ConsoleReporter(), resume=a.resume)}")
+    print(f"detector: {train_detector(cfg, console(a), resume=a.resume)}")
     return 0
 
 
 def add_calibrate(sub):
-    p = sub.add_parser("calibrate", help="set a run's face check and mirror shift from its validation "
-                                         "faces (training does this itself at the end)")
-    p.add_argument("--run", required=True, help="training run folder")
+    p = sub.add_parser("calibrate", help="set a model's face check, mirror shift and typical point confidence "
+                                         "from held-out faces (training does this itself at the end)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--run", help="training run folder: its own validation faces")
+    g.add_argument("--model", help="a .safetensors model file, calibrated on the faces `landmask train` "
+                                   "would hold out of --data (5 %%, seed 0)")
+    p.add_argument("--data", nargs="+", metavar="SPEC", help="with --model: the data sets it was trained on")
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(a):
-    from landmask.report import ConsoleReporter
-    from landmask.train import calibrate_run
-    calibrate_run(a.run, ConsoleReporter())
+    from landmask.calibrate import calibrate_heldout, calibrate_run
+    if a.run:
+        calibrate_run(a.run, console(a))
+    else:
+        calibrate_heldout(a.model, a.data, console(a))
     return 0
 
 
@@ -384,7 +389,7 @@ def add_evaluate(sub):
     p.add_argument("--backend", choices=["onnx", "torch"])
     p.add_argument("--threads", type=int)
     p.add_argument("--json", metavar="FILE", help="write the results as JSON (- for stdout)")
-    p.add_argument("--ced", default="ced.png", metavar="PNG", help="CED plot (default ced.png; '' for none)")
+    p.add_argument("--ced", metavar="PNG", help="draw the CED plot (cumulative error distribution) into PNG")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -393,7 +398,6 @@ def cmd_evaluate(a):
     from landmask.evaluate import evaluate
     from landmask.imageio import write_text_atomic
     from landmask.batch import check_output_file
-    from landmask.report import ConsoleReporter
     root = a.data if Path(a.data).is_dir() else Path(a.data).parent   # refused before the evaluation, not after
     check_output_file(a.json, "--json", [a.data], data_root=root)
     check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root)
@@ -401,8 +405,11 @@ def cmd_evaluate(a):
     if a.boxes == "detect":
         from landmask.detect import get_detector
         detector = get_detector(a.detector)
+    from functools import partial
+    from landmask.torch_backend import load_landmark_model
     r = evaluate(a.data, a.model, a.boxes, flip=a.flip, ced_path=a.ced or None, threads=a.threads,
-                 backend=a.backend, detector=detector, reporter=ConsoleReporter())
+                 detector=detector, load_model=partial(load_landmark_model, backend=a.backend),
+                 reporter=console(a))
     if a.json == "-":
         print(json.dumps(r, indent=1))
     else:
@@ -453,7 +460,6 @@ def add_convert(sub):
 def cmd_convert(a):
     from landmask.convert import write_kaggle, write_pts_folder
     from landmask.datasets import load_dataset
-    from landmask.report import ConsoleReporter
     if not (a.kaggle or a.kaggle_test or a.pts):
         raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
     if a.flip and not a.relabel:
@@ -461,10 +467,11 @@ def cmd_convert(a):
     from landmask.convert import check_targets
     check_targets(a.data, a.kaggle, a.kaggle_test, a.pts)   # no output may replace an input
     samples = [s for d in a.data for s in load_dataset(d)]
-    rep = ConsoleReporter()
+    rep = console(a)
     if a.relabel:
         from landmask.convert import relabel
-        samples = relabel(samples, a.relabel, a.flip, reporter=rep)
+        from landmask.torch_backend import load_landmark_model   # a run folder's .safetensors runs in PyTorch
+        samples = relabel(samples, load_landmark_model(a.relabel), a.flip, reporter=rep)
     for flag, out, fn in (("--kaggle", a.kaggle, lambda o: write_kaggle(samples, o, a.drop_partial, a.seed, reporter=rep)),
                           ("--kaggle-test", a.kaggle_test, lambda o: write_kaggle(samples, o, test=True, reporter=rep)),
                           ("--pts", a.pts, lambda o: write_pts_folder(samples, o, reporter=rep))):
@@ -527,8 +534,9 @@ def add_submit(sub):
 
 def cmd_submit(a):
     from landmask.convert import score_submission, write_submission
+    from landmask.torch_backend import load_landmark_model   # a run folder's .safetensors runs in PyTorch
     keep = [(o, f) for o, f in (("--solution", a.solution), ("--model", a.model)) if f]   # never replaced by --out
-    r = write_submission(a.test, a.lookup, a.out, a.model, keep=keep)
+    r = write_submission(a.test, a.lookup, a.out, load_landmark_model(a.model, "kaggle15"), keep=keep)
     print(f"wrote {a.out}: {r['rows']} rows for {r['images']} images")
     if a.solution:
         print(f"RMSE against {a.solution}: {score_submission(a.out, a.solution):.4f}")
@@ -571,10 +579,26 @@ def cmd_serve(a):
     return 0
 
 
+def console(a):
+    """The run's one progress reporter (stderr; --quiet shows failures only)."""
+    from landmask.report import ConsoleReporter
+    if getattr(a, "_reporter", None) is None:
+        a._reporter = ConsoleReporter(quiet=getattr(a, "quiet", False))
+    return a._reporter
+
+
+def report_failures(a, s) -> None:
+    """Each failed item once: those the run did not already show as it went."""
+    for f in s.failed:
+        console(a).failed(f)
+
+
 def build_parser():
     p = Parser(prog="landmask", description="Facial landmarks and lip/eye masking with a small CNN of its own.",
                epilog=EXAMPLES,
                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from landmask import __version__
+    p.add_argument("--version", action="version", version=f"landmask {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_mask(sub)
     add_landmarks(sub)
@@ -587,6 +611,8 @@ def build_parser():
     add_export(sub)
     add_submit(sub)
     add_serve(sub)
+    for sp in sub.choices.values():
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info lines; failures only")
     return p
 
 

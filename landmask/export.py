@@ -31,6 +31,11 @@ def derive_scheme(model_path, scheme: str, out_path) -> Path:
             "derived": {"from": Path(model_path).name, "scheme": src,
                         "rule": f"the {src} points converted to {scheme} by the scheme table "
                                 f"(landmask export --scheme {scheme})"}}
+    if "point_confidence" in meta:   # a derived point's confidence is the mean of its sources': so is its usual one
+        from landmask.schemes import conversion_matrix
+        typical = conversion_matrix(src, scheme) @ np.asarray(meta["point_confidence"]["typical"])
+        meta["point_confidence"] = {**meta["point_confidence"], "typical": [round(float(v), 5) for v in typical],
+                                    "derived": f"the {src} figures converted by the scheme table"}
     out_path = Path(out_path)
     save_model(out_path, load_file(str(model_path)), meta)
     return out_path
@@ -56,8 +61,8 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     else:
         from landmask.model import WithConfidence
         model = WithConfidence(model).eval()
-        names = (["crops"], ["points", "confidence"])
-        axes = {"crops": {0: "n"}, "points": {0: "n"}, "confidence": {0: "n"}}
+        names = (["crops"], ["points", "confidence", "point_confidence"])
+        axes = {"crops": {0: "n"}, "points": {0: "n"}, "confidence": {0: "n"}, "point_confidence": {0: "n"}}
     import io
     import warnings
     buf = io.BytesIO()
@@ -165,10 +170,15 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
         os.chdir(tmp)   # the quantiser leaves scratch files in the working directory
         try:
             quant_pre_process(fp32, pre, skip_symbolic_shape=True)
-            convs = [n.name for n in onnx.load(pre).graph.node if n.op_type == "Conv"]
+            nodes = list(onnx.load(pre).graph.node)        # in topological order
+            convs = [n.name for n in nodes if n.op_type == "Conv"]
+            # nothing from the softmax on: a quantised consumer of the probabilities (the confidence's
+            # entropy adds to them) would quantise what the soft-argmax reads too
+            soft = next((i for i, n in enumerate(nodes) if n.op_type == "Softmax"), len(nodes))
+            after = [n.name for n in nodes[soft:]]
             quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=list(ops), nodes_to_exclude=convs[:float_convs],
+                            op_types_to_quantize=list(ops), nodes_to_exclude=convs[:float_convs] + after,
                             calibrate_method=CalibrationMethod.Percentile,
                             extra_options={"CalibPercentile": INT8_CALIB_PERCENTILE})
         finally:
@@ -184,11 +194,14 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
     entry = proto.metadata_props.add()
     entry.key, entry.value = "landmask", json.dumps(meta)
     out_path = Path(out_path)
-    write_bytes_atomic(out_path, proto.SerializeToString())
-    d = np.abs(src.predict_crops(check) - load_onnx_model(out_path).predict_crops(check))
+    with tempfile.TemporaryDirectory(prefix="landmask-int8-") as tmp:   # checked before it is written
+        trial = Path(tmp) / "int8.onnx"
+        trial.write_bytes(proto.SerializeToString())
+        d = np.abs(src.predict_crops(check) - load_onnx_model(trial).predict_crops(check))
     r = {"opset": OPSET, "max_abs_diff_px": float(d.max()), "mean_abs_diff_px": float(d.mean()),
          "n_checked": int(len(check)), "n_calibration": int(len(calib))}
     if not r["mean_abs_diff_px"] < INT8_MAX_MEAN_DIFF_PX:
-        raise LandmaskError(f"{out_path}: the 8-bit model is {r['mean_abs_diff_px']:.3g} px from PyTorch on "
-                            f"average (more than {INT8_MAX_MEAN_DIFF_PX})")
+        raise LandmaskError(f"{out_path}: the 8-bit model would be {r['mean_abs_diff_px']:.3g} px from PyTorch on "
+                            f"average (more than {INT8_MAX_MEAN_DIFF_PX}); not written")
+    write_bytes_atomic(out_path, proto.SerializeToString())
     return r

@@ -8,7 +8,7 @@ variation kept), ``solid`` (a flat fill), ``blur`` and ``pixelate`` (privacy).  
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -86,6 +86,29 @@ def _number(text: str, spec, option, what) -> float:
     if not np.isfinite(v):
         raise LandmaskError(f"--{option} {spec!r}: {what} must be a finite number")
     return v
+
+
+# Make-up fades on parts the model could not see (a hand over the mouth, a profile's far eye): a
+# part's visibility is its points' mean confidence (1 = as clear as on a typical validation face,
+# see runtime.LandmarkModel.predict_crops_all) mapped linearly from HIDDEN_BELOW (0: not painted)
+# to VISIBLE_ABOVE (1: full opacity).  Chosen on held-out training faces with a grey patch over
+# one part (scripts/occlusion_confidence.py, docs/experiments.md).  Privacy effects (blur,
+# pixelate, solid) and the whole-face effect never fade: a wrong guess must not uncover anything.
+HIDDEN_BELOW, VISIBLE_ABOVE = 0.3, 0.6
+
+
+def part_visibility(confidence, scheme_name: str, part: str) -> float:
+    """0..1 from the per-point confidences (K,); 1 when there are none."""
+    if confidence is None:
+        return 1.0
+    c = float(np.mean(np.asarray(confidence, float)[get_scheme(scheme_name).part_points(part)]))
+    return float(np.clip((c - HIDDEN_BELOW) / (VISIBLE_ABOVE - HIDDEN_BELOW), 0.0, 1.0))
+
+
+def hidden_parts(confidence, scheme_name: str) -> set[str]:
+    """Names of the parts (lips, left_eye, ...) the model could not see: visibility 0."""
+    return {p for p in get_scheme(scheme_name).parts
+            if p != "face" and part_visibility(confidence, scheme_name, p) == 0.0}
 
 
 def resolve_effects(lips=None, eyes=None, eyebrows=None, face=None) -> dict[str, Effect]:
@@ -318,8 +341,13 @@ def mask_image(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, fa
     for f in faces:
         eye_dist = float(G.interocular(f.points, f.scheme))
         soft = feather if feather is not None else max(1.0, 0.02 * eye_dist)
+        conf = getattr(f, "confidence", None)
         for group in order:
+            eff = effects[group]
             for part in PART_GROUPS[group]:
-                apply_effect(out, part_polygons(f.points, f.scheme, part), effects[group],
+                if eff.kind == "color" and group != "face":      # make-up fades on hidden parts
+                    eff = replace(effects[group], opacity=effects[group].opacity
+                                  * part_visibility(conf, f.scheme, part))
+                apply_effect(out, part_polygons(f.points, f.scheme, part), eff,
                              soft if group != "face" else max(soft, 0.1 * eye_dist))
     return out

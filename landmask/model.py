@@ -150,10 +150,21 @@ class LMNet(nn.Module):
         return self.points_and_confidence(p)[0]
 
     def points_and_confidence(self, p):
-        """Points (B, K, 2) and a face confidence (B,): the mean over points of each heatmap's peak
-        probability.  A crop without a face gives diffuse heatmaps and a low confidence."""
+        """Points (B, K, 2), a face confidence (B,) and a confidence per point (B, K).
+
+        Face confidence: the mean over heatmaps of their peak probability (a crop without a face
+        gives diffuse heatmaps everywhere; the face check's threshold is calibrated on it).
+        Point confidence: exp(−entropy) of the point's heatmap, in (0, 1]: 1 for all mass in one
+        cell, 1/n for mass spread evenly over n cells.  A hidden point (covered, turned away)
+        gets a spread-out heatmap; on held-out faces with a grey patch over one part this
+        separated covered from uncovered points better than the peak probability did
+        (scripts/occlusion_confidence.py).  For ``reduce`` models: the mean over source points."""
         pts, prob = self._decode(self.heat(p))
-        return pts, prob.amax(dim=-1).mean(dim=-1)
+        entropy = -(prob * torch.log(prob + 1e-9)).sum(dim=-1)       # (B, K_heat)
+        point = torch.exp(-entropy)
+        if self.cfg.reduce:
+            point = torch.einsum("dk,bk->bd", self.reduce_matrix, point)
+        return pts, prob.amax(dim=-1).mean(dim=-1), point
 
     def points_and_heatmaps(self, x):
         """Points (B, K, 2) and the heatmaps as probabilities (B, K, H, W), for training losses
@@ -186,7 +197,8 @@ class LMNet(nn.Module):
 
 
 class WithConfidence(nn.Module):
-    """Export wrapper: (points, confidence) from a model that has them, else (points, ones)."""
+    """Export wrapper: (points (B, K, 2), face confidence (B,), point confidence (B, K)) from a model
+    that has them, else ones for the confidences."""
 
     def __init__(self, model):
         super().__init__()
@@ -196,7 +208,7 @@ class WithConfidence(nn.Module):
         if hasattr(self.model, "points_and_confidence"):
             return self.model.points_and_confidence(self.model.forward_features(x))
         pts = self.model(x)
-        return pts, torch.ones(pts.shape[0], dtype=pts.dtype)
+        return pts, torch.ones(pts.shape[0], dtype=pts.dtype), torch.ones(pts.shape[:2], dtype=pts.dtype)
 
 
 class SeedNet(nn.Module):

@@ -40,6 +40,7 @@ class MaskTask:
     copy_unmasked: bool = False
     quality: int = 95
     threads: int = 1            # OpenCV threads per worker (the loader sets ONNX Runtime's)
+    draw: bool = False          # --debug: boxes, points and outlines over the result
 
 
 class WorkerSetupError(LandmaskError):
@@ -74,7 +75,8 @@ def mask_one(src: str, dst: str, task: MaskTask) -> tuple[bool | None, str]:
     (None, one line naming the file and what went wrong); never raises for a bad file.  The
     task of the local pool and of Dask.  Raises WorkerSetupError when the models do not load."""
     lm = _landmarker(task)
-    return try_mask(Path(src), Path(dst), lm, task.effects, task.feather, task.copy_unmasked, task.quality)
+    return try_mask(Path(src), Path(dst), lm, task.effects, task.feather, task.copy_unmasked, task.quality,
+                    task.draw)
 
 
 def _mp_context():
@@ -168,7 +170,7 @@ def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), r
 def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None = None, scheduler=None,
                         lips=None, eyes=None, eyebrows=None, face=None, feather=None, overwrite=False,
                         copy_unmasked=False, quality: int = 95, threads: int = 1, photos_per_task: int | None = None,
-                        reporter: Reporter = Reporter()) -> Summary:
+                        draw: bool = False, reporter: Reporter = Reporter()) -> Summary:
     """landmask.batch.mask_files on ``jobs`` local processes or on the Dask cluster at
     ``scheduler``: the same plan (existing outputs skipped, so a stopped run resumes), the same
     outputs and the same Summary (failures in input order).  ``loader`` builds a Landmarker in each
@@ -178,7 +180,7 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
     alone for a handful."""
     from landmask.masking import resolve_effects
     effects = resolve_effects(lips, eyes, eyebrows, face)   # a bad option fails before any file
-    task = MaskTask(loader, effects, feather, copy_unmasked, quality, threads)
+    task = MaskTask(loader, effects, feather, copy_unmasked, quality, threads, draw)
     s = Summary()
     todo = plan_masks(inputs, out_dir, overwrite, s, reporter)
     if not todo:
@@ -196,7 +198,7 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
             results = []
             for i, (src, dst) in enumerate(todo, 1):
                 reporter.item(i, len(todo), str(src))
-                results.append(try_mask(src, dst, lm, effects, feather, copy_unmasked, quality))
+                results.append(try_mask(src, dst, lm, effects, feather, copy_unmasked, quality, draw))
     for (src, _), r in zip(todo, results):   # in input order, as one process counts them
         record(s, src, r, copy_unmasked, reporter)
     return s

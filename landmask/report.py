@@ -19,13 +19,17 @@ class Reporter:
 
     def frames(self, done: int, total: int | None, fps: float, name: str) -> None: ...
 
+    def failed(self, msg: str) -> None: ...
+
 
 class ConsoleReporter(Reporter):
     """Progress bars and lines on a text stream (stderr by default)."""
 
-    def __init__(self, stream=None, width: int = 28):
+    def __init__(self, stream=None, width: int = 28, quiet: bool = False):
         self.stream = stream or sys.stderr
         self.width = width
+        self.quiet = quiet          # --quiet: failures only, no progress or info lines
+        self.shown_failures: set[str] = set()
         self.t0 = time.monotonic()
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self._last = 0.0
@@ -35,9 +39,18 @@ class ConsoleReporter(Reporter):
         return "█" * n + "·" * (self.width - n)
 
     def info(self, msg):
-        print(msg, file=self.stream, flush=True)
+        if not self.quiet:
+            print(msg, file=self.stream, flush=True)
+
+    def failed(self, msg):
+        """One failed item, shown once, even with --quiet."""
+        if msg not in self.shown_failures:
+            self.shown_failures.add(msg)
+            print(f"failed: {msg}", file=self.stream, flush=True)
 
     def step(self, epoch, step, total, loss):
+        if self.quiet:
+            return
         now = time.monotonic()
         if step != total and now - self._last < (0.2 if self.tty else 10):
             return
@@ -47,10 +60,14 @@ class ConsoleReporter(Reporter):
               end=end, file=self.stream, flush=True)
 
     def epoch_end(self, epoch, metrics):
+        if self.quiet:
+            return
         parts = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
         print(f"epoch {epoch:>3} done: {parts}", file=self.stream, flush=True)
 
     def item(self, done, total, name):
+        if self.quiet:
+            return
         now = time.monotonic()
         if done != total and now - self._last < (0.2 if self.tty else 10):
             return
@@ -61,6 +78,8 @@ class ConsoleReporter(Reporter):
 
     def frames(self, done, total, fps, name):
         """A video's progress: frames done (of total when known), frames per second, time left."""
+        if self.quiet:
+            return
         now = time.monotonic()
         if done != total and now - self._last < (0.2 if self.tty else 10):
             return

@@ -7,7 +7,6 @@ wrap another backend's run function (landmask.torch_backend, on the training sid
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +65,17 @@ class LandmarkModel:
         self._perm = self.scheme.flip_permutation
         # added to the x of mirrored predictions when averaging with a flip (see train.mirror_shift)
         self.mirror_shift = float(self.meta.get("mirror", {}).get("shift_px", 0.0))
+        # each point's usual confidence on validation faces (train.calibrate_model), when measured
+        typical = self.meta.get("point_confidence", {}).get("typical")
+        self._typical = np.asarray(typical, np.float64) if typical else None
 
     def __repr__(self):
         return f"LandmarkModel({self.path.name}, scheme={self.scheme.name}, input={self.input_size}, {self.backend})"
+
+    @property
+    def point_confidence_calibrated(self) -> bool:
+        """Whether point confidences are relative to the model's usual ones (1 = as clear as usual)."""
+        return self._typical is not None
 
     @property
     def min_confidence(self) -> float | None:
@@ -79,16 +86,27 @@ class LandmarkModel:
     def predict_crops(self, crops: np.ndarray, flip: bool = False, confidence: bool = False):
         """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels (and, with ``confidence``, the
         (N,) face confidences).  ``flip`` averages with the mirrored crop's prediction."""
+        pts, face, _ = self.predict_crops_all(crops, flip)
+        return (pts, face) if confidence else pts
+
+    def predict_crops_all(self, crops: np.ndarray, flip: bool = False):
+        """(N, S, S) uint8 crops → points (N, K, 2) in crop pixels, face confidences (N,) and
+        point confidences (N, K) in [0, 1]: exp(−entropy) of each point's heatmap, divided by its
+        usual value on validation faces and capped at 1 when the model file has that figure
+        (1 = as clear as usual; a covered or turned-away point gets a spread-out heatmap)."""
+        k = len(self.scheme)
         if len(crops) == 0:
-            empty = np.zeros((0, len(self.scheme), 2))
-            return (empty, np.zeros(0)) if confidence else empty
+            return np.zeros((0, k, 2)), np.zeros(0), np.zeros((0, k))
         x = np.concatenate([crops, crops[:, :, ::-1]]) if flip else crops
-        pts, conf = self._run(self.model_input(x))
-        pts = pts.astype(np.float64)
+        pts, face, point = (np.asarray(a, np.float64) for a in self._run(self.model_input(x)))
         n = len(crops)
         if flip:
             pts = G.flip_average(pts[:n], pts[n:], self.input_size, self._perm, self.mirror_shift)
-        return (pts, np.asarray(conf, np.float64)[:n]) if confidence else pts
+            point = (point[:n] + point[n:, self._perm]) / 2
+        point = point[:n]
+        if self._typical is not None:
+            point = np.minimum(point / self._typical, 1.0)
+        return pts, face[:n], point
 
     def model_input(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S) uint8 crops → the network's (N, 1, S, S) float32 input (the model's normalisation)."""
@@ -108,11 +126,16 @@ class LandmarkModel:
     def predict(self, image: np.ndarray, boxes, flip: bool = False, confidence: bool = False):
         """Landmarks (N, K, 2) for every face box (x0, y0, x1, y1) in an RGB or grey image, in one
         batch (and, with ``confidence``, the (N,) face confidences)."""
+        pts, face, _ = self.predict_all(image, boxes, flip)
+        return (pts, face) if confidence else pts
+
+    def predict_all(self, image: np.ndarray, boxes, flip: bool = False):
+        """Points (N, K, 2) in image pixels, face confidences (N,) and point confidences (N, K)."""
         crops, mats = self.crops(image, boxes)
-        pts, conf = self.predict_crops(crops, flip, confidence=True)
+        pts, face, point = self.predict_crops_all(crops, flip)
         if mats:
             pts = np.stack([G.apply(G.invert(m), p) for m, p in zip(mats, pts)])
-        return (pts, conf) if confidence else pts
+        return pts, face, point
 
 
 def load_onnx_model(path, threads: int | None = None) -> LandmarkModel:
@@ -127,7 +150,10 @@ def load_onnx_model(path, threads: int | None = None) -> LandmarkModel:
 
     def run(x):
         out = sess.run(None, {name: x})
-        return out[0], (out[1] if n_out > 1 else np.ones(len(x), np.float32))
+        # files exported before per-point confidence (or without a face check) lack outputs 2 and 3
+        face = out[1] if n_out > 1 else np.ones(len(x), np.float32)
+        point = out[2] if n_out > 2 else np.ones(out[0].shape[:2], np.float32)
+        return out[0], face, point
     return LandmarkModel(path, meta, run, "onnx")
 
 

@@ -34,8 +34,7 @@ def load_torch_model(model, threads: int | None = None, scheme: str = "ibug68") 
 
     def run(x):
         with torch.inference_mode():
-            pts, conf = wrapped(torch.from_numpy(x))
-            return pts.numpy(), conf.numpy()
+            return tuple(t.numpy() for t in wrapped(torch.from_numpy(x)))
     return LandmarkModel(path, meta, run, "torch")
 
 

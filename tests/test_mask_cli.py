@@ -94,12 +94,15 @@ def test_landmarks_json_and_csv(photos, tmp_path, capsys):
     recs = json.loads(j.read_text())
     assert [r["file"].split("/")[-1] for r in recs] == ["astronaut.jpg", "einstein.jpg"]
     f = recs[0]["faces"][0]
-    assert set(f) == {"box", "score", "scheme", "points"} and len(f["points"]) == 68
+    assert set(f) == {"box", "score", "scheme", "points", "named", "confidence"} and len(f["points"]) == 68
     assert recs[0]["width"] == 512 and f["scheme"] == "ibug68"
-    x, y = f["points"]["nose_tip"]
+    x, y = f["named"]["nose_tip"]
+    assert [x, y] == f["points"][30]                       # index order is the scheme's (iBUG 30 = nose tip)
     assert f["box"][0] < x < f["box"][2] and f["box"][1] < y < f["box"][3]
+    assert len(j.read_text().splitlines()) == 4            # compact: one line per image
     rows = list(csv.DictReader(c.open()))
-    assert len(rows) == 68 * 2 and set(rows[0]) >= {"file", "face", "score", "point", "x", "y"}
+    assert len(rows) == 68 * 2 and set(rows[0]) >= {"file", "face", "score", "point", "x", "y", "confidence"}
+    assert 0 <= float(rows[0]["confidence"]) <= 1
 
 
 def test_python_api_mirrors_the_cli():
