@@ -264,7 +264,6 @@ def add_landmarks(sub):
 
 
 def cmd_landmarks(a):
-    import json
     from landmask.batch import landmarks_files
     json_path = a.json or (None if a.csv else "-")
     videos, others = split_videos(a.inputs)
@@ -458,28 +457,16 @@ def add_convert(sub):
 
 
 def cmd_convert(a):
-    from landmask.convert import write_kaggle, write_pts_folder
-    from landmask.datasets import load_dataset
-    if not (a.kaggle or a.kaggle_test or a.pts):
-        raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
-    if a.flip and not a.relabel:
-        raise LandmaskError("convert: --flip only applies with --relabel MODEL")
-    from landmask.convert import check_targets
-    check_targets(a.data, a.kaggle, a.kaggle_test, a.pts)   # no output may replace an input
-    samples = [s for d in a.data for s in load_dataset(d)]
-    rep = console(a)
+    from landmask.convert import convert
+    model = None
     if a.relabel:
-        from landmask.convert import relabel
         from landmask.torch_backend import load_landmark_model   # a run folder's .safetensors runs in PyTorch
-        samples = relabel(samples, load_landmark_model(a.relabel), a.flip, reporter=rep)
-    for flag, out, fn in (("--kaggle", a.kaggle, lambda o: write_kaggle(samples, o, a.drop_partial, a.seed, reporter=rep)),
-                          ("--kaggle-test", a.kaggle_test, lambda o: write_kaggle(samples, o, test=True, reporter=rep)),
-                          ("--pts", a.pts, lambda o: write_pts_folder(samples, o, reporter=rep))):
-        if out:
-            r = fn(out)
-            print(f"{flag} {out}: {r['rows']} faces written, {len(r['skipped'])} skipped")
-            for s in r["skipped"]:
-                print(f"  skipped {s}")
+        model = load_landmark_model(a.relabel)
+    results = convert(a.data, a.kaggle, a.kaggle_test, a.pts, model, a.flip, a.drop_partial, a.seed, console(a))
+    for flag, r in results.items():
+        print(f"{flag} {r['out']}: {r['rows']} faces written, {len(r['skipped'])} skipped")
+        for s in r["skipped"]:
+            print(f"  skipped {s}")
     return 0
 
 
@@ -498,27 +485,17 @@ def add_export(sub):
 
 
 def cmd_export(a):
-    from landmask.export import export_onnx
-    from landmask.runtime import resolve_model_path
-    src = resolve_model_path(a.model)
-    if src.suffix != ".safetensors":
-        src = src.with_suffix(".safetensors")
-    if not src.exists() and (src.parent / "detector.safetensors").exists():
-        src = src.parent / "detector.safetensors"
-    if a.scheme:
-        from landmask.export import derive_scheme
-        src = derive_scheme(src, a.scheme, Path(a.onnx).with_suffix(".safetensors"))
-        print(f"wrote {src} ({a.scheme} points from the model's own)")
-    if a.int8:
-        from landmask.export import export_onnx_int8, face_crops
-        r = export_onnx_int8(src, a.onnx, face_crops(src, a.int8, a.int8_faces))
+    from landmask.export import export_model
+    r = export_model(a.model, a.onnx, a.scheme, a.int8, a.int8_faces)
+    if r["derived"]:
+        print(f"wrote {r['derived']} ({a.scheme} points from the model's own)")
+    if r["int8"]:
         print(f"wrote {a.onnx} (8-bit, opset {r['opset']}, calibrated on {r['n_calibration']} faces); PyTorch vs "
               f"ONNX Runtime on {r['n_checked']} other faces: mean abs difference {r['mean_abs_diff_px']:.3f} px, "
               f"max {r['max_abs_diff_px']:.3f} px")
-        return 0
-    r = export_onnx(src, a.onnx)
-    print(f"wrote {a.onnx} (opset {r['opset']}); PyTorch vs ONNX Runtime on {r['n_checked']} crops: "
-          f"max abs difference {r['max_abs_diff_px']:.2e} px")
+    else:
+        print(f"wrote {a.onnx} (opset {r['opset']}); PyTorch vs ONNX Runtime on {r['n_checked']} crops: "
+              f"max abs difference {r['max_abs_diff_px']:.2e} px")
     return 0
 
 

@@ -269,3 +269,26 @@ def score_submission(submission_csv, solution_csv) -> float:
         raise LandmaskError(f"{submission_csv}: {len(missing)} RowIds of the solution are missing")
     d = np.array([sub[k] - v for k, v in sol.items()])
     return float(np.sqrt(np.mean(d ** 2)))
+
+
+def convert(data, kaggle=None, kaggle_test=None, pts=None, relabel_with=None, flip: bool = False,
+            drop_partial: float = 0.0, seed: int = 0, reporter: Reporter = Reporter()) -> dict:
+    """``landmask convert`` as one call: read the data sets ``data`` and write a Kaggle
+    training.csv into ``kaggle``, the Kaggle test files into ``kaggle_test`` and/or a 300-W folder
+    into ``pts``.  ``relabel_with``: a loaded landmark model whose points replace the data's own
+    (``flip``: averaged with the mirrored crop's).  No output may replace an input (checked before
+    anything is read).  Returns {option: {"rows", "skipped"}} per output written."""
+    from landmask.datasets import load_dataset
+    if not (kaggle or kaggle_test or pts):
+        raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
+    if flip and relabel_with is None:
+        raise LandmaskError("convert: --flip only applies with --relabel MODEL")
+    check_targets(data, kaggle, kaggle_test, pts)
+    samples = [s for d in data for s in load_dataset(d)]
+    if relabel_with is not None:
+        samples = relabel(samples, relabel_with, flip, reporter=reporter)
+    jobs = (("--kaggle", kaggle, lambda o: write_kaggle(samples, o, drop_partial, seed, reporter=reporter)),
+            ("--kaggle-test", kaggle_test, lambda o: write_kaggle(samples, o, test=True, reporter=reporter)),
+            ("--pts", pts, lambda o: write_pts_folder(samples, o, reporter=reporter)))
+    return {flag: {"out": str(out), **fn(out)} for flag, out, fn in jobs if out}
+

@@ -121,7 +121,6 @@ def face_crops(model_path, data, n: int) -> np.ndarray:
     """Up to ``n`` crops (uint8, the model's crop rule) of the annotated faces of ``data``, spread
     evenly over the data set, for calibrating and checking a quantised model."""
     from landmask.datasets import face_box, load_dataset
-    from landmask.runtime import load_onnx_model
     from landmask.torch_backend import load_torch_model
     _landmark_model_only(model_path)
     lm = load_torch_model(model_path)
@@ -205,3 +204,25 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
                             f"average (more than {INT8_MAX_MEAN_DIFF_PX}); not written")
     write_bytes_atomic(out_path, proto.SerializeToString())
     return r
+
+
+def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_faces: int = 300) -> dict:
+    """``landmask export`` as one call: the model file behind ``model`` (a run folder, a shipped
+    name or a file; landmarks or face detector) → ``onnx_path``, checked against PyTorch.
+    ``scheme``: first derive a model with another scheme's points (written beside the ONNX file as
+    .safetensors); ``int8``: a data set whose faces calibrate an 8-bit model instead.  Returns the
+    check's figures, with ``derived`` (the derived .safetensors) when ``scheme`` is given."""
+    from landmask.runtime import resolve_model_path
+    src = resolve_model_path(model, prefer=".safetensors")
+    if src.suffix != ".safetensors":
+        src = src.with_suffix(".safetensors")
+    if not src.exists() and (src.parent / "detector.safetensors").exists():   # a train-detector run
+        src = src.parent / "detector.safetensors"
+    if not src.exists():
+        raise LandmaskError(f"--model {model}: export needs the .safetensors model file ({src} is missing)")
+    derived = None
+    if scheme:
+        src = derived = derive_scheme(src, scheme, Path(onnx_path).with_suffix(".safetensors"))
+    r = export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8 else export_onnx(src, onnx_path)
+    return {**r, "int8": bool(int8), "derived": str(derived) if derived else None}
+

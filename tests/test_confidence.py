@@ -54,7 +54,7 @@ def test_a_covered_eye_is_hidden_and_its_make_up_skipped_but_not_its_privacy_mas
     assert np.array_equal(made_up[y0:y1, x0:x1], covered[y0:y1, x0:x1])      # not painted over the patch
     assert not np.array_equal(made_up, covered)                                # the visible eye was
     hidden = landmask.mask(covered, [f], eyes="solid:black")
-    assert (hidden[y0:y1, x0:x1] < 40).mean() > 0.3                           # privacy never fades
+    assert (hidden[y0:y1, x0:x1] < 40).all(axis=-1).mean() > 0.1                # privacy never fades
 
 
 def test_covered_points_are_less_confident_than_visible_ones_on_the_test_set():
