@@ -255,12 +255,6 @@ async def with_timeout(settings: Settings, coro):
 
 # ---------------------------------------------------------------- routes
 
-def face_json(face) -> dict:
-    return {"box": [round(float(v), 2) for v in face.box], "score": round(float(face.score), 4),
-            "scheme": face.scheme, "points": [[round(float(x), 2), round(float(y), 2)] for x, y in face.points],
-            "named": {n: [round(x, 2), round(y, 2)] for n, (x, y) in face.named.items()}}
-
-
 def output_format(form: dict) -> str | None:
     fmt = form.get("format", "").strip().lower() or None
     if fmt is not None and fmt not in OUTPUT_FORMATS + ("jpg",):
@@ -283,7 +277,7 @@ def mask_bytes(landmarker, data: bytes, name: str, opts: dict, max_pixels: int,
 def landmarks_json(landmarker, data: bytes, name: str, max_pixels: int) -> dict:
     image, _ = decode(data, name, max_pixels)
     return {"width": int(image.shape[1]), "height": int(image.shape[0]),
-            "faces": [face_json(f) for f in landmarker.faces(image)]}
+            "faces": [f.to_dict() for f in landmarker.faces(image)]}   # as `landmask landmarks --json`
 
 
 def add_routes(app: FastAPI) -> None:
@@ -314,7 +308,8 @@ def add_routes(app: FastAPI) -> None:
                         headers={"X-Landmask-Faces": str(n)})
 
     @app.post("/v1/landmarks", openapi_extra=MULTIPART_SCHEMA,
-              summary='every face: {"faces": [{"box", "score", "points": [[x, y], ...], "named": {...}}]}')
+              summary='every face: {"faces": [{"box", "score", "points": [[x, y], ...], "named": {...}, '
+                      '"confidence": [...]}]}')
     async def landmarks_route(request: Request, settings: Settings = Depends(get_settings),
                               landmarker=Depends(get_landmarker)):
         async def work():
