@@ -81,6 +81,8 @@ class VideoMasker:
         self.strength = 1.0 if smooth is True else float(smooth or 0.0)
         if not (self.strength >= 0 and np.isfinite(self.strength)):
             raise LandmaskError(f"--smooth {smooth}: must be a number >= 0 (0 = off, 1 = default)")
+        if not detect_every >= 1:
+            raise LandmaskError(f"--detect-every {detect_every}: give 1 or more frames")
         self.tracker = Tracker(landmarker, detect_every=detect_every)
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.reset()
@@ -543,7 +545,12 @@ class FrameSource:
         self.name = url if url is not None else f"camera {device}"
         if url is None:
             import cv2
-            self.cap = cv2.VideoCapture(int(device or 0))
+            level = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)   # our message says why
+            try:
+                self.cap = cv2.VideoCapture(int(device or 0))
+            finally:
+                cv2.utils.logging.setLogLevel(level)
             if not self.cap.isOpened():
                 raise LandmaskError(f"--device {device}: cannot open the camera (is it connected, and free?)")
             self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0

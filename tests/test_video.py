@@ -290,3 +290,32 @@ def test_bad_smooth_option_is_one_line(clip, tmp_path):
     r = run("mask", clip, "-o", tmp_path / "out", "--smooth", "-1")
     assert r.returncode == 2 and "--smooth" in r.stderr and r.stderr.strip().count("\n") == 0
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_camera_show_serves_the_masked_frames_as_mjpeg(tmp_path, lm):
+    """--show: a real HTTP server on loopback; a browser's view of /stream.mjpg is JPEG frames."""
+    import threading
+    import urllib.request
+    from landmask.video import FrameSource, MjpegServer, VideoMasker, run_camera
+    src = make_clip(tmp_path / "s.mp4", moving(scene(ASTRONAUT), 45), audio=False)
+    show = MjpegServer(port=0)
+    try:
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            run_camera(FrameSource(url=str(src)), VideoMasker(lm), None, show)))
+        t.start()
+        page = urllib.request.urlopen(show.url, timeout=10).read()
+        assert b"/stream.mjpg" in page
+        with urllib.request.urlopen(show.url + "stream.mjpg", timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            head = r.read(4096)
+        assert b"--frame" in head and b"Content-Type: image/jpeg" in head and b"\xff\xd8\xff" in head
+        t.join(timeout=30)
+        assert result["frames"] == 45 and result["frames_with_faces"] >= 40
+    finally:
+        show.close()
+
+
+def test_camera_that_cannot_be_opened_is_one_line():
+    r = run("camera", "--device", "57")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--device 57" in r.stderr
