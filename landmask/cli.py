@@ -227,11 +227,20 @@ def mask_photos(a, inputs):
                 reporter=console(a))
     if a.jobs is not None and a.jobs < 1:
         raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
-    worker = argparse.Namespace(**{**vars(a), "threads": a.threads or 1})   # one thread per worker
+    worker = runtime_options(a)               # what make_landmarker reads: it travels to worker processes
+    worker.threads = a.threads or 1           # one thread per worker
     if a.scheduler is None and a.jobs == 1:
         return mask_files(inputs, a.out, make_landmarker(worker), **opts)
     return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=a.jobs,
                                scheduler=a.scheduler, threads=worker.threads, **opts)   # jobs None: the cores
+
+
+def runtime_options(a) -> argparse.Namespace:
+    """Only the options of add_runtime_options (all make_landmarker reads), as a namespace that
+    pickles (the full one may hold a reporter and its stream)."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_runtime_options(p)
+    return argparse.Namespace(**{x.dest: getattr(a, x.dest, x.default) for x in p._actions})
 
 
 def split_videos(inputs) -> tuple[list, list]:
