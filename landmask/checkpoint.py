@@ -52,12 +52,9 @@ def update_meta(path, changes: dict) -> None:
 def load_model_file(path):
     """(torch model in eval mode, meta) from a landmask .safetensors file."""
     from safetensors.torch import load_file
-    from landmask.model import DetectorConfig, ModelConfig, build_detector, build_model
+    from landmask.model import model_kind
     meta = read_meta(path)
-    if meta.get("kind") == "detector":
-        model = build_detector(DetectorConfig(**meta["model"]))
-    else:
-        model = build_model(ModelConfig(**meta["model"]))
+    model = model_kind(meta).build(meta["model"])
     model.load_state_dict(load_file(str(path)))
     return model.eval(), meta
 

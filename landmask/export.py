@@ -52,17 +52,13 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     from landmask.runtime import load_onnx_model
     from landmask.torch_backend import load_torch_model
 
-    model, meta = load_model_file(model_path)
-    detector = meta.get("kind") == "detector"
+    from landmask.model import model_kind
+    net, meta = load_model_file(model_path)
+    kind = model_kind(meta)
+    detector = kind.name == "detector"
     s = int(meta["model"]["input_size"])
     dummy = torch.zeros(1, 1, s, s)
-    if detector:   # any image size: batch, height and width are dynamic
-        names, axes = (["images"], ["heads"]), {"images": {0: "n", 2: "h", 3: "w"}, "heads": {0: "n", 2: "h8", 3: "w8"}}
-    else:
-        from landmask.model import WithConfidence
-        model = WithConfidence(model).eval()
-        names = (["crops"], ["points", "confidence", "point_confidence"])
-        axes = {"crops": {0: "n"}, "points": {0: "n"}, "confidence": {0: "n"}, "point_confidence": {0: "n"}}
+    model, names, axes = kind.for_export(net), kind.onnx_names, kind.onnx_axes
     import io
     import warnings
     buf = io.BytesIO()

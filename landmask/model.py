@@ -1,4 +1,5 @@
-"""The landmark CNNs (PyTorch): one config dataclass, a registry of named architectures.
+"""The CNNs (PyTorch): the landmark networks (one config dataclass, a registry of named
+architectures), the face detector's network, and the table of model kinds (landmarks, detector).
 
 Every model maps a grey crop (B, 1, S, S) with values in [0, 1] to points (B, K, 2) in crop pixels
 (pixel-centre convention, see landmask.geometry).
@@ -6,6 +7,7 @@ Every model maps a grey crop (B, 1, S, S) with values in [0, 1] to points (B, K,
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -302,3 +304,42 @@ def build_detector(cfg: DetectorConfig) -> nn.Module:
     if cfg.arch != "detnet":
         raise ValueError(f"unknown detector architecture {cfg.arch!r}")
     return DetNet(cfg)
+
+
+# ---------------------------------------------------------------- model kinds
+# Everything that differs between a landmark model file and a face detector file, in one table:
+# how the network is built from the file's config, what its ONNX export takes and gives (names and
+# dynamic axes), and what wraps it for export.  Files say their kind in meta["kind"]
+# (absent = landmarks, as onnxmodel.model_kind reads it on the run-time side).
+
+@dataclass(frozen=True)
+class ModelKind:
+    name: str
+    build: Callable[[dict], nn.Module]                # meta["model"] → the network
+    onnx_names: tuple[list[str], list[str]]           # (inputs, outputs)
+    onnx_axes: dict                                   # dynamic axes of the export
+    for_export: Callable[[nn.Module], nn.Module]      # the module torch.onnx.export traces
+
+
+KINDS = {
+    "landmarks": ModelKind("landmarks", lambda m: build_model(ModelConfig(**m)),
+                           (["crops"], ["points", "confidence", "point_confidence"]),
+                           {"crops": {0: "n"}, "points": {0: "n"}, "confidence": {0: "n"},
+                            "point_confidence": {0: "n"}},
+                           lambda net: WithConfidence(net).eval()),
+    # the detector takes any image size: batch, height and width are dynamic
+    "detector": ModelKind("detector", lambda m: build_detector(DetectorConfig(**m)),
+                          (["images"], ["heads"]),
+                          {"images": {0: "n", 2: "h", 3: "w"}, "heads": {0: "n", 2: "h8", 3: "w8"}},
+                          lambda net: net),
+}
+
+
+def model_kind(meta: dict) -> ModelKind:
+    """The kind of a model file from its metadata (no ``kind``: a landmark model)."""
+    from landmask.errors import LandmaskError
+    name = meta.get("kind", "landmarks")
+    if name not in KINDS:
+        raise LandmaskError(f"unknown model kind {name!r}")
+    return KINDS[name]
+
