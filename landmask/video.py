@@ -366,6 +366,62 @@ def _frames_of(container, vstream, astreams, path):
                             "truncated or corrupt") from None
 
 
+class Prefetch:
+    """Runs a generator on a thread of its own, ``depth`` items ahead of the consumer (decoding and
+    colour conversion run without Python's lock, beside the faces and masking of earlier frames).
+    Iterate it; errors come out where they happened in the sequence; ``close()`` stops and joins
+    the thread (before its source may be closed)."""
+
+    def __init__(self, gen, depth: int = 8):
+        import queue
+        import threading
+        self.queue, self.stopped, self._full = queue.Queue(depth), threading.Event(), queue.Full
+        self.thread = threading.Thread(target=self._run, args=(gen,), name="landmask-decoder", daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except self._full:
+                continue
+        return False
+
+    def _run(self, gen) -> None:
+        try:
+            for item in gen:
+                if not self._put(("item", item)):
+                    return
+        except BaseException as e:   # handed to the consumer at this point of the sequence
+            self._put(("error", e))
+            return
+        self._put(("end", None))
+
+    def __iter__(self):
+        while True:
+            kind, item = self.queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def _decoded(container, v, astreams, src):
+    """('audio', packet) and ('video', (rgb, time s or None, pts, time_base)) in file order."""
+    for kind, item in _frames_of(container, v, astreams, src):
+        if kind == "audio":
+            yield kind, item
+        else:
+            yield kind, (item.to_ndarray(format="rgb24"), None if item.time is None else float(item.time),
+                         item.pts, item.time_base)
+
+
 def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), threaded: bool = True) -> dict:
     """Mask every frame of the video ``src`` into ``dst`` (same size, frame rate, frame times and
     audio packets).  Returns {"frames", "frames_with_faces", "tracks", "seconds"}."""
@@ -374,20 +430,23 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
     t0 = time.monotonic()
     masker.reset()
     masker.fps = info.fps
-    writer = None
+    writer = reader = None
     stats = {"frames": 0, "frames_with_faces": 0}
     try:
         astreams = list(container.streams.audio)
         writer = VideoWriter(dst, info.width, info.height, v.average_rate or v.guessed_rate or 30,
                              v.time_base, astreams)
         writer = BackgroundWriter(writer) if threaded else writer
-        for kind, item in _frames_of(container, v, astreams, src):
+        frames = _decoded(container, v, astreams, src)
+        if threaded:      # three stages: decode | faces + mask | encode
+            frames = reader = Prefetch(frames)
+        for kind, item in frames:
             if kind == "audio":
                 writer.mux_audio(item)
                 continue
-            rgb = item.to_ndarray(format="rgb24")
-            masked, faces = masker.process(rgb, float(item.time) if item.time is not None else None)
-            writer.write(masked, item.pts, item.time_base)
+            rgb, t, pts, time_base = item
+            masked, faces = masker.process(rgb, t)
+            writer.write(masked, pts, time_base)
             stats["frames"] += 1
             stats["frames_with_faces"] += bool(faces)
             n = stats["frames"]
@@ -397,6 +456,8 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
         writer.close()
         writer = None
     finally:
+        if reader is not None:
+            reader.close()       # the decoding thread stops before its container closes
         if writer is not None:
             writer.abort()
         container.close()
