@@ -555,7 +555,8 @@ def cmd_serve(a):
                    ("--max-megapixels", a.max_megapixels), ("--timeout", a.timeout)):
         if not v > 0 or (opt == "--port" and v > 65535):
             raise LandmaskError(f"{opt} {v}: must be positive" + (" and at most 65535" if opt == "--port" else ""))
-    settings = Settings(model=a.model, detector=a.detector, detect_size=a.detect_size, threads=a.threads or 1,
+    settings = Settings(model=a.model, detector=a.detector, detect_size=a.detect_size, min_face=a.min_face,
+                        max_faces=a.max_faces, min_score=a.min_score, threads=a.threads or 1,
                         max_upload_bytes=int(a.max_upload_mb * 2**20), max_pixels=int(a.max_megapixels * 1e6),
                         timeout_s=a.timeout)
     check_settings(settings)

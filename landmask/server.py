@@ -46,6 +46,9 @@ class Settings:
     model: str | None = None             # landmark model (None: the default ibug68)
     detector: str = "landmask"
     detect_size: int | None = None
+    min_face: float | None = None         # detector options, as landmask.load takes them
+    max_faces: int | None = None
+    min_score: float | None = None
     threads: int = 1                      # ONNX Runtime threads per inference call
     max_upload_bytes: int = 20 * 2**20    # a request body larger than this is refused (413) unread
     max_pixels: int = 40_000_000          # width × height, checked from the header before decoding
@@ -83,8 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # one's OpenCV calls get ``threads`` threads, as its ONNX Runtime calls do
         cv_threads = cv2.getNumThreads()
         cv2.setNumThreads(settings.threads)
-        app.state.landmarker = landmask.load(settings.model, settings.detector, threads=settings.threads,
-                                             detect_size=settings.detect_size)
+        app.state.landmarker = load_landmarker(settings)
         app.state.limiter = anyio.CapacityLimiter(settings.concurrency or os.cpu_count() or 1)
         yield
         cv2.setNumThreads(cv_threads)
@@ -398,10 +400,16 @@ def stream_frame(masker, data: bytes, t: float, max_pixels: int):
 
 # ---------------------------------------------------------------- running it
 
+def load_landmarker(settings: Settings):
+    return landmask.load(settings.model, settings.detector, threads=settings.threads,
+                         detect_size=settings.detect_size, min_face=settings.min_face,
+                         max_faces=settings.max_faces, min_score=settings.min_score)
+
+
 def check_settings(settings: Settings) -> None:
     """Load the models once before starting: a bad --model or --detector is one LandmaskError
     here, not a traceback from every worker's start-up."""
-    landmask.load(settings.model, settings.detector, detect_size=settings.detect_size)
+    load_landmarker(settings)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:

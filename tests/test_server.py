@@ -363,3 +363,12 @@ def test_server_never_imports_torch_or_training_code():
     r = subprocess.run([sys.executable, "-c", code, str(SAMPLE)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", r.stdout
+
+
+def test_detector_settings_reach_the_model():
+    face = landmask.read_image(SAMPLE)
+    two = png(np.concatenate([face, face], axis=1))
+    with TestClient(create_app(Settings())) as c:
+        assert len(post(c, "/v1/landmarks", image=two, name="two.png").json()["faces"]) == 2
+    with TestClient(create_app(Settings(max_faces=1))) as c:
+        assert len(post(c, "/v1/landmarks", image=two, name="two.png").json()["faces"]) == 1
