@@ -99,8 +99,8 @@ class VideoMasker:
         t = self.index / self.fps if t is None else float(t)
         self.index += 1
         faces = self.tracker.update(frame)
-        ids = {f.track for f in faces}
-        for k in [k for k in self.smoothers if k not in ids and k not in {t_.id for t_ in self.tracker.tracks}]:
+        remembered = {track.id for track in self.tracker.tracks}    # live and recently lost
+        for k in [k for k in self.smoothers if k not in remembered]:
             del self.smoothers[k]
         if self.strength > 0:
             for f in faces:
@@ -542,8 +542,8 @@ def expand_videos(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]
         base = os.path.abspath(inputs[0])
     else:
         try:
-            base = os.path.commonpath([os.path.abspath(p if p.is_dir() else p.parent) for p in inputs]) if inputs else ""
-        except ValueError:
+            base = os.path.commonpath([os.path.abspath(p if p.is_dir() else p.parent) for p in inputs])
+        except ValueError:        # no inputs, or different drives (Windows): keep the absolute layout
             base = ""
     out, seen = [], set()
     for p in inputs:
