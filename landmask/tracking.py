@@ -32,6 +32,7 @@ class Track:
     roi: np.ndarray         # the face box the next crop is cut from (landmark-box convention)
     score: float
     lost: int = 0           # frames since the face was last seen (0 = live)
+    confidence: np.ndarray | None = None  # (K,) per-point confidence of the last points (None: unknown)
     box: np.ndarray | None = None       # box of the last points
     velocity: np.ndarray | None = None  # how that box moved over the last frame (x0, y0, x1, y1 per frame)
 
@@ -85,7 +86,7 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.lost <= self.keep_lost]
         self.index += 1
         scheme = self.lm.scheme
-        return [TrackedFace(t.roi.copy(), t.score, t.points.copy(), scheme, track=t.id)
+        return [TrackedFace(t.roi.copy(), t.score, t.points.copy(), scheme, confidence=t.confidence, track=t.id)
                 for t in sorted(self.tracks, key=lambda t: t.id) if t.lost == 0]
 
     def _follow(self, grey, live: list[Track]) -> bool:
@@ -93,7 +94,7 @@ class Tracker:
         if not live:
             return False
         model = self.lm.model
-        pts, conf = model.predict(grey, np.stack([t.roi for t in live]), flip=self.lm.flip, confidence=True)
+        pts, conf, pconf = model.predict_all(grey, np.stack([t.roi for t in live]), flip=self.lm.flip)
         h, w = grey.shape
         failed = False
         # a face that moved far within its crop (fast motion the prediction missed) is cut once
@@ -101,11 +102,12 @@ class Tracker:
         again = [i for i, (t, p) in enumerate(zip(live, pts))
                  if np.abs(G.points_box(p) - t.roi).max() > self.recrop * _box_size(t.roi)]
         if again:
-            pts2, conf2 = model.predict(grey, np.stack([G.points_box(pts[i]) for i in again]), flip=self.lm.flip,
-                                        confidence=True)
-            for i, p, c in zip(again, pts2, conf2):
-                pts[i], conf[i] = p, c
-        for t, p, c in zip(live, pts, conf):
+            pts2, conf2, pconf2 = model.predict_all(grey, np.stack([G.points_box(pts[i]) for i in again]),
+                                                    flip=self.lm.flip)
+            for i, p, c, pc in zip(again, pts2, conf2, pconf2):
+                pts[i], conf[i], pconf[i] = p, c, pc
+        calibrated = model.point_confidence_calibrated   # raw point confidences have no usual level
+        for t, p, c, pc in zip(live, pts, conf, pconf):
             box = G.points_box(p)
             inside = _overlap_fraction(box, (0, 0, w - 1, h - 1))
             ok = (model.min_confidence is None or c >= model.min_confidence) and inside >= 0.5
@@ -114,7 +116,7 @@ class Tracker:
                 t.lost, failed = 1, True
                 continue
             t.velocity = box - t.box if t.box is not None else np.zeros(4)
-            t.points, t.box = p, box
+            t.points, t.box, t.confidence = p, box, (pc if calibrated else None)
             t.roi = self._next_roi(t.roi, box, t.velocity)
         self._drop_duplicates()
         return failed
@@ -154,6 +156,7 @@ class Tracker:
                 self.next_id += 1
                 self.tracks.append(t)
             t.points, t.roi, t.score, t.lost, t.box, t.velocity = f.points, box, f.score, 0, box, None
+            t.confidence = f.confidence
 
     def _revive(self, box) -> Track | None:
         """The lost track nearest to ``box``, if within two face sizes of where it was lost."""

@@ -226,6 +226,7 @@ def test_video_masker_api_two_faces_keep_their_ids(lm):
         assert out.shape == f.shape and out.dtype == np.uint8
         ids.append([x.track for x in faces])
     assert all(i == [0, 1] for i in ids[2:]), ids
+    assert all(x.confidence.shape == (68,) for x in faces)   # per-point confidence, as for photos
     vm.reset()
     assert vm.process(base)[1][0].track == 0
 
