@@ -129,13 +129,12 @@ def smooth_closed(poly: np.ndarray, per_segment: int = 6) -> np.ndarray:
     n = len(p)
     if n < 3:
         return p
-    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
-    out = []
-    for i in range(n):
-        p0, p1, p2, p3 = p[i - 1], p[i], p[(i + 1) % n], p[(i + 2) % n]
-        out.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
-    return np.concatenate(out)
+    t = np.linspace(0, 1, per_segment, endpoint=False)[None, :, None]      # (1, T, 1)
+    # all segments at once: segment i runs from p[i] to p[i + 1], shaped by p[i - 1] and p[i + 2]
+    p0, p1, p2, p3 = (np.roll(p, s, axis=0)[:, None] for s in (1, 0, -1, -2))   # (N, 1, 2) each
+    out = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                 + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3)
+    return out.reshape(-1, 2)
 
 
 def _arc(a, b, through, n=12):
