@@ -315,7 +315,7 @@ def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter:
 
 def records_json(records: list[dict]) -> str:
     """A JSON list with one image's record per line: compact, yet a diff or grep shows one image."""
-    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
+    return "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
 
 
 def _read(src: Path):
