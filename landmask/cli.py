@@ -312,7 +312,8 @@ def add_camera(sub):
 
 
 def cmd_camera(a):
-    from landmask.video import FrameSource, MjpegServer, VideoMasker, run_camera
+    from landmask.camera import FrameSource, MjpegServer, run_camera
+    from landmask.video import VideoMasker
     if a.out and Path(a.out).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"):
         raise LandmaskError(f"-o {a.out}: give a video file name ending in .mp4, .mov, .mkv, .webm or .avi")
     if a.url is not None and a.out and Path(a.url).resolve() == Path(a.out).resolve():

@@ -297,7 +297,8 @@ def test_camera_show_serves_the_masked_frames_as_mjpeg(tmp_path, lm):
     """--show: a real HTTP server on loopback; a browser's view of /stream.mjpg is JPEG frames."""
     import threading
     import urllib.request
-    from landmask.video import FrameSource, MjpegServer, VideoMasker, run_camera
+    from landmask.camera import FrameSource, MjpegServer, run_camera
+    from landmask.video import VideoMasker
     src = make_clip(tmp_path / "s.mp4", moving(scene(ASTRONAUT), 45), audio=False)
     show = MjpegServer(port=0)
     try:
