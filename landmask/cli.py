@@ -651,6 +651,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("landmask: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # output piped into a command that stopped reading (| head): no traceback
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

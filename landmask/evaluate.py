@@ -39,39 +39,16 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     lm = load_model(model, default_scheme_for(data_scheme), threads=threads)
     if not can_convert(data_scheme, lm.scheme.name):
         raise LandmaskError(f"model scheme {lm.scheme.name} cannot be scored on {data_scheme} data")
+    pipeline = None
     if boxes == "detect":
         from landmask.api import Landmarker
         from landmask.detect import get_detector
         pipeline = Landmarker(lm, detector or get_detector())
 
-    preds, gts, norms, skipped, n_missed = [], [], [], [], 0
-    partial, outside = [], []
     t0 = time.perf_counter()
-    for i, s in enumerate(samples):
-        reporter.item(i + 1, len(samples), s.source)
-        try:   # a face that cannot be scored (unreadable image, no box, no normaliser) is skipped and listed
-            image = s.image("grey")
-            box = face_box(s)
-            gt = convert_points(s.points, data_scheme, lm.scheme.name)
-            norm = face_norm(s, gt, lm.scheme.name)
-        except LandmaskError as e:
-            skipped.append(str(e))
-            continue
-        if np.isnan(gt).any():
-            partial.append(s.source)
-        if _outside(gt, image.shape):
-            outside.append(s.source)
-        if boxes == "detect":
-            det = _matched_detection(pipeline.detector, image, box)
-            faces = pipeline.from_detections(image, [det]) if det is not None else []
-            if not faces:
-                n_missed += 1
-                continue
-            preds.append(faces[0].points)
-        else:
-            preds.append(lm.predict(image, [box], flip=flip)[0])
-        gts.append(gt)
-        norms.append(norm)
+    r = _predict_faces(samples, data_scheme, lm, pipeline, flip, reporter)
+    preds, gts, norms, skipped, n_missed = r["preds"], r["gts"], r["norms"], r["skipped"], r["missed"]
+    partial, outside = r["partial"], r["outside"]
     if not preds:
         raise LandmaskError(f"{data}: no face could be scored")
     pred, gt, norm = np.stack(preds), np.stack(gts), np.array(norms)
@@ -98,6 +75,41 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
             result["ced_png"] = None
             reporter.info("the CED plot needs matplotlib (pip install 'landmask[train]'); skipped")
     return finite_or_none(result)
+
+
+def _predict_faces(samples, data_scheme: str, lm, pipeline, flip: bool, reporter: Reporter) -> dict:
+    """Each face's prediction beside its truth and normaliser; through ``pipeline`` (the detector
+    and landmarks) when given, else from the box of the true points.  Faces that cannot be scored
+    (unreadable image, no box, no normaliser) are listed in ``skipped``; faces the detector missed
+    are counted in ``missed``; partly annotated faces and faces annotated beyond the image's
+    edge are listed too."""
+    r = {"preds": [], "gts": [], "norms": [], "skipped": [], "missed": 0, "partial": [], "outside": []}
+    for i, s in enumerate(samples):
+        reporter.item(i + 1, len(samples), s.source)
+        try:
+            image = s.image("grey")
+            box = face_box(s)
+            gt = convert_points(s.points, data_scheme, lm.scheme.name)
+            norm = face_norm(s, gt, lm.scheme.name)
+        except LandmaskError as e:
+            r["skipped"].append(str(e))
+            continue
+        if np.isnan(gt).any():
+            r["partial"].append(s.source)
+        if _outside(gt, image.shape):
+            r["outside"].append(s.source)
+        if pipeline is not None:
+            det = _matched_detection(pipeline.detector, image, box)
+            faces = pipeline.from_detections(image, [det]) if det is not None else []
+            if not faces:
+                r["missed"] += 1
+                continue
+            r["preds"].append(faces[0].points)
+        else:
+            r["preds"].append(lm.predict(image, [box], flip=flip)[0])
+        r["gts"].append(gt)
+        r["norms"].append(norm)
+    return r
 
 
 def _outside(points: np.ndarray, shape) -> bool:
