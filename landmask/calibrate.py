@@ -64,7 +64,7 @@ def calibrate_model(files, faces: list[Sample], reporter: Reporter = Reporter())
               "rule": "mean x of (prediction - mirrored prediction of the mirrored crop), crop pixels; "
                       "added to mirrored predictions when averaging with a flip (--flip)"}
     points = {"typical": [round(float(v), 5) for v in np.median(point, axis=0)], "validation_faces": len(faces),
-              "rule": "median over validation faces of each point's exp(-heatmap entropy); the runtime reports "
+              "rule": "median over validation faces of each point's heatmap sum of squared probabilities; the runtime reports "
                       "min(1, confidence / typical)"}
     for f in files:
         update_meta(f, {"face_check": check, "mirror": mirror, "point_confidence": points})

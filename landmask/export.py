@@ -168,7 +168,7 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
             nodes = list(onnx.load(pre).graph.node)        # in topological order
             convs = [n.name for n in nodes if n.op_type == "Conv"]
             # nothing from the softmax on: a quantised consumer of the probabilities (the confidence's
-            # entropy adds to them) would quantise what the soft-argmax reads too
+            # squares them) would quantise what the soft-argmax reads too
             soft = next((i for i, n in enumerate(nodes) if n.op_type == "Softmax"), len(nodes))
             after = [n.name for n in nodes[soft:]]
             quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,

@@ -156,14 +156,15 @@ class LMNet(nn.Module):
 
         Face confidence: the mean over heatmaps of their peak probability (a crop without a face
         gives diffuse heatmaps everywhere; the face check's threshold is calibrated on it).
-        Point confidence: exp(−entropy) of the point's heatmap, in (0, 1]: 1 for all mass in one
-        cell, 1/n for mass spread evenly over n cells.  A hidden point (covered, turned away)
-        gets a spread-out heatmap; on held-out faces with a grey patch over one part this
-        separated covered from uncovered points better than the peak probability did
-        (scripts/occlusion_confidence.py).  For ``reduce`` models: the mean over source points."""
+        Point confidence: the sum of the squared probabilities of the point's heatmap, in (0, 1]
+        (exp of its order-2 Rényi entropy): 1 for all mass in one cell, 1/n for mass spread evenly
+        over n cells.  A hidden point (covered, turned away) gets a spread-out heatmap.  On held-out
+        faces with a grey patch over one part it separated covered from visible points as well as
+        exp(−Shannon entropy) and better than the peak probability, and unlike the entropy's
+        logarithm it costs nothing measurable (docs/experiments.md, seventh session).  For
+        ``reduce`` models: the mean over source points."""
         pts, prob = self._decode(self.heat(p))
-        entropy = -(prob * torch.log(prob + 1e-9)).sum(dim=-1)       # (B, K_heat)
-        point = torch.exp(-entropy)
+        point = (prob * prob).sum(dim=-1)                             # (B, K_heat)
         if self.cfg.reduce:
             point = torch.einsum("dk,bk->bd", self.reduce_matrix, point)
         return pts, prob.amax(dim=-1).mean(dim=-1), point

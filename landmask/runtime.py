@@ -91,7 +91,7 @@ class LandmarkModel:
 
     def predict_crops_all(self, crops: np.ndarray, flip: bool = False):
         """(N, S, S) uint8 crops → points (N, K, 2) in crop pixels, face confidences (N,) and
-        point confidences (N, K) in [0, 1]: exp(−entropy) of each point's heatmap, divided by its
+        point confidences (N, K) in [0, 1]: each heatmap's sum of squared probabilities, divided by its
         usual value on validation faces and capped at 1 when the model file has that figure
         (1 = as clear as usual; a covered or turned-away point gets a spread-out heatmap)."""
         k = len(self.scheme)
