@@ -131,13 +131,8 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
     model's size: ``face_crops``) and checked against PyTorch on the other half; returns
     {"opset", "max_abs_diff_px", "mean_abs_diff_px", "n_checked", "n_calibration"}.  ``ops``: the
     operator types quantised; ``float_convs``: how many convolutions, from the input, stay float
-    (default: INT8_FLOAT_CONVS for the model's block type)."""
-    import os
+    (default: INT8_FLOAT_CONVS for the model's block type).  Nothing is written when the check fails."""
     import tempfile
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
     from landmask.imageio import write_bytes_atomic
     from landmask.runtime import load_onnx_model
     from landmask.torch_backend import load_torch_model
@@ -149,36 +144,7 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
     src = load_torch_model(model_path)
     if float_convs is None:
         float_convs = INT8_FLOAT_CONVS[src.meta["model"].get("block", "sep")]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            x = src.model_input(calib)
-            self.batches = iter([{"crops": x[i:i + 1]} for i in range(len(x))])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="landmask-int8-") as tmp:
-        fp32, pre, q = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        export_onnx(model_path, fp32)
-        os.chdir(tmp)   # the quantiser leaves scratch files in the working directory
-        try:
-            quant_pre_process(fp32, pre, skip_symbolic_shape=True)
-            nodes = list(onnx.load(pre).graph.node)        # in topological order
-            convs = [n.name for n in nodes if n.op_type == "Conv"]
-            # nothing from the softmax on: a quantised consumer of the probabilities (the confidence's
-            # squares them) would quantise what the soft-argmax reads too
-            soft = next((i for i, n in enumerate(nodes) if n.op_type == "Softmax"), len(nodes))
-            after = [n.name for n in nodes[soft:]]
-            quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=list(ops), nodes_to_exclude=convs[:float_convs] + after,
-                            calibrate_method=CalibrationMethod.Percentile,
-                            extra_options={"CalibPercentile": INT8_CALIB_PERCENTILE})
-        finally:
-            os.chdir(cwd)
-        proto = onnx.load(q)
+    proto = _quantized(model_path, src.model_input(calib), ops, float_convs)
     meta = {**src.meta, "quantized": {
         "format": "int8 QDQ, per-channel weights, uint8 activations",
         "float_layers": f"the first {float_convs} convolutions, softmax and soft-argmax",
@@ -200,6 +166,46 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
                             f"average (more than {INT8_MAX_MEAN_DIFF_PX}); not written")
     write_bytes_atomic(out_path, proto.SerializeToString())
     return r
+
+
+def _quantized(model_path, calib_inputs: np.ndarray, ops, float_convs: int):
+    """The float export of ``model_path`` quantised by ONNX Runtime (static, QDQ, per-channel weights)
+    with activation ranges from ``calib_inputs`` (N, 1, S, S): an onnx ModelProto."""
+    import os
+    import tempfile
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"crops": calib_inputs[i:i + 1]} for i in range(len(calib_inputs))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="landmask-int8-") as tmp:
+        fp32, pre, q = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        export_onnx(model_path, fp32)
+        os.chdir(tmp)   # the quantiser leaves scratch files in the working directory
+        try:
+            quant_pre_process(fp32, pre, skip_symbolic_shape=True)
+            nodes = list(onnx.load(pre).graph.node)        # in topological order
+            convs = [n.name for n in nodes if n.op_type == "Conv"]
+            # nothing from the softmax on: a quantised consumer of the probabilities (the confidence
+            # squares them) would quantise what the soft-argmax reads too
+            soft = next((i for i, n in enumerate(nodes) if n.op_type == "Softmax"), len(nodes))
+            after = [n.name for n in nodes[soft:]]
+            quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=list(ops), nodes_to_exclude=convs[:float_convs] + after,
+                            calibrate_method=CalibrationMethod.Percentile,
+                            extra_options={"CalibPercentile": INT8_CALIB_PERCENTILE})
+        finally:
+            os.chdir(cwd)
+        return onnx.load(q)
 
 
 def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_faces: int = 300) -> dict:
