@@ -16,7 +16,7 @@ from landmask.errors import LandmaskError
 from landmask.imageio import decode_image, read_file_bytes, write_bytes_atomic, write_image, write_text_atomic
 from landmask.metrics import KAGGLE_EYE_DISTANCE
 from landmask.report import Reporter
-from landmask.schemes import KAGGLE15, convert_points
+from landmask.schemes import KAGGLE15, convert_points, get_scheme
 
 KAGGLE_SIZE = 96
 # Where the 15 points' centroid sits in a Kaggle crop (the mean Kaggle face, x right, y down).
@@ -41,7 +41,7 @@ def kaggle_crop(sample: Sample):
     p15 = convert_points(sample.points, sample.scheme, "kaggle15")
     m = kaggle_affine(p15)
     crop = warp(sample.image("grey"), m, KAGGLE_SIZE)
-    full = G.apply(m, sample.points) if sample.scheme != "kaggle15" else None
+    full = G.apply(m, sample.points) if get_scheme(sample.scheme).spans_face else None
     return crop, G.apply(m, p15), full
 
 

@@ -20,7 +20,7 @@ from landmask import geometry as G
 from landmask.errors import LandmaskError
 from landmask.imageio import read_image
 from landmask.report import Reporter
-from landmask.schemes import KAGGLE15, can_convert
+from landmask.schemes import KAGGLE15, can_convert, get_scheme
 
 csv.field_size_limit(sys.maxsize)  # a Kaggle Image cell is ~35 kB
 
@@ -309,7 +309,7 @@ def read_ljson(path) -> list[Sample]:
 def face_box(sample: Sample) -> np.ndarray:
     """The face box the crop rule starts from: the tight box of the points when every point is
     known, else the data set's own box (Kaggle crops, dlib boxes)."""
-    if np.isfinite(sample.points).all() and sample.scheme != "kaggle15":
+    if np.isfinite(sample.points).all() and get_scheme(sample.scheme).spans_face:
         return G.points_box(sample.points)
     if sample.box is not None:
         return sample.box
