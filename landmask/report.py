@@ -48,16 +48,18 @@ class ConsoleReporter(Reporter):
             self.shown_failures.add(msg)
             print(f"failed: {msg}", file=self.stream, flush=True)
 
-    def step(self, epoch, step, total, loss):
-        if self.quiet:
-            return
+    def _progress(self, done, total, text: str) -> None:
+        """One progress line: redrawn in place on a terminal (at most 5 times a second), else a line
+        every 10 s; always at the end; nothing with --quiet."""
         now = time.monotonic()
-        if step != total and now - self._last < (0.2 if self.tty else 10):
+        if self.quiet or (done != total and now - self._last < (0.2 if self.tty else 10)):
             return
         self._last = now
-        end = "\n" if (step == total or not self.tty) else ""
-        print(f"\repoch {epoch:>3} {self._bar(step, total)} {step}/{total} loss {loss:.5f}",
-              end=end, file=self.stream, flush=True)
+        end = "\n" if (done == total or not self.tty) else ""
+        print(f"\r{text}", end=end, file=self.stream, flush=True)
+
+    def step(self, epoch, step, total, loss):
+        self._progress(step, total, f"epoch {epoch:>3} {self._bar(step, total)} {step}/{total} loss {loss:.5f}")
 
     def epoch_end(self, epoch, metrics):
         if self.quiet:
@@ -66,29 +68,14 @@ class ConsoleReporter(Reporter):
         print(f"epoch {epoch:>3} done: {parts}", file=self.stream, flush=True)
 
     def item(self, done, total, name):
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if done != total and now - self._last < (0.2 if self.tty else 10):
-            return
-        self._last = now
-        end = "\n" if (done == total or not self.tty) else ""
-        print(f"\r{self._bar(done, total)} {done}/{total} {name[-40:]:<40}", end=end,
-              file=self.stream, flush=True)
+        self._progress(done, total, f"{self._bar(done, total)} {done}/{total} {name[-40:]:<40}")
 
     def frames(self, done, total, fps, name):
         """A video's progress: frames done (of total when known), frames per second, time left."""
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if done != total and now - self._last < (0.2 if self.tty else 10):
-            return
-        self._last = now
-        end = "\n" if (done == total or not self.tty) else ""
         if total:
             left = (total - done) / fps if fps > 0 else float("nan")
             bar = f"{self._bar(done, total)} {done}/{total} frames"
             eta = f", {int(left // 60)}:{int(left % 60):02d} left" if left == left else ""
         else:
             bar, eta = f"{done} frames", ""
-        print(f"\r{bar} {fps:.1f} fps{eta} {name[-30:]:<30}", end=end, file=self.stream, flush=True)
+        self._progress(done, total, f"{bar} {fps:.1f} fps{eta} {name[-30:]:<30}")
