@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmask.errors import LandmaskError
-from landmask.imageio import (IMAGE_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes,
+from landmask.imageio import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes,
                               write_bytes_atomic, write_image, write_text_atomic)
 from landmask.report import Reporter
 
@@ -264,8 +264,8 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
     if not path or path == "-":
         return
     p = Path(path)
-    if not image and p.suffix.lower() in IMAGE_SUFFIXES:
-        raise LandmaskError(f"{option} {p}: names an image file; it would be replaced by the {option[2:].upper()} "
+    if not image and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        raise LandmaskError(f"{option} {p}: names an image or video file; it would be replaced by the {option[2:].upper()} "
                             f"(did the shell put an input after {option}? write {option} FILE before the inputs)")
     if p.is_dir():
         raise LandmaskError(f"{option} {p}: is a folder; give a file name")

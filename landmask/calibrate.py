@@ -38,7 +38,8 @@ def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict
         raise LandmaskError("calibrate --model needs --data (the data sets the model was trained on)")
     if Path(model_file).suffix != ".safetensors":
         raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
-    cfg = TrainConfig(data=list(data))
+    from landmask.checkpoint import read_meta
+    cfg = TrainConfig(data=list(data), scheme=read_meta(model_file)["scheme"])
     samples = load_training_data(cfg.data, cfg.scheme, cfg.limit, Reporter())
     _, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
     return calibrate_model([model_file], [samples[i] for i in val_idx], reporter)

@@ -273,8 +273,10 @@ def add_landmarks(sub):
 
 
 def cmd_landmarks(a):
-    from landmask.batch import landmarks_files
+    from landmask.batch import check_output_file, landmarks_files
     json_path = a.json or (None if a.csv else "-")
+    for opt, path in (("--json", json_path), ("--csv", a.csv)):   # photos and videos alike: never over an input
+        check_output_file(path, opt, a.inputs)
     videos, others = split_videos(a.inputs)
     if videos:
         from landmask.video import landmarks_with_videos

@@ -214,17 +214,24 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
     ``scheme``: first derive a model with another scheme's points (written beside the ONNX file as
     .safetensors); ``int8``: a data set whose faces calibrate an 8-bit model instead.  Returns the
     check's figures, with ``derived`` (the derived .safetensors) when ``scheme`` is given."""
+    import os
     from landmask.runtime import resolve_model_path
-    src = resolve_model_path(model, prefer=".safetensors")
-    if src.suffix != ".safetensors":
-        src = src.with_suffix(".safetensors")
-    if not src.exists() and (src.parent / "detector.safetensors").exists():   # a train-detector run
-        src = src.parent / "detector.safetensors"
+    if Path(str(model), "detector.safetensors").is_file():   # a train-detector run folder
+        src = Path(str(model), "detector.safetensors")
+    else:
+        src = resolve_model_path(model, prefer=".safetensors").with_suffix(".safetensors")
     if not src.exists():
         raise LandmaskError(f"--model {model}: export needs the .safetensors model file ({src} is missing)")
+    if Path(onnx_path).suffix.lower() != ".onnx":
+        raise LandmaskError(f"--onnx {onnx_path}: give a file name ending in .onnx")
+    derived_path = Path(onnx_path).with_suffix(".safetensors")
+    for out in ([onnx_path, derived_path] if scheme else [onnx_path]):
+        if os.path.realpath(out) == os.path.realpath(src):
+            raise LandmaskError(f"--onnx {onnx_path}: would write {out} over the model being exported; "
+                                f"choose another name")
     derived = None
     if scheme:
-        src = derived = derive_scheme(src, scheme, Path(onnx_path).with_suffix(".safetensors"))
+        src = derived = derive_scheme(src, scheme, derived_path)
     r = export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8 else export_onnx(src, onnx_path)
     return {**r, "int8": bool(int8), "derived": str(derived) if derived else None}
 

@@ -25,6 +25,8 @@ from landmask.errors import LandmaskError
 MAX_PIXELS = 100_000_000
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
                   ".pbm", ".pam", ".gif"}
+# video files by name (landmask.video finds them by content too)
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # what encode_image takes as fmt → the extension OpenCV encodes by
 FORMATS = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif",
            "tif": ".tif", "gif": ".gif", "pnm": ".ppm", "ppm": ".ppm", "pgm": ".pgm", "pbm": ".pbm",

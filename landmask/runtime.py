@@ -167,8 +167,8 @@ def load(model: str | Path | LandmarkModel | None = None, scheme: str = "ibug68"
     if isinstance(model, LandmarkModel):
         return model
     path = resolve_model_path(model, scheme)
-    st = path.stat()   # a file rewritten since (a new export) is loaded anew
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, threads)
-    if key not in _CACHE:
-        _CACHE[key] = load_onnx_model(path, threads)
-    return _CACHE[key]
+    st = path.stat()
+    stamp, key = (st.st_mtime_ns, st.st_size), (str(path.resolve()), threads)
+    if key not in _CACHE or _CACHE[key][0] != stamp:   # a file rewritten since (a new export) replaces its entry
+        _CACHE[key] = (stamp, load_onnx_model(path, threads))
+    return _CACHE[key][1]

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from landmask.errors import LandmaskError
+from landmask.imageio import VIDEO_SUFFIXES
 from landmask.masking import mask_image, resolve_effects
 from landmask.report import Reporter
 from landmask.smoothing import LandmarkSmoother
 from landmask.tracking import TrackedFace, Tracker
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # output container per suffix, and the video encoder it gets
 CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
               ".mkv": ("matroska", "libx264"), ".webm": ("webm", "libvpx-vp9"), ".avi": ("avi", "libx264")}

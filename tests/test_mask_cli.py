@@ -191,3 +191,13 @@ def test_a_plain_colour_means_make_up():
     from landmask.masking import parse_effect
     assert parse_effect("red", "lips") == parse_effect("color:red", "lips")
     assert parse_effect("#b0123a@0.5", "lips") == parse_effect("color:#b0123a@0.5", "lips")
+
+
+def test_landmarks_json_never_replaces_a_video_or_an_input(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not really a video, but an input all the same")
+    before = clip.read_bytes()
+    # the shell-ordering slip: the output option took a media file's name
+    assert main(["landmarks", "--json", str(clip), SAMPLE]) == 2
+    assert main(["landmarks", SAMPLE, str(clip), "--csv", str(clip)]) == 2
+    assert clip.read_bytes() == before and "--" in capsys.readouterr().err

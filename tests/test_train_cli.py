@@ -144,6 +144,7 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
                  "--out", str(out)]) == 0
     assert main(["export", "--model", str(out / "detector.safetensors"), "--onnx", str(tmp_path / "d.onnx")]) == 0
     assert "max abs difference" in capsys.readouterr().out
+    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d2.onnx")]) == 0   # the run folder
     faces = LandmaskDetector(tmp_path / "d.onnx", threshold=0.0).detect(np.zeros((240, 320), np.uint8))
     assert all(f.landmark_box.shape == (4,) for f in faces)
 
@@ -157,6 +158,10 @@ def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, da
     from landmask.torch_backend import load_landmark_model
     from landmask.schemes import convert_points
     onnx = tmp_path / "k15.onnx"
+    before = (tiny_run / "model.safetensors").read_bytes()
+    for bad in (tiny_run / "model.onnx", tiny_run / "model.safetensors"):   # beside the source: never over it
+        assert main(["export", "--model", str(tiny_run), "--scheme", "kaggle15", "--onnx", str(bad)]) == 2
+    assert (tiny_run / "model.safetensors").read_bytes() == before
     assert main(["export", "--model", str(tiny_run), "--scheme", "kaggle15", "--onnx", str(onnx)]) == 0
     derived = onnx.with_suffix(".safetensors")
     meta = read_meta(derived)
