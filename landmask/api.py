@@ -100,7 +100,12 @@ class Landmarker:
         about the box, or whose final crop fails the landmark model's face check (diffuse
         heatmaps), are dropped."""
         grey = to_grey(image)   # once: the detector and both landmark passes use the same pixels
-        dets = self.detector.detect(grey)
+        return self.detect_faces(grey, self.detector.detect(grey))
+
+    def detect_faces(self, grey: np.ndarray, dets, limit: int | None = -1) -> list[Face]:
+        """Faces from detector outputs with every user filter applied (``min_score``, the landmark
+        check and refinement, ``min_face``), largest first, at most ``limit`` (-1: ``max_faces``).
+        Shared by ``faces`` and video tracking, so the options mean the same everywhere."""
         if self.min_score is not None:
             dets = [d for d in dets if d.score >= self.min_score]
         faces = self.from_detections(grey, dets)
@@ -111,7 +116,7 @@ class Landmarker:
         side = [float(np.ptp(f.points, axis=0).max()) for f in faces]
         order = sorted(range(len(faces)), key=lambda i: -side[i])   # largest first
         order = [i for i in order if self.min_face is None or side[i] >= self.min_face]
-        return [faces[i] for i in order[:self.max_faces]]
+        return [faces[i] for i in order[:self.max_faces if limit == -1 else limit]]
 
     def from_detections(self, image: np.ndarray, dets) -> list[Face]:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""

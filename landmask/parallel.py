@@ -193,12 +193,13 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
         jobs = min(jobs or usable_cores(), len(todo) if jobs else len(todo) // PHOTOS_PER_PROCESS)
         if jobs > 1:
             results = run_local(todo, task, jobs, reporter)
-        else:
+        else:   # a handful of photos: this process, counted and reported as it goes (batch.mask_files' loop)
             lm = task.loader()
-            results = []
             for i, (src, dst) in enumerate(todo, 1):
                 reporter.item(i, len(todo), str(src))
-                results.append(try_mask(src, dst, lm, effects, feather, copy_unmasked, quality, draw))
+                record(s, src, try_mask(src, dst, lm, effects, feather, copy_unmasked, quality, draw),
+                       copy_unmasked, reporter)
+            return s
     for (src, _), r in zip(todo, results):   # in input order, as one process counts them
         record(s, src, r, copy_unmasked, reporter)
     return s

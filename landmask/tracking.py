@@ -146,7 +146,9 @@ class Tracker:
                 if all(G.box_iou(d.landmark_box, t.roi) < self.cover_iou for t in live)]
         if not dets:
             return
-        for f in self.lm.from_detections(grey, dets):
+        # the user's filters (--min-score, --min-face) and --max-faces counting the faces already followed
+        limit = None if self.lm.max_faces is None else max(0, self.lm.max_faces - len(live))
+        for f in self.lm.detect_faces(grey, dets, limit):
             box = G.points_box(f.points)
             if any(G.box_iou(box, t.roi) >= self.cover_iou for t in self.tracks if t.lost == 0):
                 continue

@@ -231,6 +231,16 @@ def test_video_masker_api_two_faces_keep_their_ids(lm):
     assert vm.process(base)[1][0].track == 0
 
 
+def test_video_follows_at_most_max_faces(lm):
+    """--max-faces (and the other face filters) mean the same for video as for photos."""
+    one = landmask.load(max_faces=1)
+    vm = landmask.VideoMasker(one)
+    for f in moving(scene(TWO_FACES), 12, amp=2):
+        _, faces = vm.process(f)
+        assert len(faces) <= 1
+    assert len(faces) == 1
+
+
 def test_face_that_leaves_and_comes_back(lm):
     """The face slides out of the picture and back: it is lost while away, found again on return,
     and (coming back where it left) keeps its id."""
