@@ -242,17 +242,22 @@ def decode(data: bytes, name: str, max_pixels: int, mode: str = "keep"):
 
 
 async def run_limited(request: Request, fn, *args):
-    """Run blocking work (models, codecs) in a thread, at most ``concurrency`` at once per worker."""
-    return await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.limiter, abandon_on_cancel=True)
+    """Run blocking work (models, codecs) in a thread, at most ``concurrency`` at once per worker.
+    A timed-out request still holds its slot until its thread ends (not abandoned), so overload
+    never runs more model threads than ``concurrency``; the timeout cuts the wait for a slot."""
+    return await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.limiter, abandon_on_cancel=False)
 
 
 async def with_timeout(settings: Settings, coro):
-    try:
-        with anyio.fail_after(settings.timeout_s):
-            return await coro
-    except TimeoutError:
+    """The request's result, or a 503 when it took longer than ``timeout_s`` (the wait for a slot is
+    cut short; work already running in a thread ends first, see run_limited)."""
+    start = anyio.current_time()
+    with anyio.move_on_after(settings.timeout_s) as scope:
+        result = await coro
+    if scope.cancelled_caught or anyio.current_time() - start > settings.timeout_s:
         raise ApiError(f"the request took longer than {settings.timeout_s:g} s; try again or send a "
-                        "smaller photo", 503) from None
+                       "smaller photo", 503)
+    return result
 
 
 # ---------------------------------------------------------------- routes
