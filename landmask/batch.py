@@ -63,20 +63,27 @@ def walk_images(root: Path, exclude: Path | None = None, problems: list[str] | N
     return found
 
 
-def expand_inputs(inputs, exclude: Path | None = None, problems: list[str] | None = None) -> list[tuple[Path, Path]]:
+def layout_base(inputs) -> str:
+    """The folder that outputs are laid out from: one folder given, that folder; otherwise the
+    common root of the inputs (files count by their folder), so ``d1/photo.jpg`` and
+    ``d2/photo.jpg`` stay apart.  "" (absolute layout) where there is none (different drives)."""
+    inputs = [Path(p) for p in inputs]
+    if len(inputs) == 1 and inputs[0].is_dir():
+        return os.path.abspath(inputs[0])
+    try:
+        return os.path.commonpath([os.path.abspath(p if p.is_dir() else p.parent) for p in inputs])
+    except ValueError:
+        return ""
+
+
+def expand_inputs(inputs, exclude: Path | None = None, problems: list[str] | None = None,
+                  base: str | None = None) -> list[tuple[Path, Path]]:
     """(file, output path relative to ``-o``) for every image file.  Folders are walked recursively
-    (see walk_images).  One folder keeps its own layout; several inputs keep theirs under their
-    common root (``d1/photo.jpg`` and ``d2/photo.jpg`` stay apart); a file given twice counts once."""
+    (see walk_images); outputs are laid out from ``base`` (default: layout_base of the inputs);
+    a file given twice counts once."""
     problems = [] if problems is None else problems
     inputs = [Path(p) for p in inputs]
-    roots = [p if p.is_dir() else p.parent for p in inputs]
-    if len(inputs) == 1 and inputs[0].is_dir():
-        base = os.path.abspath(inputs[0])
-    else:
-        try:
-            base = os.path.commonpath([os.path.abspath(r) for r in roots])
-        except ValueError:         # different drives (Windows): keep the absolute layout
-            base = ""
+    base = layout_base(inputs) if base is None else base
     out, seen = [], set()
     for p in inputs:
         if p.is_dir():
@@ -111,14 +118,14 @@ def check_out_dir(inputs, out_dir) -> None:
 
 def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None, feather=None, face=None,
                overwrite=False, copy_unmasked=False, quality: int = 95, draw: bool = False,
-               reporter: Reporter = Reporter()) -> Summary:
+               base: str | None = None, reporter: Reporter = Reporter()) -> Summary:
     """Mask every image in ``inputs`` into ``out_dir`` (same relative paths and formats; EXIF and
     ICC profile kept for JPEG, PNG and WebP; ``quality`` 1-100 for JPEG and WebP)."""
     from landmask.masking import resolve_effects
     # parsed once, so a bad option fails before any file is touched (the library's defaults when none is given)
     effects = resolve_effects(lips, eyes, eyebrows, face)
     s = Summary()
-    todo = plan_masks(inputs, out_dir, overwrite, s, reporter)
+    todo = plan_masks(inputs, out_dir, overwrite, s, reporter, base)
     for i, (src, dst) in enumerate(todo, 1):
         reporter.item(i, len(todo), str(src))
         record(s, src, try_mask(src, dst, landmarker, effects, feather, copy_unmasked, quality, draw),
@@ -126,7 +133,8 @@ def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None,
     return s
 
 
-def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter = Reporter()) -> list[tuple[Path, Path]]:
+def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter = Reporter(),
+               base: str | None = None) -> list[tuple[Path, Path]]:
     """The (input, output) pairs still to mask, in order.  An output that would overwrite an input
     is a failure and an existing output (without ``overwrite``) is skipped, both counted in ``s``.
     Shared by one process (mask_files) and several (landmask.parallel)."""
@@ -141,7 +149,7 @@ def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter 
             return []
         return [(src, out_dir)]
     check_out_dir(inputs, out_dir)
-    items = expand_inputs(inputs, exclude=out_dir, problems=s.failed)
+    items = expand_inputs(inputs, exclude=out_dir, problems=s.failed, base=base)
     for f in s.failed:
         reporter.failed(f)
     sources = {os.path.realpath(f) for f, _ in items if f.exists()}

@@ -199,8 +199,9 @@ def add_mask(sub):
 
 
 def cmd_mask(a):
-    from landmask.batch import Summary
+    from landmask.batch import Summary, layout_base
     videos, others = split_videos(a.inputs)
+    a.layout_base = layout_base(a.inputs)   # photos and videos laid out from one root
     # photos first: their worker processes are forked before this process starts any codec or
     # inference threads (a fork after them can deadlock)
     s = mask_photos(a, others) if others else Summary()
@@ -210,7 +211,7 @@ def cmd_mask(a):
         s = merge_summaries(s, mask_videos(videos, a.out, lm,
                                            lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
                                            feather=a.feather, smooth=a.smooth, detect_every=a.detect_every,
-                                           overwrite=a.overwrite, reporter=console(a)))
+                                           overwrite=a.overwrite, base=a.layout_base, reporter=console(a)))
     report_failures(a, s)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
     return 1 if s.failed else 0
@@ -224,7 +225,7 @@ def mask_photos(a, inputs):
     from landmask.parallel import mask_files_parallel
     opts = dict(lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face, feather=a.feather,
                 overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=a.quality, draw=a.debug,
-                reporter=console(a))
+                base=getattr(a, "layout_base", None), reporter=console(a))
     if a.jobs is not None and a.jobs < 1:
         raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
     worker = runtime_options(a)               # what make_landmarker reads: it travels to worker processes

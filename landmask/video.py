@@ -533,18 +533,13 @@ def _walk_videos(root: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(out)
 
 
-def expand_videos(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]]:
+def expand_videos(inputs, exclude: Path | None = None, base: str | None = None) -> list[tuple[Path, Path]]:
     """(video file, output path relative to -o) for the video files given and those under the
-    folders given, laid out as the photo batch lays out photos: one folder keeps its own layout,
-    several inputs keep theirs under their common root."""
+    folders given, laid out from ``base`` as the photo batch lays out photos (default:
+    batch.layout_base of these inputs)."""
+    from landmask.batch import layout_base
     inputs = [Path(p) for p in inputs]
-    if len(inputs) == 1 and inputs[0].is_dir():
-        base = os.path.abspath(inputs[0])
-    else:
-        try:
-            base = os.path.commonpath([os.path.abspath(p if p.is_dir() else p.parent) for p in inputs])
-        except ValueError:        # no inputs, or different drives (Windows): keep the absolute layout
-            base = ""
+    base = (layout_base(inputs) if inputs else "") if base is None else base
     out, seen = [], set()
     for p in inputs:
         for f in (_walk_videos(p, exclude) if p.is_dir() else [p] if is_video(p) else []):
@@ -557,7 +552,7 @@ def expand_videos(inputs, exclude: Path | None = None) -> list[tuple[Path, Path]
 
 def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=None, face=None, feather=None,
                 smooth: bool | float = True, detect_every: int = 10, overwrite: bool = False,
-                reporter: Reporter = Reporter()):
+                base: str | None = None, reporter: Reporter = Reporter()):
     """Mask every video in ``inputs`` (files and folders) into ``out_dir``, keeping the folder
     layout and each file's name; one line per bad file, the batch goes on.  Returns a
     landmask.batch.Summary."""
@@ -565,7 +560,7 @@ def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=N
     masker = VideoMasker(landmarker, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather,
                          smooth=smooth, detect_every=detect_every)   # bad options fail before any file
     out_dir = Path(out_dir)
-    items = expand_videos(inputs, exclude=out_dir)
+    items = expand_videos(inputs, exclude=out_dir, base=base)
     sources = {f.resolve() for f, _ in items}
     s = Summary()
     for src, rel in items:

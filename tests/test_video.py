@@ -241,6 +241,20 @@ def test_video_follows_at_most_max_faces(lm):
     assert len(faces) == 1
 
 
+def test_photos_and_videos_from_several_folders_share_one_layout(clip, tmp_path):
+    import shutil
+    from landmask.cli import main
+    d1, d2 = tmp_path / "in" / "d1", tmp_path / "in" / "d2"
+    d1.mkdir(parents=True), d2.mkdir()
+    shutil.copy(clip, d1 / "clip.mp4")
+    shutil.copy("landmask/samples/astronaut.jpg", d1 / "p.jpg")
+    shutil.copy("landmask/samples/astronaut.jpg", d2 / "p.jpg")
+    out = tmp_path / "out"
+    assert main(["mask", str(d1), str(d2), "-o", str(out), "-q"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == \
+        ["d1/clip.mp4", "d1/p.jpg", "d2/p.jpg"]
+
+
 def test_face_that_leaves_and_comes_back(lm):
     """The face slides out of the picture and back: it is lost while away, found again on return,
     and (coming back where it left) keeps its id."""
