@@ -61,6 +61,10 @@ class Face:
         return d
 
 
+# a refined face box that moved less than this (IoU with the box its points came from) has settled
+SETTLED_IOU = 0.95
+
+
 class Landmarker:
     """Face detector + landmark model.  ``faces(image)`` finds every face and its landmarks."""
 
@@ -96,9 +100,9 @@ class Landmarker:
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in the image.  With ``refine`` (ibug68 models) the landmarks are predicted
-        once more from the box of the first prediction.  Detector boxes whose landmarks do not span
-        about the box, or whose final crop fails the landmark model's face check (diffuse
-        heatmaps), are dropped."""
+        again from the box of the first prediction (and a third time where that box still moved).
+        Detector boxes whose landmarks do not span about the box, or whose refined crop fails the
+        landmark model's face check (diffuse heatmaps), are dropped."""
         grey = to_grey(image)   # once: the detector and both landmark passes use the same pixels
         return self.detect_faces(grey, self.detector.detect(grey))
 
@@ -128,8 +132,16 @@ class Landmarker:
         if not spans:
             return faces
         kept = [f for f in faces if G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
-        if refine and kept:
-            kept = self.landmarks(image, [G.points_box(f.points) for f in kept], [f.score for f in kept], check=True)
+        if not (refine and kept):
+            return kept
+        kept = self.landmarks(image, [G.points_box(f.points) for f in kept], [f.score for f in kept], check=True)
+        # once more where the box still moved, so the points settle (84 held-out training faces: NME
+        # 3.58 → 3.51 % against 3.47 % from their true boxes; 1 face in 10 took the third pass).  Which
+        # faces are kept is decided above: a third crop of a dog or of grass can look more face-like.
+        again = [i for i, f in enumerate(kept) if G.box_iou(G.points_box(f.points), f.box) < SETTLED_IOU]
+        redo = self.landmarks(image, [G.points_box(kept[i].points) for i in again], [kept[i].score for i in again])
+        for i, f in zip(again, redo):
+            kept[i] = f
         return kept
 
 

@@ -128,8 +128,9 @@ def add_runtime_options(p):
     p.add_argument("--max-faces", type=int, metavar="N", help="keep at most N faces per image, the largest first")
     p.add_argument("--min-score", type=float, help="least detector score kept (landmask's detector: 0..1, default 0.4)")
     p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads per process for inference (default 1: on a busy 2-core machine one thread was "
-                        "2-4 x faster than ONNX Runtime's default; more cores are used by --jobs, one process each)")
+                   help="CPU threads per process for inference, and for OpenCV's image work on photos (default 1: on a "
+                        "busy 2-core machine one thread was 2-4 x faster than ONNX Runtime's default; more cores "
+                        "are used by --jobs, one process each)")
 
 
 EFFECTS_HELP = """\
@@ -231,6 +232,8 @@ def mask_photos(a, inputs):
     worker = runtime_options(a)               # what make_landmarker reads: it travels to worker processes
     worker.threads = a.threads or 1           # one thread per worker
     if a.scheduler is None and a.jobs == 1:
+        import cv2
+        cv2.setNumThreads(worker.threads)     # one process, one thread, as each worker of --jobs N
         return mask_files(inputs, a.out, make_landmarker(worker), **opts)
     return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=a.jobs,
                                scheduler=a.scheduler, threads=worker.threads, **opts)   # jobs None: the cores

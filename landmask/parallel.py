@@ -194,6 +194,8 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
         if jobs > 1:
             results = run_local(todo, task, jobs, reporter)
         else:   # a handful of photos: this process, counted and reported as it goes (batch.mask_files' loop)
+            import cv2
+            cv2.setNumThreads(task.threads)
             lm = task.loader()
             for i, (src, dst) in enumerate(todo, 1):
                 reporter.item(i, len(todo), str(src))

@@ -197,3 +197,17 @@ def test_the_worker_task_is_picklable_and_reports_a_bad_file_by_name(photos, tmp
     assert found is None and str(bad) in error and not (tmp_path / "t.jpg").exists()
     found, error = mask_one(str(photos / "astronaut.jpg"), str(tmp_path / "o.jpg"), task)
     assert found is True and error == "" and np.asarray(Image.open(tmp_path / "o.jpg")).shape == (512, 512, 3)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_process_runs_opencv_on_the_threads_given(threads, tmp_path):
+    """--jobs 1 is one process with --threads threads for OpenCV as for ONNX Runtime (each worker
+    of --jobs N likewise), so the two are compared core for core."""
+    import cv2
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(3)
+        assert main(["mask", SAMPLE, "-o", str(tmp_path), "--jobs", "1", "--threads", str(threads)]) == 0
+        assert cv2.getNumThreads() == threads
+    finally:
+        cv2.setNumThreads(before)
