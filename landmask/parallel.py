@@ -94,7 +94,8 @@ def _mp_context():
 def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) -> list:
     """try_mask results for ``todo`` [(src, dst)] in order, on ``jobs`` worker processes."""
     results = []
-    chunk = max(1, min(16, len(todo) // (jobs * 8)))   # few round trips, yet even ends
+    # a few photos per round trip (a file name each way): the workers finish within a photo or so of each other
+    chunk = max(1, min(4, len(todo) // (jobs * 8)))
     with ProcessPoolExecutor(jobs, mp_context=_mp_context()) as pool:
         it = pool.map(mask_one, [str(s) for s, _ in todo], [str(d) for _, d in todo],
                       [task] * len(todo), chunksize=chunk)
