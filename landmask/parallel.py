@@ -86,7 +86,8 @@ def _mp_context():
     imports landmask's run-time modules once; workers are forked from it, so they start quickly."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["landmask.parallel", "landmask.api", "landmask.imageio"])
+        ctx.set_forkserver_preload(["landmask.parallel", "landmask.api", "landmask.imageio", "landmask.batch",
+                                    "landmask.masking", "landmask.detect", "landmask.runtime", "onnxruntime"])
         return ctx
     return multiprocessing.get_context("spawn")
 
