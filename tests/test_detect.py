@@ -399,3 +399,32 @@ def test_train_detector_resumes_where_it_stopped(tmp_path, data):
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
     with pytest.raises(LandmaskError, match="no detector run to resume"):
         train_detector(DetectTrainConfig(out=str(tmp_path / "nothing")), resume=True)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.25])
+def test_landmarks_through_the_detector_take_a_third_pass_only_where_the_box_still_moved(astronaut, shift):
+    """From the detector's box (shifted sideways by ``shift`` of its width, as a poor detector box
+    would be) the points are predicted, again from their box, and a third time only when that
+    second box still moved (IoU < SETTLED_IOU with the second points' box)."""
+    import landmask
+    from landmask.api import SETTLED_IOU
+    from landmask.imageio import to_grey
+    lm = landmask.load()
+    grey = to_grey(astronaut)
+    det = lm.detector.detect(grey)[0]
+    b = det.landmark_box + np.array([1, 0, 1, 0]) * shift * (det.landmark_box[2] - det.landmark_box[0])
+    det.landmark_box = b
+    face, = lm.from_detections(grey, [det])
+    p1 = lm.model.predict(grey, [b])[0]
+    box2 = G.points_box(p1)
+    p2 = lm.model.predict(grey, [box2])[0]
+    if G.box_iou(G.points_box(p2), box2) >= SETTLED_IOU:
+        np.testing.assert_allclose(face.box, box2)
+        np.testing.assert_allclose(face.points, p2)
+    else:
+        np.testing.assert_allclose(face.box, G.points_box(p2))
+        np.testing.assert_allclose(face.points, lm.model.predict(grey, [G.points_box(p2)])[0])
+    # wherever it started, the points end within a few pixels of those from the unshifted box
+    if shift:
+        plain, = lm.from_detections(grey, lm.detector.detect(grey)[:1])
+        assert np.abs(face.points - plain.points).mean() < 0.02 * (plain.box[2] - plain.box[0])
