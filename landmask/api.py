@@ -103,7 +103,7 @@ class Landmarker:
         again from the box of the first prediction (and a third time where that box still moved).
         Detector boxes whose landmarks do not span about the box, or whose refined crop fails the
         landmark model's face check (diffuse heatmaps), are dropped."""
-        grey = to_grey(image)   # once: the detector and both landmark passes use the same pixels
+        grey = to_grey(image)   # once: the detector and every landmark pass use the same pixels
         return self.detect_faces(grey, self.detector.detect(grey))
 
     def detect_faces(self, grey: np.ndarray, dets, limit: int | None = -1) -> list[Face]:

@@ -86,8 +86,9 @@ def _mp_context():
     imports landmask's run-time modules once; workers are forked from it, so they start quickly."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
+        # not onnxruntime: importing it starts a thread, and the fork server must stay thread-free
         ctx.set_forkserver_preload(["landmask.parallel", "landmask.api", "landmask.imageio", "landmask.batch",
-                                    "landmask.masking", "landmask.detect", "landmask.runtime", "onnxruntime"])
+                                    "landmask.masking", "landmask.detect", "landmask.runtime"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -197,12 +198,16 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
             results = run_local(todo, task, jobs, reporter)
         else:   # a handful of photos: this process, counted and reported as it goes (batch.mask_files' loop)
             import cv2
-            cv2.setNumThreads(task.threads)
-            lm = task.loader()
-            for i, (src, dst) in enumerate(todo, 1):
-                reporter.item(i, len(todo), str(src))
-                record(s, src, try_mask(src, dst, lm, effects, feather, copy_unmasked, quality, draw),
-                       copy_unmasked, reporter)
+            before = cv2.getNumThreads()
+            cv2.setNumThreads(task.threads)       # as each worker; the caller's setting comes back after
+            try:
+                lm = task.loader()
+                for i, (src, dst) in enumerate(todo, 1):
+                    reporter.item(i, len(todo), str(src))
+                    record(s, src, try_mask(src, dst, lm, effects, feather, copy_unmasked, quality, draw),
+                           copy_unmasked, reporter)
+            finally:
+                cv2.setNumThreads(before)
             return s
     for (src, _), r in zip(todo, results):   # in input order, as one process counts them
         record(s, src, r, copy_unmasked, reporter)

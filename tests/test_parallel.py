@@ -211,3 +211,20 @@ def test_one_process_runs_opencv_on_the_threads_given(threads, tmp_path):
         assert cv2.getNumThreads() == threads
     finally:
         cv2.setNumThreads(before)
+
+
+def test_a_handful_of_photos_in_this_process_use_the_threads_given_and_leave_the_callers_setting(tmp_path,
+                                                                                               monkeypatch):
+    import cv2
+    import landmask
+    from landmask import parallel
+    seen = []
+    real = parallel.try_mask
+    monkeypatch.setattr(parallel, "try_mask", lambda *a: (seen.append(cv2.getNumThreads()), real(*a))[1])
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(3)
+        s = parallel.mask_files_parallel([SAMPLE], tmp_path, landmask.load, threads=1)
+        assert s.done == 1 and seen == [1] and cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
