@@ -126,11 +126,18 @@ def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None,
     effects = resolve_effects(lips, eyes, eyebrows, face)
     s = Summary()
     todo = plan_masks(inputs, out_dir, overwrite, s, reporter, base)
+    mask_planned(todo, s, landmarker, effects, feather, copy_unmasked, quality, draw, reporter)
+    return s
+
+
+def mask_planned(todo, s: Summary, landmarker, effects: dict, feather=None, copy_unmasked=False,
+                 quality: int = 95, draw: bool = False, reporter: Reporter = Reporter()) -> None:
+    """Mask the planned (input, output) pairs of ``todo`` in this process, in order, counting each
+    into ``s`` and reporting it as it goes.  Shared by mask_files and landmask.parallel."""
     for i, (src, dst) in enumerate(todo, 1):
         reporter.item(i, len(todo), str(src))
         record(s, src, try_mask(src, dst, landmarker, effects, feather, copy_unmasked, quality, draw),
                copy_unmasked, reporter)
-    return s
 
 
 def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter = Reporter(),

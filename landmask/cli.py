@@ -222,7 +222,6 @@ def mask_photos(a, inputs):
     """Photos in this process (--jobs 1), on --jobs N local processes or on the Dask cluster at
     --scheduler: the same outputs and summary (landmask.parallel)."""
     import functools
-    from landmask.batch import mask_files
     from landmask.parallel import mask_files_parallel
     opts = dict(lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face, feather=a.feather,
                 overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=a.quality, draw=a.debug,
@@ -231,10 +230,6 @@ def mask_photos(a, inputs):
         raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
     worker = runtime_options(a)               # what make_landmarker reads: it travels to worker processes
     worker.threads = a.threads or 1           # one thread per worker
-    if a.scheduler is None and a.jobs == 1:
-        import cv2
-        cv2.setNumThreads(worker.threads)     # one process, one thread, as each worker of --jobs N
-        return mask_files(inputs, a.out, make_landmarker(worker), **opts)
     return mask_files_parallel(inputs, a.out, functools.partial(make_landmarker, worker), jobs=a.jobs,
                                scheduler=a.scheduler, threads=worker.threads, **opts)   # jobs None: the cores
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from landmask.batch import Summary, plan_masks, record, try_mask
+from landmask.batch import Summary, mask_planned, plan_masks, record, try_mask
 from landmask.errors import LandmaskError
 from landmask.report import Reporter
 
@@ -196,16 +196,12 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
         jobs = min(jobs or usable_cores(), len(todo) if jobs else len(todo) // PHOTOS_PER_PROCESS)
         if jobs > 1:
             results = run_local(todo, task, jobs, reporter)
-        else:   # a handful of photos: this process, counted and reported as it goes (batch.mask_files' loop)
+        else:   # --jobs 1 or a handful of photos: this process, one thread as each worker
             import cv2
             before = cv2.getNumThreads()
-            cv2.setNumThreads(task.threads)       # as each worker; the caller's setting comes back after
+            cv2.setNumThreads(task.threads)       # the caller's setting comes back after
             try:
-                lm = task.loader()
-                for i, (src, dst) in enumerate(todo, 1):
-                    reporter.item(i, len(todo), str(src))
-                    record(s, src, try_mask(src, dst, lm, effects, feather, copy_unmasked, quality, draw),
-                           copy_unmasked, reporter)
+                mask_planned(todo, s, task.loader(), effects, feather, copy_unmasked, quality, draw, reporter)
             finally:
                 cv2.setNumThreads(before)
             return s
