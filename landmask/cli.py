@@ -200,6 +200,9 @@ def add_mask(sub):
 
 
 def cmd_mask(a):
+    if will_use_pool(a):        # before the imports and the planning below, which its start-up then overlaps
+        from landmask.pool import start_fork_server
+        start_fork_server()
     from landmask.batch import Summary, layout_base
     videos, others = split_videos(a.inputs)
     a.layout_base = layout_base(a.inputs)   # photos and videos laid out from one root
@@ -216,6 +219,18 @@ def cmd_mask(a):
     report_failures(a, s)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
     return 1 if s.failed else 0
+
+
+def will_use_pool(a) -> bool:
+    """Whether ``landmask mask`` will likely mask photos on local worker processes: --jobs 2 or more,
+    or the default --jobs on a machine with several cores given a folder or many files (a guess made
+    before planning; a wrong one costs an idle fork server, never a wrong result)."""
+    from landmask.pool import usable_cores
+    if a.scheduler is not None or a.jobs == 1:
+        return False
+    if a.jobs is not None:
+        return True
+    return usable_cores() > 1 and (len(a.inputs) >= 16 or any(Path(p).is_dir() for p in a.inputs))
 
 
 def mask_photos(a, inputs):
@@ -341,6 +356,17 @@ def cmd_camera(a):
     return 0
 
 
+def channel_list(text: str) -> list[int]:
+    """``--channels 16,16,48,64,96``: five positive whole numbers."""
+    try:
+        c = [int(v) for v in text.split(",")]
+    except ValueError:
+        c = []
+    if len(c) != 5 or min(c) < 1 or max(c) > 4096:
+        raise argparse.ArgumentTypeError(f"{text!r}: five widths from 1 to 4096, comma-separated (e.g. 16,16,48,64,96)")
+    return c
+
+
 def add_train_detector(sub):
     p = sub.add_parser("train-detector", help="train landmask's face detector from landmark data sets")
     p.add_argument("--data", nargs="+", required=True, metavar="SPEC")
@@ -350,6 +376,9 @@ def add_train_detector(sub):
     p.add_argument("--canvas", type=int, help="training crop side in pixels")
     p.add_argument("--lr", type=float)
     p.add_argument("--width", type=float)
+    p.add_argument("--channels", type=channel_list, metavar="C,C,C,C,C",
+                   help="the five stages' widths (strides 2, 4, 8, 16, 32; default from --width: 16,24,48,64,96); "
+                        "multiples of 16 suit ONNX Runtime's AVX-512 kernels")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int)
@@ -361,7 +390,8 @@ def add_train_detector(sub):
 
 def cmd_train_detector(a):
     from landmask.detect_train import DetectTrainConfig, train_detector
-    keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "seed", "threads", "limit", "init", "steps")
+    keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "channels", "seed", "threads", "limit", "init",
+            "steps")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
     print(f"detector: {train_detector(cfg, console(a), resume=a.resume)}")
     return 0

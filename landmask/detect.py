@@ -139,19 +139,23 @@ class LandmaskDetector:
         return self._decode(out, fx, fy)
 
     def _decode(self, out, fx, fy):
-        score = 1 / (1 + np.exp(-out[0]))
-        peak = score == cv2.dilate(score, np.ones((3, 3), np.uint8))
-        ys, xs = np.nonzero(peak & (score >= self.threshold))
-        boxes, scores = [], []
-        for y, x in zip(ys, xs):
-            dx, dy, lw, lh = out[1:, y, x]
-            cx, cy = (x + dx + 0.5) * self.stride - 0.5, (y + dy + 0.5) * self.stride - 0.5
-            bw, bh = np.exp(lw) * self.stride, np.exp(lh) * self.stride
-            # back to image pixels (pixel-centre convention)
-            boxes.append([(cx - bw / 2 + 0.5) / fx - 0.5, (cy - bh / 2 + 0.5) / fy - 0.5,
-                          (cx + bw / 2 + 0.5) / fx - 0.5, (cy + bh / 2 + 0.5) / fy - 0.5])
-            scores.append(float(score[y, x]))
-        return boxes, scores
+        logit = out[0]
+        # peaks of the centre map above the threshold, found on the logits (sigmoid is monotonic:
+        # the same peaks, and only the few kept cells are turned into scores)
+        peak = logit == cv2.dilate(logit, np.ones((3, 3), np.uint8))
+        t = min(max(self.threshold, 1e-7), 1 - 1e-7)
+        ys, xs = np.nonzero(peak & (logit >= np.log(t / (1 - t))))
+        if not len(ys):
+            return [], []
+        dx, dy, lw, lh = out[1:, ys, xs].astype(np.float64)
+        scores = 1 / (1 + np.exp(-logit[ys, xs].astype(np.float64)))
+        keep = scores >= self.threshold          # the float32 logit bound may let an exact tie in
+        cx, cy = (xs + dx + 0.5) * self.stride - 0.5, (ys + dy + 0.5) * self.stride - 0.5
+        bw, bh = np.exp(lw) * self.stride, np.exp(lh) * self.stride
+        # back to image pixels (pixel-centre convention)
+        boxes = np.stack([(cx - bw / 2 + 0.5) / fx - 0.5, (cy - bh / 2 + 0.5) / fy - 0.5,
+                          (cx + bw / 2 + 0.5) / fx - 0.5, (cy + bh / 2 + 0.5) / fy - 0.5], axis=1)
+        return list(boxes[keep]), [float(v) for v in scores[keep]]
 
 
 class HaarDetector:

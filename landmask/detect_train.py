@@ -34,6 +34,7 @@ class DetectTrainConfig:
     canvas: int = 192            # training crops are canvas × canvas
     lr: float = 3e-3
     width: float = 1.0
+    channels: list[int] | None = None  # the five stages' widths; None: from width
     mosaic: float = 0.6          # probability of a mosaic of 2-16 photos
     negatives: float = 0.15      # probability that a mosaic tile is face-free background
     min_face: float = 12.0       # face (landmark box) sizes on the canvas, log-uniform
@@ -220,7 +221,7 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     images = load_faces(cfg, reporter)
-    dcfg = DetectorConfig(width=cfg.width)
+    dcfg = DetectorConfig(width=cfg.width, channels=cfg.channels)
     model = build_detector(dcfg)
     if cfg.init:
         init_weights(model, cfg.init)

@@ -260,6 +260,7 @@ class DetectorConfig:
     of the 68 points), so the crop rule applies to them unchanged."""
     arch: str = "detnet"
     width: float = 1.0
+    channels: list[int] | None = None   # the five stages' widths (stride 2-32); None: from width
     input_size: int = 320        # longer image side at inference
     mean: float = 0.5
     std: float = 0.25
@@ -273,7 +274,9 @@ class DetNet(nn.Module):
 
     def __init__(self, cfg: DetectorConfig):
         super().__init__()
-        c = [max(8, int(round(v * cfg.width / 8)) * 8) for v in (16, 24, 48, 64, 96)]
+        c = list(cfg.channels or [max(8, int(round(v * cfg.width / 8)) * 8) for v in (16, 24, 48, 64, 96)])
+        if len(c) != 5 or min(c) < 1:
+            raise ValueError(f"detector channels {c}: five positive widths expected")
         self.cfg = cfg
         self.stem = conv_bn(1, c[0], 3, 2)                                         # /2
         self.s4 = nn.Sequential(SepBlock(c[0], c[1], 2), SepBlock(c[1], c[1]))      # /4

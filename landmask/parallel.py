@@ -8,8 +8,6 @@ Dask (the ``cluster`` extra) is imported only when a scheduler is given; nothing
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -18,15 +16,8 @@ from typing import Callable
 
 from landmask.batch import Summary, mask_planned, plan_masks, record, try_mask
 from landmask.errors import LandmaskError
+from landmask.pool import mp_context, usable_cores
 from landmask.report import Reporter
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (the affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:      # macOS, Windows
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -79,26 +70,12 @@ def mask_one(src: str, dst: str, task: MaskTask) -> tuple[bool | None, str]:
                     task.draw)
 
 
-def _mp_context():
-    """forkserver where the OS has it, else spawn; never a plain fork: a process forked from a
-    parent whose ONNX Runtime or OpenCV threads hold a lock at that moment waits on it for ever
-    (seen here when the parent had masked videos first).  The fork server is a fresh process that
-    imports landmask's run-time modules once; workers are forked from it, so they start quickly."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        # not onnxruntime: importing it starts a thread, and the fork server must stay thread-free
-        ctx.set_forkserver_preload(["landmask.parallel", "landmask.api", "landmask.imageio", "landmask.batch",
-                                    "landmask.masking", "landmask.detect", "landmask.runtime"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) -> list:
     """try_mask results for ``todo`` [(src, dst)] in order, on ``jobs`` worker processes."""
     results = []
     # a few photos per round trip (a file name each way): the workers finish within a photo or so of each other
     chunk = max(1, min(4, len(todo) // (jobs * 8)))
-    with ProcessPoolExecutor(jobs, mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=mp_context()) as pool:
         it = pool.map(mask_one, [str(s) for s, _ in todo], [str(d) for _, d in todo],
                       [task] * len(todo), chunksize=chunk)
         try:

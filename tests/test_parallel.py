@@ -232,3 +232,23 @@ def test_a_handful_of_photos_in_this_process_use_the_threads_given_and_leave_the
         assert s.done == 1 and seen == [1] and cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(before)
+
+
+def test_the_fork_server_is_started_early_only_for_a_job_likely_to_use_the_pool(tmp_path, monkeypatch):
+    """`landmask mask` starts the fork server before its imports and planning when the job will
+    likely run on worker processes (its start-up then overlaps them), and never for one photo."""
+    import argparse
+    from landmask import cli, pool
+    monkeypatch.setattr(pool, "usable_cores", lambda: 2)
+
+    def ns(inputs, jobs=None, scheduler=None):
+        return argparse.Namespace(inputs=[str(p) for p in inputs], jobs=jobs, scheduler=scheduler)
+    photo = tmp_path / "a.jpg"
+    assert cli.will_use_pool(ns([tmp_path]))                       # a folder, default --jobs
+    assert cli.will_use_pool(ns([photo] * 16))                     # many files
+    assert cli.will_use_pool(ns([photo], jobs=2))                  # asked for
+    assert not cli.will_use_pool(ns([photo]))                      # one photo: this process does it
+    assert not cli.will_use_pool(ns([tmp_path], jobs=1))
+    assert not cli.will_use_pool(ns([tmp_path], scheduler="tcp://127.0.0.1:1"))
+    monkeypatch.setattr(pool, "usable_cores", lambda: 1)
+    assert not cli.will_use_pool(ns([tmp_path]))                   # one core: no pool by default
