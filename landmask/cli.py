@@ -126,7 +126,7 @@ def add_runtime_options(p):
     p.add_argument("--min-face", type=float, metavar="PX", help="smallest face to find, in pixels (the landmarks' box; "
                                                                 "default: any the detector finds, about 12 px); larger is faster")
     p.add_argument("--max-faces", type=int, metavar="N", help="keep at most N faces per image, the largest first")
-    p.add_argument("--min-score", type=float, help="least detector score kept (landmask's detector: 0..1, default 0.4)")
+    p.add_argument("--min-score", type=float, help="least detector score kept (landmask's detector: 0..1; default: the detector file's own, 0.3 for the shipped one)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads per process for inference, and for OpenCV's image work on photos (default 1: on a "
                         "busy 2-core machine one thread was 2-4 x faster than ONNX Runtime's default; more cores "
@@ -522,12 +522,15 @@ def add_export(sub):
                         "test set) and checked against PyTorch on other faces of it")
     p.add_argument("--int8-faces", type=int, default=300, metavar="N",
                    help="faces of --int8 DATA to use, half to calibrate and half to check (default 300)")
+    p.add_argument("--min-score", type=float, metavar="S",
+                   help="a face detector's default --min-score (centre-score threshold, 0-1), stored in the file "
+                        "(files without one use 0.4)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a):
     from landmask.export import export_model
-    r = export_model(a.model, a.onnx, a.scheme, a.int8, a.int8_faces)
+    r = export_model(a.model, a.onnx, a.scheme, a.int8, a.int8_faces, a.min_score)
     if r["derived"]:
         print(f"wrote {r['derived']} ({a.scheme} points from the model's own)")
     if r["int8"]:

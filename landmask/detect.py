@@ -52,6 +52,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> list[int]:
     return keep
 
 
+DEFAULT_MIN_SCORE = 0.4   # for detector files that do not store their own (landmask export --min-score)
+
+
 class LandmaskDetector:
     """landmask's own face detector (DetNet, CenterNet-style) on ONNX Runtime, run over an image
     pyramid so one call finds faces from ``min_face`` pixels up to the whole image.
@@ -64,11 +67,12 @@ class LandmaskDetector:
     network's largest face size.  Detections of all levels are merged by non-maximum suppression.
 
     ``size``: a single level with the image's longer side scaled to this (the old one-scale
-    behaviour, for comparison).  ``threshold`` (``--min-score``): the least centre score kept."""
+    behaviour, for comparison).  ``threshold`` (``--min-score``): the least centre score kept (None:
+    the model file's ``min_score``, chosen when it was exported)."""
 
     name = "landmask"
 
-    def __init__(self, path=None, size: int | None = None, threshold: float = 0.4, threads: int | None = None,
+    def __init__(self, path=None, size: int | None = None, threshold: float | None = None, threads: int | None = None,
                  min_face: float | None = None, max_pixels: int = 3_000_000, level_step: float = 4.0):
         from landmask.onnxmodel import load_onnx
         self.path = Path(path or MODELS_DIR / "detector.onnx")
@@ -82,7 +86,8 @@ class LandmaskDetector:
             raise LandmaskError(f"--min-face {min_face}: must be a positive number of pixels")
         if level_step <= 1:
             raise LandmaskError(f"level_step {level_step}: must be more than 1")
-        self.size, self.threshold = size, threshold
+        # the least centre score kept: --min-score, else the model file's own default (0.4 before files had one)
+        self.size, self.threshold = size, float(meta.get("min_score", DEFAULT_MIN_SCORE) if threshold is None else threshold)
         self.min_face = float(min_face) if min_face is not None else None
         self.max_pixels, self.level_step = max_pixels, level_step
         self.input = self.sess.get_inputs()[0].name
@@ -94,10 +99,15 @@ class LandmaskDetector:
         lo, hi = self.face_range
         # a given min_face maps to 4 x the network's smallest face (48 px), where its recall is high
         s = min(1.0, 4 * lo / (self.min_face or 4 * lo), (self.max_pixels / (h * w)) ** 0.5)
-        out = [s]
-        # next level while the level's largest findable face is smaller than the image
-        while max(h, w) * s > hi and max(h, w) * s / self.level_step >= 16:
-            s /= self.level_step
+        out, side = [s], max(h, w)
+        # next level while the level's largest findable face is smaller than the image; a step up to
+        # a quarter longer than level_step is taken when it makes the image fit the network's largest
+        # face, saving a last tiny level (640 × 480: 1 and 0.24, not 1, 0.25 and 0.0625)
+        while side * s > hi and side * s / self.level_step >= 16:
+            nxt = s / self.level_step
+            if side * nxt > hi and side * s / (1.25 * self.level_step) <= hi:
+                nxt = hi / side
+            s = nxt
             out.append(s)
         return out
 

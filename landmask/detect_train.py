@@ -214,6 +214,8 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
         cfg.threads = threads
     elif (out / "detector.safetensors").exists() or (out / "last.safetensors").exists():
         raise LandmaskError(f"{out} already holds a detector run; choose another --out or give --resume")
+    if cfg.init and cfg.channels is None and not resume:   # the stage widths of the detector it starts from
+        cfg.channels = init_channels(cfg.init, cfg.width)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
     reporter.info(f"config: {json.dumps(asdict(cfg))}")
@@ -289,6 +291,28 @@ def init_weights(model, path) -> None:
     if meta.get("kind") != "detector":
         raise LandmaskError(f"--init {path}: not a face detector")
     model.load_state_dict(other.state_dict())
+
+
+def init_channels(path, width: float) -> list[int]:
+    """The stage widths of the detector file at ``path`` (--init: .onnx export or .safetensors)."""
+    from landmask.model import DetectorConfig, detector_channels
+    if not Path(path).is_file():
+        raise LandmaskError(f"--init {path}: no such file")
+    if str(path).endswith(".onnx"):
+        import onnx
+        from landmask.onnxmodel import read_meta
+        try:
+            props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        except Exception as e:
+            raise LandmaskError(f"--init {path}: cannot read the ONNX file ({e})") from None
+        meta = read_meta(path, props, kind="detector")
+    else:
+        from landmask.checkpoint import read_meta
+        meta = read_meta(path)
+        if meta.get("kind") != "detector":
+            raise LandmaskError(f"--init {path}: not a face detector")
+    m = meta.get("model", {})
+    return detector_channels(DetectorConfig(width=m.get("width", width), channels=m.get("channels")))
 
 
 def init_from_onnx(model, path) -> None:

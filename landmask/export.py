@@ -41,7 +41,7 @@ def derive_scheme(model_path, scheme: str, out_path) -> Path:
     return out_path
 
 
-def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> dict:
+def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min_score: float | None = None) -> dict:
     """Write ``out_path`` (.onnx, opset OPSET, batch axis dynamic, landmask metadata embedded) and
     return {"opset", "max_abs_diff_px", "n_checked"} from a PyTorch vs ONNX Runtime comparison
     (points in crop pixels for landmark models; raw head outputs for the face detector)."""
@@ -56,6 +56,12 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None) -> 
     net, meta = load_model_file(model_path)
     kind = model_kind(meta)
     detector = kind.name == "detector"
+    if min_score is not None:
+        if not detector:
+            raise LandmaskError(f"--min-score {min_score}: only a face detector's export takes a default minimum score")
+        if not 0 < min_score < 1:
+            raise LandmaskError(f"--min-score {min_score}: a face detector's scores are between 0 and 1")
+        meta["min_score"] = float(min_score)   # the detector's default --min-score at run time
     s = int(meta["model"]["input_size"])
     dummy = torch.zeros(1, 1, s, s)
     model, names, axes = kind.for_export(net), kind.onnx_names, kind.onnx_axes
@@ -208,12 +214,14 @@ def _quantized(model_path, calib_inputs: np.ndarray, ops, float_convs: int):
         return onnx.load(q)
 
 
-def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_faces: int = 300) -> dict:
+def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_faces: int = 300,
+                 min_score: float | None = None) -> dict:
     """``landmask export`` as one call: the model file behind ``model`` (a run folder, a shipped
     name or a file; landmarks or face detector) → ``onnx_path``, checked against PyTorch.
     ``scheme``: first derive a model with another scheme's points (written beside the ONNX file as
     .safetensors); ``int8``: a data set whose faces calibrate an 8-bit model instead.  Returns the
-    check's figures, with ``derived`` (the derived .safetensors) when ``scheme`` is given."""
+    check's figures, with ``derived`` (the derived .safetensors) when ``scheme`` is given.
+    ``min_score``: a face detector's default centre-score threshold, stored in the file."""
     import os
     from landmask.runtime import resolve_model_path
     if Path(str(model), "detector.safetensors").is_file():   # a train-detector run folder
@@ -232,6 +240,9 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
     derived = None
     if scheme:
         src = derived = derive_scheme(src, scheme, derived_path)
-    r = export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8 else export_onnx(src, onnx_path)
+    if int8 and min_score is not None:
+        raise LandmaskError("--min-score is for a face detector's export, --int8 for a landmark model's")
+    r = (export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8
+         else export_onnx(src, onnx_path, min_score=min_score))
     return {**r, "int8": bool(int8), "derived": str(derived) if derived else None}
 

