@@ -1,7 +1,8 @@
 """ONNX Runtime time of *untrained* DetNet variants at 640×480 (batch 1, one thread, interleaved
 rounds, median of the rounds' best-of-5): what a detector shape costs before a training run is
 spent on it.  Needs the training extra (PyTorch).  The ninth session's table (docs/experiments.md)
-came from this script:
+came from an earlier form of this script that upsampled to the tensor's size, as DetNet did then;
+this one upsamples by a constant 2, as DetNet does now (each variant about 0.7 ms faster):
 
     python benchmarks/detector_latency.py
 

@@ -141,16 +141,21 @@ def time_mask(photos: Path, out: Path, extra: list[str]) -> dict:
 def bench_mask(photos: Path, work: Path, repeat: int, n: int) -> dict:
     from distributed import LocalCluster
     runs: dict[str, list] = {"jobs1": [], "jobs2": [], "dask2": []}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, worker_dashboard_address=None) as cluster:
-        modes = {"jobs1": ["--jobs", "1"], "jobs2": ["--jobs", "2"],
-                 "dask2": ["--scheduler", cluster.scheduler_address]}
-        for k in range(repeat):
-            for name, extra in modes.items():
-                r = time_mask(photos, work / f"{name}-{k}", extra)
-                runs[name].append(r)
-                print(f"  {name} run {k + 1}: {n / r['seconds']:.1f} photos/s ({r['seconds']:.1f} s; we used "
-                      f"{r['our_cores']:.2f} cores, others {r['other_cores']:.2f}, load {r['loadavg']:.1f})", flush=True)
+    for k in range(repeat):
+        for name in runs:
+            if name == "dask2":
+                # a fresh 2-worker cluster for each Dask run, up only while it runs: an idle LocalCluster
+                # keeps about 0.09 of a core busy (heartbeats), which would be taken from the other
+                # modes' runs, from --jobs 2 (both cores busy) more than from --jobs 1; its workers load
+                # the models within the timed run, as --jobs 2's do
+                with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
+                    r = time_mask(photos, work / f"{name}-{k}", ["--scheduler", cluster.scheduler_address])
+            else:
+                r = time_mask(photos, work / f"{name}-{k}", ["--jobs", name[-1]])
+            runs[name].append(r)
+            print(f"  {name} run {k + 1}: {n / r['seconds']:.1f} photos/s ({r['seconds']:.1f} s; we used "
+                  f"{r['our_cores']:.2f} cores, others {r['other_cores']:.2f}, load {r['loadavg']:.1f})", flush=True)
     differ = [f"{m}-{k}" for m in runs for k in range(repeat) if not _same_tree(work / "jobs1-0", work / f"{m}-{k}")]
     res = {name: {"photos_per_s": n / float(np.median([r["seconds"] for r in rs])),
                   "seconds": [round(r["seconds"], 2) for r in rs],

@@ -202,7 +202,10 @@ def add_mask(sub):
 def cmd_mask(a):
     if will_use_pool(a):        # before the imports and the planning below, which its start-up then overlaps
         from landmask.pool import start_fork_server
-        start_fork_server()
+        try:
+            start_fork_server()
+        except OSError:         # best effort: the pool, if one is started, reports it
+            pass
     from landmask.batch import Summary, layout_base
     videos, others = split_videos(a.inputs)
     a.layout_base = layout_base(a.inputs)   # photos and videos laid out from one root
@@ -226,10 +229,11 @@ def will_use_pool(a) -> bool:
     or the default --jobs on a machine with several cores given a folder or many files (a guess made
     before planning; a wrong one costs an idle fork server, never a wrong result)."""
     from landmask.pool import usable_cores
-    if a.scheduler is not None or a.jobs == 1:
+    if a.scheduler is not None or (a.jobs is not None and a.jobs < 2):
         return False
+    several = len(a.inputs) > 1 or any(Path(p).is_dir() for p in a.inputs)
     if a.jobs is not None:
-        return True
+        return several
     return usable_cores() > 1 and (len(a.inputs) >= 16 or any(Path(p).is_dir() for p in a.inputs))
 
 

@@ -63,7 +63,8 @@ class LandmaskDetector:
     file: 12-154 px for the shipped one) at its input.  Level 0 is the image itself (never
     enlarged; shrunk only so that ``min_face``, when given, maps to 4 × the network's smallest, or
     to ``max_pixels``: 3 megapixels, so faces from about 12 px × sqrt(megapixels / 3) on a larger
-    photo); each next level is ``level_step`` times smaller, until the whole image is within the
+    photo); each next level is ``level_step`` times smaller (the last up to 1.25 × that when it then
+    fits), until the whole image is within the
     network's largest face size.  Detections of all levels are merged by non-maximum suppression.
 
     ``size``: a single level with the image's longer side scaled to this (the old one-scale

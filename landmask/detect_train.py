@@ -214,7 +214,12 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
         cfg.threads = threads
     elif (out / "detector.safetensors").exists() or (out / "last.safetensors").exists():
         raise LandmaskError(f"{out} already holds a detector run; choose another --out or give --resume")
+    if cfg.canvas % 32:
+        raise LandmaskError(f"--canvas {cfg.canvas}: the detector needs a multiple of 32 (e.g. 192)")
     if cfg.init and cfg.channels is None and not resume:   # the stage widths of the detector it starts from
+        if cfg.width != 1.0:
+            raise LandmaskError(f"--width {cfg.width} with --init: the widths come from {cfg.init}; "
+                                "give --channels to choose them")
         cfg.channels = init_channels(cfg.init, cfg.width)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
@@ -225,7 +230,7 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
     images = load_faces(cfg, reporter)
     dcfg = DetectorConfig(width=cfg.width, channels=cfg.channels)
     model = build_detector(dcfg)
-    if cfg.init:
+    if cfg.init and not resume:     # a resumed run's weights come from its last.safetensors
         init_weights(model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
     reporter.info(f"detector: {count_parameters(model):,} parameters; {len(images)} faces")

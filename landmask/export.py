@@ -232,6 +232,13 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
         raise LandmaskError(f"--model {model}: export needs the .safetensors model file ({src} is missing)")
     if Path(onnx_path).suffix.lower() != ".onnx":
         raise LandmaskError(f"--onnx {onnx_path}: give a file name ending in .onnx")
+    if min_score is not None:   # checked before anything is written
+        from landmask.checkpoint import read_meta
+        if int8 or scheme or read_meta(src).get("kind") != "detector":
+            raise LandmaskError(f"--min-score {min_score}: only a face detector's export takes a default minimum "
+                                "score (not a landmark model's, --int8 or --scheme)")
+        if not 0 < min_score < 1:
+            raise LandmaskError(f"--min-score {min_score}: a face detector's scores are between 0 and 1")
     derived_path = Path(onnx_path).with_suffix(".safetensors")
     for out in ([onnx_path, derived_path] if scheme else [onnx_path]):
         if os.path.realpath(out) == os.path.realpath(src):
@@ -240,8 +247,6 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
     derived = None
     if scheme:
         src = derived = derive_scheme(src, scheme, derived_path)
-    if int8 and min_score is not None:
-        raise LandmaskError("--min-score is for a face detector's export, --int8 for a landmark model's")
     r = (export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8
          else export_onnx(src, onnx_path, min_score=min_score))
     return {**r, "int8": bool(int8), "derived": str(derived) if derived else None}

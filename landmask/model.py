@@ -341,7 +341,8 @@ KINDS = {
                            {"crops": {0: "n"}, "points": {0: "n"}, "confidence": {0: "n"},
                             "point_confidence": {0: "n"}},
                            lambda net: WithConfidence(net).eval()),
-    # the detector takes any image size: batch, height and width are dynamic
+    # the detector takes any image size whose sides are multiples of 32 (LandmaskDetector pads to them):
+    # batch, height and width are dynamic
     "detector": ModelKind("detector", lambda m: build_detector(DetectorConfig(**m)),
                           (["images"], ["heads"]),
                           {"images": {0: "n", 2: "h", 3: "w"}, "heads": {0: "n", 2: "h8", 3: "w8"}},

@@ -9,7 +9,7 @@ import os
 
 # what the fork server imports once, so each worker forked from it starts quickly; not onnxruntime:
 # importing it starts a thread, and the fork server must stay thread-free
-PRELOAD = ["landmask.parallel", "landmask.cli", "landmask.api", "landmask.imageio", "landmask.batch", "landmask.masking",
+PRELOAD = ["landmask.parallel", "landmask.api", "landmask.imageio", "landmask.batch", "landmask.masking",
            "landmask.detect", "landmask.runtime"]
 
 

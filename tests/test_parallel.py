@@ -246,9 +246,30 @@ def test_the_fork_server_is_started_early_only_for_a_job_likely_to_use_the_pool(
     photo = tmp_path / "a.jpg"
     assert cli.will_use_pool(ns([tmp_path]))                       # a folder, default --jobs
     assert cli.will_use_pool(ns([photo] * 16))                     # many files
-    assert cli.will_use_pool(ns([photo], jobs=2))                  # asked for
-    assert not cli.will_use_pool(ns([photo]))                      # one photo: this process does it
+    assert cli.will_use_pool(ns([photo, photo], jobs=2))           # asked for
+    assert not cli.will_use_pool(ns([photo], jobs=2))              # one photo: this process does it anyway
+    assert not cli.will_use_pool(ns([photo]))
+    assert not cli.will_use_pool(ns([tmp_path], jobs=0))           # refused right after
     assert not cli.will_use_pool(ns([tmp_path], jobs=1))
     assert not cli.will_use_pool(ns([tmp_path], scheduler="tcp://127.0.0.1:1"))
     monkeypatch.setattr(pool, "usable_cores", lambda: 1)
     assert not cli.will_use_pool(ns([tmp_path]))                   # one core: no pool by default
+
+
+def test_a_fork_server_that_cannot_start_early_is_not_an_error(tmp_path, monkeypatch):
+    """The early start is a guess made for speed: when it fails (no AF_UNIX socket, no temp dir) the
+    job still runs; here the folder's two photos are masked in this process as before."""
+    from landmask import pool
+    started = []
+
+    def broken():
+        started.append(1)
+        raise OSError("no socket")
+    monkeypatch.setattr(pool, "start_fork_server", broken)
+    monkeypatch.setattr(pool, "usable_cores", lambda: 2)
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLE, src / "a.jpg")
+    shutil.copy(SAMPLE, src / "b.jpg")
+    assert main(["mask", str(src), "-o", str(tmp_path / "o"), "-q"]) == 0
+    assert started and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.jpg", "b.jpg"]

@@ -161,6 +161,12 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
     assert "--channels: '8,8': five widths" in capsys.readouterr().err
     assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d3.onnx"), "--min-score", "1.5"]) == 2
     assert "--min-score 1.5" in capsys.readouterr().err
+    assert main(["train-detector", "--data", str(data / "menpo"), "--canvas", "200", "--out", str(tmp_path / "d4")]) == 2
+    assert "--canvas 200: the detector needs a multiple of 32" in capsys.readouterr().err
+    assert main(["train-detector", "--data", str(data / "menpo"), "--init", str(tmp_path / "d2.onnx"), "--width", "0.5",
+                 "--out", str(tmp_path / "d5")]) == 2
+    assert "give --channels" in capsys.readouterr().err
+    assert not (tmp_path / "d3.onnx").exists() and not (tmp_path / "d4").exists()
 
 
 def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, data, tmp_path, capsys):
