@@ -136,8 +136,8 @@ class Landmarker:
         # the face check judges the crop the landmarks come from: the refined one when refining
         # (a real face is framed well there even when the detector's box was off)
         # (a first crop far below the check's bar is dropped at once, saving its second pass: detector
-        # candidates on texture; the faces found in the dlib photos and lfpw-68/trainset score 0.125 and up
-        # there with ibug68, whose bar is 0.1325, and 0.6 of it is 0.08)
+        # candidates on texture; the faces found in helen-68/trainset, lfpw-68/trainset and the dlib photos
+        # score 0.109 and up there with ibug68, whose bar is 0.1325, and 0.6 of it is 0.08)
         faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], check=not refine,
                                floor=FIRST_PASS_FLOOR if refine else None)
         if not spans:
