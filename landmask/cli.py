@@ -383,6 +383,12 @@ def add_train_detector(sub):
     p.add_argument("--channels", type=channel_list, metavar="C,C,C,C,C",
                    help="the five stages' widths (strides 2, 4, 8, 16, 32; default from --width: 16,24,48,64,96); "
                         "multiples of 16 suit ONNX Runtime's AVX-512 kernels")
+    p.add_argument("--negative-photos", nargs="+", metavar="PATH",
+                   help="folders or files of photos without a human face (animals, objects; transparency used), "
+                        "pasted onto background tiles as hard negatives")
+    p.add_argument("--negatives", type=float, help="share of mosaic tiles that are face-free background (default 0.15)")
+    p.add_argument("--animals", type=float,
+                   help="share of those tiles that get a --negative-photos picture pasted on (default 0.6)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int)
@@ -395,8 +401,12 @@ def add_train_detector(sub):
 def cmd_train_detector(a):
     from landmask.detect_train import DetectTrainConfig, train_detector
     keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "channels", "seed", "threads", "limit", "init",
-            "steps")
+            "steps", "negative_photos", "negatives", "animals")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
+    ignored = [k for k in keys if k not in ("data", "out", "threads") and getattr(a, k) is not None]
+    if a.resume and ignored:   # a resumed run keeps its own settings (its config.yaml)
+        print("landmask: --resume continues the run as it was set up; ignored: "
+              + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
     print(f"detector: {train_detector(cfg, console(a), resume=a.resume)}")
     return 0
 
@@ -654,6 +664,7 @@ DETECTOR_TRAIN_RANGES = {
     "epochs": ("--epochs", True, 1, 100_000), "batch_size": ("--batch-size", True, 1, 65_536),
     "canvas": ("--canvas", True, 32, 4096), "lr": ("--lr", False, 1e-12, 10), "width": ("--width", False, 0.05, 16),
     "limit": ("--limit", True, 1, 10**12), "steps": ("--steps", True, 1, 10**9),
+    "negatives": ("--negatives", False, 0, 1), "animals": ("--animals", False, 0, 1),
 }
 
 

@@ -37,6 +37,8 @@ class DetectTrainConfig:
     channels: list[int] | None = None  # the five stages' widths; None: from width
     mosaic: float = 0.6          # probability of a mosaic of 2-16 photos
     negatives: float = 0.15      # probability that a mosaic tile is face-free background
+    negative_photos: list[str] = field(default_factory=list)   # folders/files of photos without a human face
+    animals: float = 0.6         # probability that a background tile gets one of negative_photos pasted on it
     min_face: float = 12.0       # face (landmark box) sizes on the canvas, log-uniform
     max_face: float = 192.0      # up to the whole canvas
     rotate_deg: float = 30.0
@@ -61,6 +63,64 @@ def load_images(samples: list[Sample], reporter: Reporter, threads: int = 2):
             out.append(r)
             reporter.item(i + 1, len(samples), "reading images")
     return out
+
+
+NEGATIVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+
+
+def load_negative_photos(specs: list[str], reporter: Reporter) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(grey image, alpha 0..1) of every photo in ``specs`` (folders, searched recursively, or
+    files): pictures with no human face (animals, objects), pasted onto background tiles as hard
+    negatives.  A photo without transparency gets alpha 1; one that cannot be read is an error
+    naming it."""
+    files = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in NEGATIVE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise LandmaskError(f"--negative-photos {spec}: no such file or folder")
+    if specs and not files:
+        raise LandmaskError(f"--negative-photos {' '.join(specs)}: no photos found")
+    out = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        if img is None or img.ndim not in (2, 3) or min(img.shape[:2]) < 8:
+            raise LandmaskError(f"{f}: cannot read it as a photo (--negative-photos)")
+        if img.dtype != np.uint8:
+            img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
+        alpha = img[:, :, 3].astype(np.float32) / 255 if img.ndim == 3 and img.shape[2] == 4 else None
+        grey = img if img.ndim == 2 else cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+        out.append((grey, np.ones(grey.shape, np.float32) if alpha is None else alpha))
+    reporter.info(f"negative photos: {len(out)}")
+    return out
+
+
+def paste_negative(tile: np.ndarray, negative, rng) -> np.ndarray:
+    """``tile`` with a random piece of a negative photo (0.3 to all of it: a head as often as a whole
+    animal) pasted at 0.5-1.2 × the tile's shorter side, by its transparency, mirrored half the time."""
+    img, alpha = negative
+    h, w = img.shape
+    ch, cw = max(4, int(h * rng.uniform(0.3, 1.0))), max(4, int(w * rng.uniform(0.3, 1.0)))
+    y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    piece, a = img[y:y + ch, x:x + cw], alpha[y:y + ch, x:x + cw]
+    if rng.random() < 0.5:
+        piece, a = piece[:, ::-1], a[:, ::-1]
+    th, tw = tile.shape
+    s = rng.uniform(0.5, 1.2) * min(th, tw) / max(ch, cw)
+    nw, nh = max(2, round(cw * s)), max(2, round(ch * s))
+    piece = cv2.resize(np.ascontiguousarray(piece), (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    a = cv2.resize(np.ascontiguousarray(a), (nw, nh), interpolation=cv2.INTER_LINEAR)
+    ox, oy = rng.integers(-nw // 4, max(1, tw - 3 * nw // 4)), rng.integers(-nh // 4, max(1, th - 3 * nh // 4))
+    x0, y0, x1, y1 = max(ox, 0), max(oy, 0), min(ox + nw, tw), min(oy + nh, th)
+    if x1 <= x0 or y1 <= y0:
+        return tile
+    out = tile.astype(np.float32)
+    p, q = piece[y0 - oy:y1 - oy, x0 - ox:x1 - ox], a[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - q) + p * q
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def place(img, pts, shape, face_px, rng, rotate_deg, centre=(0.1, 0.9)):
@@ -111,7 +171,7 @@ def background(img, pts, shape, rng, tries: int = 8):
 GRIDS = ((1, 2), (2, 1), (2, 2), (3, 3), (4, 4))   # mosaics of 2-16 photos (rows, columns)
 
 
-def make_canvas(images, cfg: DetectTrainConfig, rng):
+def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
     """One training canvas (uint8) and its face boxes (N, 4): a single photo with its face from
     ``min_face`` px to the whole canvas (cut by the edges at times), or a mosaic of 2-16 photos with
     faces from ``min_face`` px to nearly their tile, some tiles being face-free background."""
@@ -128,6 +188,8 @@ def make_canvas(images, cfg: DetectTrainConfig, rng):
         oy, ox = divmod(k, cols)
         img, pts = images[rng.integers(len(images))]
         tile = background(img, pts, (th, tw), rng) if rng.random() < cfg.negatives else None
+        if tile is not None and len(negatives) and rng.random() < cfg.animals:
+            tile = paste_negative(tile, negatives[rng.integers(len(negatives))], rng)
         if tile is None:
             top = max(cfg.min_face * 1.01, 0.9 * min(th, tw))
             face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(top)))
@@ -158,11 +220,11 @@ def targets(boxes: np.ndarray, size: int):
     return heat, reg, mask
 
 
-def make_batch(images, cfg: DetectTrainConfig, aug: AugmentConfig, rng):
+def make_batch(images, cfg: DetectTrainConfig, aug: AugmentConfig, rng, negatives=()):
     """One batch: canvases (B, S, S) float in [0, 1] (mirrored half the time) and their targets."""
     xs, hs, rs, ms = [], [], [], []
     for _ in range(cfg.batch_size):
-        canvas, boxes = make_canvas(images, cfg, rng)
+        canvas, boxes = make_canvas(images, cfg, rng, negatives)
         if rng.random() < 0.5:   # mirror the canvas and its boxes
             canvas = np.ascontiguousarray(canvas[:, ::-1])
             boxes = np.stack([cfg.canvas - 1 - boxes[:, 2], boxes[:, 1], cfg.canvas - 1 - boxes[:, 0], boxes[:, 3]], 1)
@@ -211,7 +273,7 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
             raise LandmaskError(f"--resume: {out} holds no detector run to resume (no last.safetensors)")
         threads = cfg.threads
         cfg = DetectTrainConfig(**yaml.safe_load((out / "config.yaml").read_text()))
-        cfg.threads = threads
+        cfg.threads, cfg.out = threads, str(out)    # the run may have been moved
     elif (out / "detector.safetensors").exists() or (out / "last.safetensors").exists():
         raise LandmaskError(f"{out} already holds a detector run; choose another --out or give --resume")
     if cfg.canvas % 32:
@@ -221,17 +283,18 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
             raise LandmaskError(f"--width {cfg.width} with --init: the widths come from {cfg.init}; "
                                 "give --channels to choose them")
         cfg.channels = init_channels(cfg.init, cfg.width)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
-    reporter.info(f"config: {json.dumps(asdict(cfg))}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    images = load_faces(cfg, reporter)
     dcfg = DetectorConfig(width=cfg.width, channels=cfg.channels)
     model = build_detector(dcfg)
     if cfg.init and not resume:     # a resumed run's weights come from its last.safetensors
-        init_weights(model, cfg.init)
+        init_weights(model, cfg.init)   # (before anything is written: an --init that does not fit leaves no run)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+    reporter.info(f"config: {json.dumps(asdict(cfg))}")
+    images = load_faces(cfg, reporter)
+    negatives = load_negative_photos(cfg.negative_photos, reporter)
     model = model.to(memory_format=torch.channels_last)
     reporter.info(f"detector: {count_parameters(model):,} parameters; {len(images)} faces")
     steps = cfg.steps or max(1, len(images) // cfg.batch_size)
@@ -241,9 +304,12 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
     if resume:
         first, history, torch_rng = ckpt.load_resume(out / "last.safetensors", model, opt, sched, rng)
         torch.set_rng_state(torch_rng)
-        reporter.info(f"resuming at epoch {first}")
+        if first > cfg.epochs:
+            reporter.info(f"--resume: {out} had finished its {cfg.epochs} epochs; nothing to do")
+        else:
+            reporter.info(f"resuming at epoch {first}")
     for epoch in range(first, cfg.epochs + 1):
-        row = train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, reporter)
+        row = train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, reporter, negatives)
         history.append(row)
         meta = {"kind": "detector", "model": dcfg.to_dict(), "stride": STRIDE, "face_range": face_range(cfg),
                 "box": "tight box of the 68 landmarks", "training": {"config": asdict(cfg), "epochs_done": epoch}}
@@ -262,7 +328,7 @@ def load_faces(cfg: DetectTrainConfig, reporter: Reporter):
     return load_images(samples, reporter, 2)
 
 
-def train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, reporter) -> dict:
+def train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, reporter, negatives=()) -> dict:
     import torch
     from landmask.engine import to_tensor
     t0, tot = time.time(), 0.0
@@ -270,7 +336,7 @@ def train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, rep
     if cfg.init.endswith(".onnx"):
         freeze_batchnorm(model)
     for step in range(steps):
-        x, heat, reg, mask = make_batch(images, cfg, AUGMENT, rng)
+        x, heat, reg, mask = make_batch(images, cfg, AUGMENT, rng, negatives)
         out_t = model(to_tensor(x, dcfg.mean, dcfg.std))
         loss, focal, l1 = detector_loss(out_t, *(torch.from_numpy(a) for a in (heat, reg, mask)))
         if not torch.isfinite(loss):

