@@ -7,6 +7,7 @@ landmark-box convention (the tight box of the 68 points) that the crop rule expe
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,11 @@ class LandmaskDetector:
         if level_step <= 1:
             raise LandmaskError(f"level_step {level_step}: must be more than 1")
         # the least centre score kept: --min-score, else the model file's own default (0.4 before files had one)
-        self.size, self.threshold = size, float(meta.get("min_score", DEFAULT_MIN_SCORE) if threshold is None else threshold)
+        stored = meta.get("min_score", DEFAULT_MIN_SCORE)
+        if threshold is None and not (isinstance(stored, numbers.Real) and not isinstance(stored, bool)
+                                      and 0 <= stored <= 1):
+            raise LandmaskError(f"{self.path}: its min_score {stored!r} is not a score from 0 to 1")
+        self.size, self.threshold = size, float(stored if threshold is None else threshold)
         self.min_face = float(min_face) if min_face is not None else None
         self.max_pixels, self.level_step = max_pixels, level_step
         self.input = self.sess.get_inputs()[0].name
@@ -226,6 +231,8 @@ def detector_options(name: str, threads=None, detect_size=None, min_face=None, m
     for option, value in (("--detect-size", detect_size), ("--min-face", min_face)):
         if value is not None and not value > 0:
             raise LandmaskError(f"{option} {value}: must be a positive number of pixels")
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, numbers.Real)):
+        raise LandmaskError(f"--min-score {min_score!r}: give a number")
     if min_score is not None and not 0 <= min_score <= 1 and name == "landmask":
         raise LandmaskError(f"--min-score {min_score}: landmask's detector scores are 0..1")
     if name != "landmask":

@@ -538,3 +538,27 @@ def test_negative_photos_are_pasted_on_background_tiles_by_their_transparency(tm
         load_negative_photos([str(tmp_path / "bad.png")], Reporter())
     with pytest.raises(LandmaskError, match="nowhere: no such file"):
         load_negative_photos([str(tmp_path / "nowhere")], Reporter())
+
+
+def test_a_min_score_must_be_a_number_and_a_stored_one_a_score(tmp_path):
+    """--min-score from Python is checked like the option (a string or a bool is refused by name),
+    and a detector file whose stored min_score is not a score from 0 to 1 is refused naming the file."""
+    import json
+    import landmask
+    onnx = pytest.importorskip("onnx")
+    from landmask.detect import LandmaskDetector
+    for bad in ("0.3", True):
+        with pytest.raises(LandmaskError, match="--min-score .*give a number"):
+            landmask.load(min_score=bad)
+    assert landmask.load(min_score=np.float32(0.5)).detector.threshold == pytest.approx(0.5)
+    model = onnx.load(DETECTOR_ONNX)
+    prop = next(p for p in model.metadata_props if p.key == "landmask")
+    meta = json.loads(prop.value)
+    for bad in (2.0, "abc", None):
+        meta["min_score"] = bad
+        prop.value = json.dumps(meta)
+        path = tmp_path / "edited.onnx"
+        onnx.save(model, str(path))
+        with pytest.raises(LandmaskError, match="edited.onnx: its min_score .* is not a score"):
+            LandmaskDetector(path)
+        assert LandmaskDetector(path, threshold=0.5).threshold == 0.5     # an explicit --min-score still works
