@@ -231,10 +231,10 @@ def will_use_pool(a) -> bool:
     from landmask.pool import usable_cores
     if a.scheduler is not None or (a.jobs is not None and a.jobs < 2):
         return False
-    several = len(a.inputs) > 1 or any(Path(p).is_dir() for p in a.inputs)
+    folder = any(Path(p).is_dir() for p in a.inputs)
     if a.jobs is not None:
-        return several
-    return usable_cores() > 1 and (len(a.inputs) >= 16 or any(Path(p).is_dir() for p in a.inputs))
+        return folder or len(a.inputs) > 1
+    return usable_cores() > 1 and (folder or len(a.inputs) >= 16)
 
 
 def mask_photos(a, inputs):

@@ -56,11 +56,7 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min
     net, meta = load_model_file(model_path)
     kind = model_kind(meta)
     detector = kind.name == "detector"
-    if min_score is not None:
-        if not detector:
-            raise LandmaskError(f"--min-score {min_score}: only a face detector's export takes a default minimum score")
-        if not 0 < min_score < 1:
-            raise LandmaskError(f"--min-score {min_score}: a face detector's scores are between 0 and 1")
+    if min_score is not None:   # checked by export_model before anything is written
         meta["min_score"] = float(min_score)   # the detector's default --min-score at run time
     s = int(meta["model"]["input_size"])
     dummy = torch.zeros(1, 1, s, s)

@@ -199,39 +199,36 @@ def test_the_worker_task_is_picklable_and_reports_a_bad_file_by_name(photos, tmp
     assert found is True and error == "" and np.asarray(Image.open(tmp_path / "o.jpg")).shape == (512, 512, 3)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_one_process_runs_opencv_on_the_threads_given(threads, tmp_path, monkeypatch):
-    """--jobs 1 is one process with --threads threads for OpenCV as for ONNX Runtime (each worker
-    of --jobs N likewise), so the two are compared core for core."""
+@pytest.fixture
+def opencv_threads_seen(monkeypatch):
+    """OpenCV's thread count as each photo is masked in this process (a list that fills as
+    batch.try_mask runs), with the caller's count set to 3 and the real one given back after."""
     import cv2
     from landmask import batch
     seen = []
     real = batch.try_mask
     monkeypatch.setattr(batch, "try_mask", lambda *a: (seen.append(cv2.getNumThreads()), real(*a))[1])
     before = cv2.getNumThreads()
-    try:
-        cv2.setNumThreads(3)
-        assert main(["mask", SAMPLE, "-o", str(tmp_path), "--jobs", "1", "--threads", str(threads)]) == 0
-        assert seen == [threads]
-    finally:
-        cv2.setNumThreads(before)
+    cv2.setNumThreads(3)
+    yield seen
+    cv2.setNumThreads(before)
 
 
-def test_a_handful_of_photos_in_this_process_use_the_threads_given_and_leave_the_callers_setting(tmp_path,
-                                                                                               monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_process_runs_opencv_on_the_threads_given(threads, tmp_path, opencv_threads_seen):
+    """--jobs 1 is one process with --threads threads for OpenCV as for ONNX Runtime (each worker
+    of --jobs N likewise), so the two are compared core for core."""
+    assert main(["mask", SAMPLE, "-o", str(tmp_path), "--jobs", "1", "--threads", str(threads)]) == 0
+    assert opencv_threads_seen == [threads]
+
+
+def test_a_handful_of_photos_in_this_process_use_the_threads_given_and_leave_the_callers_setting(
+        tmp_path, opencv_threads_seen):
     import cv2
     import landmask
-    from landmask import batch, parallel
-    seen = []
-    real = batch.try_mask
-    monkeypatch.setattr(batch, "try_mask", lambda *a: (seen.append(cv2.getNumThreads()), real(*a))[1])
-    before = cv2.getNumThreads()
-    try:
-        cv2.setNumThreads(3)
-        s = parallel.mask_files_parallel([SAMPLE], tmp_path, landmask.load, threads=1)
-        assert s.done == 1 and seen == [1] and cv2.getNumThreads() == 3
-    finally:
-        cv2.setNumThreads(before)
+    from landmask import parallel
+    s = parallel.mask_files_parallel([SAMPLE], tmp_path, landmask.load, threads=1)
+    assert s.done == 1 and opencv_threads_seen == [1] and cv2.getNumThreads() == 3
 
 
 def test_the_fork_server_is_started_early_only_for_a_job_likely_to_use_the_pool(tmp_path, monkeypatch):
