@@ -50,7 +50,7 @@ landmask train --data runs/helen-train-minus-heldout runs/lfpw-train-minus-heldo
   --input-size 112 $A --epochs 60 --lr 5e-4 --box-jitter 0.5 --flip-prob 0 --threads 2 --out runs/hl-ft-112
 # tenth session: ibug68-fast and ibug68-tiny fine-tuned the same way (40 epochs each, 8 and 3 min).  Tried and not
 # shipped: the default's whole 80 -> 96 -> 112 px chain on HELEN + LFPW (+ YouTube at 80 px) from scratch
-# (runs/hly-80, hl-96, hl-112: 62 min), worse than hl-ft-112 on the held-out faces (docs/experiments.md).
+# (runs/hly-80, hl-96, hl-112: 65 min), worse than hl-ft-112 on the held-out faces (docs/experiments.md).
 H="runs/helen-train-minus-heldout runs/lfpw-train-minus-heldout"
 landmask train --data $H --init runs/nf-fast2-96/model.safetensors --crop-scale 1.3 --input-size 96 --epochs 40 --lr 5e-4 \
   --flip-prob 0 --threads 2 --out runs/hl-fast-96
