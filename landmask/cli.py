@@ -228,13 +228,13 @@ def will_use_pool(a) -> bool:
     """Whether ``landmask mask`` will likely mask photos on local worker processes: --jobs 2 or more,
     or the default --jobs on a machine with several cores given a folder or many files (a guess made
     before planning; a wrong one costs an idle fork server, never a wrong result)."""
-    from landmask.pool import usable_cores
+    from landmask.pool import PHOTOS_PER_PROCESS, usable_cores
     if a.scheduler is not None or (a.jobs is not None and a.jobs < 2):
         return False
     folder = any(Path(p).is_dir() for p in a.inputs)
     if a.jobs is not None:
         return folder or len(a.inputs) > 1
-    return usable_cores() > 1 and (folder or len(a.inputs) >= 16)
+    return usable_cores() > 1 and (folder or len(a.inputs) >= 2 * PHOTOS_PER_PROCESS)   # the pool's own rule
 
 
 def mask_photos(a, inputs):

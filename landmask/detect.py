@@ -56,6 +56,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> list[int]:
 DEFAULT_MIN_SCORE = 0.4   # for detector files that do not store their own (landmask export --min-score)
 
 
+def is_number(v) -> bool:
+    """A real number (a bool or a string is not): what a detector score threshold must be."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 class LandmaskDetector:
     """landmask's own face detector (DetNet, CenterNet-style) on ONNX Runtime, run over an image
     pyramid so one call finds faces from ``min_face`` pixels up to the whole image.
@@ -90,8 +95,7 @@ class LandmaskDetector:
             raise LandmaskError(f"level_step {level_step}: must be more than 1")
         # the least centre score kept: --min-score, else the model file's own default (0.4 before files had one)
         stored = meta.get("min_score", DEFAULT_MIN_SCORE)
-        if threshold is None and not (isinstance(stored, numbers.Real) and not isinstance(stored, bool)
-                                      and 0 <= stored <= 1):
+        if threshold is None and not (is_number(stored) and 0 <= stored <= 1):
             raise LandmaskError(f"{self.path}: its min_score {stored!r} is not a score from 0 to 1")
         self.size, self.threshold = size, float(stored if threshold is None else threshold)
         self.min_face = float(min_face) if min_face is not None else None
@@ -231,7 +235,7 @@ def detector_options(name: str, threads=None, detect_size=None, min_face=None, m
     for option, value in (("--detect-size", detect_size), ("--min-face", min_face)):
         if value is not None and not value > 0:
             raise LandmaskError(f"{option} {value}: must be a positive number of pixels")
-    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, numbers.Real)):
+    if min_score is not None and not is_number(min_score):
         raise LandmaskError(f"--min-score {min_score!r}: give a number")
     if min_score is not None and not 0 <= min_score <= 1 and name == "landmask":
         raise LandmaskError(f"--min-score {min_score}: landmask's detector scores are 0..1")

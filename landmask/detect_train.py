@@ -65,35 +65,38 @@ def load_images(samples: list[Sample], reporter: Reporter, threads: int = 2):
     return out
 
 
-NEGATIVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
-
-
 def load_negative_photos(specs: list[str], reporter: Reporter) -> list[tuple[np.ndarray, np.ndarray]]:
     """(grey image, alpha 0..1) of every photo in ``specs`` (folders, searched recursively, or
     files): pictures with no human face (animals, objects), pasted onto background tiles as hard
     negatives.  A photo without transparency gets alpha 1; one that cannot be read is an error
     naming it."""
-    files = []
+    from landmask.batch import walk_images
+    from landmask.imageio import read_image, to_grey
+    files, problems = [], []
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in NEGATIVE_SUFFIXES)
+            files += walk_images(p, problems=problems)
         elif p.is_file():
             files.append(p)
         else:
             raise LandmaskError(f"--negative-photos {spec}: no such file or folder")
+    if problems:
+        raise LandmaskError(f"--negative-photos: {problems[0]}")
     if specs and not files:
         raise LandmaskError(f"--negative-photos {' '.join(specs)}: no photos found")
     out = []
     for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-        if img is None or img.ndim not in (2, 3) or min(img.shape[:2]) < 8:
-            raise LandmaskError(f"{f}: cannot read it as a photo (--negative-photos)")
-        if img.dtype != np.uint8:
-            img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
-        alpha = img[:, :, 3].astype(np.float32) / 255 if img.ndim == 3 and img.shape[2] == 4 else None
-        grey = img if img.ndim == 2 else cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
-        out.append((grey, np.ones(grey.shape, np.float32) if alpha is None else alpha))
+        try:
+            img = read_image(f, "keep")     # RGB(A) or grey, 8 or 16 bit
+        except LandmaskError as e:
+            raise LandmaskError(f"{f}: cannot read it as a photo (--negative-photos): {e}") from None
+        if min(img.shape[:2]) < 8:
+            raise LandmaskError(f"{f}: cannot read it as a photo (--negative-photos): smaller than 8 pixels")
+        opaque = np.iinfo(img.dtype).max
+        alpha = (img[..., 3].astype(np.float32) / opaque if img.ndim == 3 and img.shape[2] == 4
+                 else np.ones(img.shape[:2], np.float32))
+        out.append((to_grey(img), alpha))
     reporter.info(f"negative photos: {len(out)}")
     return out
 

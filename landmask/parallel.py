@@ -16,7 +16,7 @@ from typing import Callable
 
 from landmask.batch import Summary, mask_planned, plan_masks, record, try_mask
 from landmask.errors import LandmaskError
-from landmask.pool import mp_context, usable_cores
+from landmask.pool import PHOTOS_PER_PROCESS, mp_context, usable_cores
 from landmask.report import Reporter
 
 
@@ -39,7 +39,6 @@ class WorkerSetupError(LandmaskError):
     line per photo (on Dask, after the task was retried on other workers)."""
 
 
-PHOTOS_PER_PROCESS = 8   # the default --jobs starts a worker process for every 8 photos to do, up to the cores
 
 # one Landmarker per worker process and loader: loaded by the first task, reused by the rest
 _LANDMARKERS: dict = {}

@@ -12,6 +12,9 @@ import os
 PRELOAD = ["landmask.parallel", "landmask.api", "landmask.imageio", "landmask.batch", "landmask.masking",
            "landmask.detect", "landmask.runtime"]
 
+# the default --jobs starts a worker process for every 8 photos to do, up to the cores
+PHOTOS_PER_PROCESS = 8
+
 
 def usable_cores() -> int:
     """CPU cores this process may run on (the affinity mask where the OS has one)."""

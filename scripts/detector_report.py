@@ -75,8 +75,8 @@ def recall_by_band(lm, photos, log) -> tuple[dict, int]:
 
 
 def non_face_photos(folder) -> list[Path]:
-    exts = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp"}
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in exts)
+    from landmask.batch import walk_images
+    return walk_images(Path(folder))
 
 
 def median_ms(fn, image, runs: int = 21) -> float:

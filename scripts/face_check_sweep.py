@@ -6,9 +6,10 @@ Measuring only; a model's bar is set by `landmask calibrate`.
     python scripts/face_check_sweep.py --models ibug68-fast-int8 ibug68-tiny --bars 0.14 0.145 0.15 --non-faces runs/nonfaces
 """
 import argparse
-import glob
+from pathlib import Path
 
 import landmask
+from landmask.batch import walk_images
 from landmask.evaluate import evaluate
 from landmask.imageio import read_image
 
@@ -21,8 +22,8 @@ def main():
     ap.add_argument("--data-root", default="../shared/data")
     a = ap.parse_args()
     d = a.data_root
-    files = sorted(glob.glob(f"{a.non_faces}/*")) + [f"{d}/samples/dlib-examples/dogs.jpg"]
-    images = [(f.split("/")[-1], read_image(f)) for f in files]
+    files = walk_images(Path(a.non_faces)) + [Path(d, "samples/dlib-examples/dogs.jpg")]
+    images = [(f.name, read_image(f)) for f in files]
     found = [f"{d}/helen-68/testset", f"{d}/samples/dlib-examples/testing_with_face_landmarks.xml",
              f"{d}/samples/dlib-examples/training_with_face_landmarks.xml"]
     for name in a.models:

@@ -6,6 +6,7 @@ fine-tunes held out). Prints the 68-point NME and, for 68-point models, the RMSE
 the 15 Kaggle points derived from the 68 (the 68 → 15 table); for 15-point models, their own RMSE.
 
     python scripts/heldout.py runs/ibug68-v2ft runs/ibug68-v3 [--flip] [--fraction 0.05 --seed 0]
+    python scripts/heldout.py --ensemble landmask/models/ibug68.safetensors runs/hl-112   # their mean points
 """
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from landmask.schemes import convert_points
 from landmask.datasets import split
 
 
-def score(model, samples, flip=False):
-    lm = load_landmark_model(model)
-    name = lm.scheme.name
+def score(models, samples, flip=False):
+    """``models``: one model, or a list of models of one scheme scored as an ensemble (the mean of their points)."""
+    lms = [load_landmark_model(m) for m in (models if isinstance(models, list) else [models])]
+    name = lms[0].scheme.name
     preds, gts, norms, p15, g15, n15 = [], [], [], [], [], []
     for s in samples:
-        pred = lm.predict(s.image("grey"), [face_box(s)], flip=flip)[0]
+        pred = np.mean([lm.predict(s.image("grey"), [face_box(s)], flip=flip)[0] for lm in lms], axis=0)
         gt = convert_points(s.points, s.scheme, name)
         preds.append(pred), gts.append(gt), norms.append(face_norm(s, gt, name))
         p15.append(convert_points(pred, name, "kaggle15"))
@@ -44,14 +46,16 @@ def main():
     ap.add_argument("--fraction", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--flip", action="store_true")
+    ap.add_argument("--ensemble", action="store_true", help="score the mean of the models' points as one model")
     a = ap.parse_args()
     samples = load_dataset(a.data)
     _, val = split(len(samples), a.fraction, a.seed)
     held = [samples[i] for i in val]
     print(f"{len(held)} held-out faces of {a.data} (fraction {a.fraction}, seed {a.seed})")
-    for m in a.models:
+    for m in ([a.models] if a.ensemble else a.models):
         r = score(m, held, a.flip)
-        print(f"{m}: {r['scheme']} NME {r['nme_percent']:.3f} %  RMSE15 {r['rmse15_px96']:.3f} px96")
+        print(f"{' + '.join(m) if a.ensemble else m}: {r['scheme']} NME {r['nme_percent']:.3f} %  "
+              f"RMSE15 {r['rmse15_px96']:.3f} px96")
 
 
 if __name__ == "__main__":
