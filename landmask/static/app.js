@@ -30,22 +30,28 @@ async function update() {
   if (pending) pending.abort();
   const ctrl = new AbortController();
   pending = ctrl;
+  const sent = photo;
+  // a newer request (another photo, other settings) supersedes this one: aborting stops its fetch, and a
+  // response already read is dropped here, so an old result never shows under the new photo's name
+  const superseded = () => pending !== ctrl;
   const body = new FormData();
-  body.append("image", photo, photo.name);
+  body.append("image", sent, sent.name);
   for (const [part, spec] of Object.entries(readEffects(form))) body.append(part, spec);
-  if (!SHOWABLE.includes(photo.type)) body.append("format", "png");   // e.g. TIFF: a PNG the page can show
+  if (!SHOWABLE.includes(sent.type)) body.append("format", "png");   // e.g. TIFF: a PNG the page can show
   statusLine.textContent = "masking…";
   const t0 = performance.now();
   try {
     const r = await fetch("/v1/mask", { method: "POST", body, signal: ctrl.signal });
     if (!r.ok) throw new Error(await errorMessage(r));
     const blob = await r.blob();
+    if (superseded()) return;
     const ms = Math.round(performance.now() - t0);
     if (result.src) URL.revokeObjectURL(result.src);
     result.src = URL.createObjectURL(blob);
     await result.decode();
+    if (superseded()) return;
     download.href = result.src;
-    download.download = maskedName(photo.name, blob.type);
+    download.download = maskedName(sent.name, blob.type);
     download.hidden = false;
     const n = r.headers.get("X-Landmask-Faces");
     statusLine.textContent = `${n} face${n === "1" ? "" : "s"}, masked in ${ms} ms`;
@@ -53,7 +59,7 @@ async function update() {
     drawPoints();
     document.body.dataset.results = String(Number(document.body.dataset.results) + 1);
   } catch (e) {
-    if (e.name === "AbortError") return;
+    if (e.name === "AbortError" || superseded()) return;   // (a replaced image fails to decode)
     statusLine.textContent = "";
     showError(errorBox, e.message);
   } finally {
