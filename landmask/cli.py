@@ -431,6 +431,30 @@ def cmd_calibrate(a):
     return 0
 
 
+def add_train_face_check(sub):
+    p = sub.add_parser("train-face-check", help="learn which refined crops above the face check's bar hold a "
+                                                 "human face (a dog's face does not), from training photos and "
+                                                 "photos without a person; written into the model file")
+    p.add_argument("--model", required=True, help="a calibrated .safetensors model file (then export it)")
+    p.add_argument("--data", nargs="+", required=True, metavar="SPEC",
+                   help="annotated training data (never a test set): its faces, and face-free pieces of its photos")
+    p.add_argument("--negative-photos", nargs="+", metavar="PATH", default=[],
+                   help="folders or files of photos without a human face (animals; cut-outs with transparency "
+                        "work best), pasted on the face-free pieces")
+    p.add_argument("--canvases", type=int, default=8000,
+                   help="face-free canvases to search for non-face candidates (default 8000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_face_check)
+
+
+def cmd_train_face_check(a):
+    from landmask.face_check import train_face_check
+    if a.canvases < 1:
+        raise LandmaskError(f"--canvases {a.canvases}: must be 1 or more")
+    train_face_check(a.model, a.data, a.negative_photos, a.canvases, a.seed, console(a))
+    return 0
+
+
 def add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a model on an annotated data set", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -642,6 +666,7 @@ def build_parser():
     add_train(sub)
     add_train_detector(sub)
     add_calibrate(sub)
+    add_train_face_check(sub)
     add_evaluate(sub)
     add_convert(sub)
     add_export(sub)

@@ -83,6 +83,25 @@ class LandmarkModel:
         ``landmask calibrate``/training; None when the model file has no such figure)."""
         return self.meta.get("face_check", {}).get("min_confidence")
 
+    @property
+    def learned_check(self) -> dict | None:
+        """The learned face check (``landmask train-face-check``), when the model file has one and
+        its point confidences are calibrated (its input)."""
+        v = self.meta.get("face_check", {}).get("learned")
+        return v if v is not None and self._typical is not None else None
+
+    def is_face(self, conf, point_conf) -> np.ndarray:
+        """Whether each crop holds a face (N,) bool: its face confidence reaches the face check's bar
+        and, where the model has a learned face check, that check's score reaches its threshold.
+        ``conf``: the crops' face confidences (N,); ``point_conf``: their calibrated point
+        confidences (N, K), or Nones."""
+        conf = np.asarray(conf, np.float64).reshape(-1)
+        keep = np.ones(len(conf), bool) if self.min_confidence is None else conf >= self.min_confidence
+        check = self.learned_check
+        if check is not None and len(conf) and all(p is not None for p in point_conf):
+            keep &= learned_check_score(check, conf, np.asarray(point_conf, np.float64)) >= check["threshold"]
+        return keep
+
     def predict_crops(self, crops: np.ndarray, flip: bool = False, confidence: bool = False):
         """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels (and, with ``confidence``, the
         (N,) face confidences).  ``flip`` averages with the mirrored crop's prediction."""
@@ -136,6 +155,15 @@ class LandmarkModel:
         if mats:
             pts = np.stack([G.apply(G.invert(m), p) for m, p in zip(mats, pts)])
         return pts, face, point
+
+
+def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray) -> np.ndarray:
+    """The learned face check's score (N,) of crops with face confidences ``conf`` (N,) and calibrated
+    point confidences ``point_conf`` (N, K): a logistic regression's logit over their standardised
+    values (landmask.face_check fits it; higher = more face-like)."""
+    x = np.concatenate([conf[:, None], point_conf], axis=1)
+    z = (x - np.asarray(check["mean"])) / np.asarray(check["scale"])
+    return z @ np.asarray(check["weights"]) + float(check["bias"])
 
 
 def load_onnx_model(path, threads: int | None = None) -> LandmarkModel:

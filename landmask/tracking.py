@@ -107,10 +107,11 @@ class Tracker:
             for i, p, c, pc in zip(again, pts2, conf2, pconf2):
                 pts[i], conf[i], pconf[i] = p, c, pc
         calibrated = model.point_confidence_calibrated   # raw point confidences have no usual level
-        for t, p, c, pc in zip(live, pts, conf, pconf):
+        is_face = model.is_face(conf, pconf if calibrated else [None] * len(conf))
+        for t, p, pc, face in zip(live, pts, pconf, is_face):
             box = G.points_box(p)
             inside = _overlap_fraction(box, (0, 0, w - 1, h - 1))
-            ok = (model.min_confidence is None or c >= model.min_confidence) and inside >= 0.5
+            ok = face and inside >= 0.5
             ok = ok and G.box_iou(box, t.roi) >= self.lm.min_overlap
             if not ok:
                 t.lost, failed = 1, True

@@ -1,0 +1,210 @@
+"""The learned face check (``landmask train-face-check``): a logistic regression over a crop's face
+confidence and its calibrated point confidences that decides, among the refined crops the face
+check's bar lets through, which hold a human face.
+
+The bar alone (a fraction of the lowest face confidence on held-out faces) keeps any crop whose
+heatmaps are about as sharp as a face's, and a dog's face can be: its eyes come out as clear as a
+person's while its nose and jaw do not.  The pattern of point confidences separates them.  The
+check is fitted on the pipeline's own candidates (the shipped detector, then the model's two
+landmark passes), so it learns what the pipeline will see:
+
+- faces: the training photos' annotated faces as found, and each once more with a grey box of a
+  random shade over the mouth or one eye (a covered part must not make a face a non-face);
+- non-faces: candidates on face-free pieces of the training photos, and on such pieces with a
+  photo of an animal (or anything else without a human face: ``--negative-photos``) pasted on.
+
+Its threshold keeps all but ``KEEP_LOSS`` % of the clean training faces, judged by cross-validation
+(each fold's scores come from a fit without that fold's photos).  The fitted numbers are written
+into the model file's ``face_check.learned``; the runtime applies them (runtime.learned_check_score).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from landmask import geometry as G
+from landmask.errors import LandmaskError
+from landmask.report import Reporter
+
+KEEP_LOSS = 0.3       # percent of clean training faces (cross-validated) the threshold may reject
+L2 = 10.0             # ridge penalty on the standardised weights
+FOLDS = 5
+CANVAS = 480          # side of the face-free canvases
+PASTE_SIDE = (80, 460)   # longer side of a pasted negative photo on the canvas, pixels
+
+
+def features(conf: np.ndarray, faces) -> np.ndarray:
+    """(N, 1 + K): each crop's face confidence, then its calibrated point confidences."""
+    return np.array([np.r_[c, f.confidence] for c, f in zip(conf, faces)], np.float64)
+
+
+def cover(grey: np.ndarray, points: np.ndarray, scheme: str, part: str, grow: float, shade: int) -> np.ndarray:
+    """A copy of ``grey`` with a box of one shade over ``part``'s points, grown by ``grow`` × the eye distance."""
+    from landmask.schemes import get_scheme
+    idx = get_scheme(scheme).part_points(part)
+    g = grow * float(G.interocular(points, scheme))
+    (x0, y0), (x1, y1) = np.floor(points[idx].min(0) - g).astype(int), np.ceil(points[idx].max(0) + g).astype(int)
+    out = grey.copy()
+    out[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = shade
+    return out
+
+
+def paste(canvas: np.ndarray, photo, rng) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """``canvas`` with a whole negative photo (grey, alpha) pasted at a random place and scale, and
+    the pasted region (x0, y0, x1, y1)."""
+    import cv2
+    img, alpha = photo
+    scale = rng.uniform(*PASTE_SIDE) / max(img.shape)
+    img = cv2.resize(img.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(alpha.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    y, x = int(rng.integers(0, canvas.shape[0] - h + 1)), int(rng.integers(0, canvas.shape[1] - w + 1))
+    out = canvas.astype(np.float32)
+    out[y:y + h, x:x + w] = out[y:y + h, x:x + w] * (1 - alpha) + img * alpha
+    return out.clip(0, 255).astype(np.uint8), (x, y, x + w, y + h)
+
+
+def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporter = Reporter()):
+    """The pipeline's refined candidates that pass the face check's bar, as (features (N, 1+K),
+    label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came from)."""
+    from landmask.detect_train import background
+    from landmask.imageio import to_grey
+    rng = np.random.default_rng(seed)
+    bar = pipe.model.min_confidence
+    rows = []
+
+    def candidates(grey):
+        faces, conf = pipe.candidates(grey, pipe.detector.detect(grey))
+        ok = conf >= bar
+        return [f for f, k in zip(faces, ok) if k], conf[ok]
+
+    def add(faces, conf, label, kind, group):
+        if faces:
+            rows.extend((x, label, kind, group) for x in features(conf, faces))
+
+    def matched(found, conf, truth):
+        ok = np.array([max(G.box_iou(G.points_box(f.points), G.points_box(t)) for t in truth) > 0.5
+                       for f in found], bool)
+        return [f for f, k in zip(found, ok) if k], conf[ok] if len(found) else conf
+
+    by_photo: dict[str, list] = {}
+    for s in samples:
+        by_photo.setdefault(str(s.path), []).append(s)
+    photos = []
+    scheme = pipe.model.scheme.name
+    parts = [p for p in ("lips", "left_eye", "right_eye") if p in pipe.model.scheme.parts]
+    for n, (path, faces) in enumerate(sorted(by_photo.items())):
+        grey = to_grey(faces[0].image("grey"))
+        photos.append((grey, faces[0].points))
+        add(*matched(*candidates(grey), [s.points for s in faces]), 1, "face", path)
+        for s in faces:   # each face once more with the mouth or an eye covered
+            part = parts[int(rng.integers(len(parts)))]
+            covered = cover(grey, s.points, scheme, part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
+            add(*matched(*candidates(covered), [s.points]), 1, "covered face", path)
+        reporter.item(n + 1, len(by_photo), Path(path).name)
+    reporter.info(f"faces: {sum(r[2] == 'face' for r in rows)} found in {len(by_photo)} photos, "
+                  f"{sum(r[2] == 'covered face' for r in rows)} with a part covered")
+    for n in range(composites):
+        canvas = None
+        while canvas is None:
+            grey, pts = photos[rng.integers(len(photos))]
+            canvas = background(grey, pts, (CANVAS, CANVAS), rng)
+        if len(negatives) and rng.random() < 0.5:
+            k = int(rng.integers(len(negatives)))
+            canvas, (x0, y0, x1, y1) = paste(canvas, negatives[k], rng)
+            found, conf = candidates(canvas)
+            on = np.array([x0 <= (b[0] + b[2]) / 2 <= x1 and y0 <= (b[1] + b[3]) / 2 <= y1
+                           for b in (G.points_box(f.points) for f in found)], bool)
+            add([f for f, o in zip(found, on) if o], conf[on] if len(on) else conf, 0, "negative photo", f"negative {k}")
+        else:
+            found, conf = candidates(canvas)
+            add(found, conf, 0, "background", f"background {n}")
+        reporter.item(n + 1, composites, "face-free canvases")
+    if not rows:
+        raise LandmaskError("no candidates found to fit the face check on")
+    x, y, kind, group = zip(*rows)
+    return np.array(x), np.array(y, np.float64), np.array(kind), np.array(group)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray, l2: float = L2):
+    """(weights, bias) of a ridge logistic regression on standardised ``x``, classes weighted equally
+    (Newton's method)."""
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    n_pos, n_neg = (y == 1).sum(), (y == 0).sum()
+    if n_pos == 0 or n_neg == 0:
+        raise LandmaskError(f"the face check needs faces and non-faces to learn from (found {n_pos} and {n_neg})")
+    sw = np.where(y == 1, 1.0, n_pos / n_neg)
+    penalty = l2 * np.diag(np.r_[np.ones(z.shape[1] - 1), 0.0])
+    w = np.zeros(z.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(z @ w, -50, 50)))
+        grad = z.T @ (sw * (p - y)) + penalty @ w
+        hess = (z * (sw * p * (1 - p))[:, None]).T @ z + penalty
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def fit_check(x, y, kind, group, seed: int = 0) -> dict:
+    """The learned check's numbers and its cross-validated figures."""
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    rng = np.random.default_rng(seed)
+    names = np.unique(group)
+    fold_of = dict(zip(names, rng.integers(FOLDS, size=len(names))))
+    fold = np.array([fold_of[g] for g in group])
+    cv = np.zeros(len(y))
+    for k in range(FOLDS):
+        if (fold == k).any() and len(np.unique(y[fold != k])) == 2:
+            w, b = fit_logistic(x[fold != k], y[fold != k], mean, scale)
+            cv[fold == k] = ((x[fold == k] - mean) / scale) @ w + b
+    threshold = float(np.percentile(cv[kind == "face"], KEEP_LOSS))
+    w, b = fit_logistic(x, y, mean, scale)
+    figures = {k: {"candidates": int((kind == k).sum()),
+                   "kept_percent": round(100 * float((cv[kind == k] >= threshold).mean()), 2) if (kind == k).any() else None}
+               for k in ("face", "covered face", "background", "negative photo")}
+    return {"mean": [round(float(v), 6) for v in mean], "scale": [round(float(v), 6) for v in scale],
+            "weights": [round(float(v), 6) for v in w], "bias": round(b, 6), "threshold": round(threshold, 6),
+            "cross_validated": figures}
+
+
+def train_face_check(model_file, data, negative_photos=(), composites: int = 8000, seed: int = 0,
+                     reporter: Reporter = Reporter()) -> dict:
+    """Fit the learned face check of ``model_file`` (.safetensors, already calibrated) on the
+    training photos of ``data`` and the face-free canvases, and write it into the file's
+    ``face_check.learned``."""
+    from landmask.api import Landmarker
+    from landmask.checkpoint import read_meta, update_meta
+    from landmask.datasets import load_training_data
+    from landmask.detect import detector_options, get_detector
+    from landmask.detect_train import load_negative_photos
+    from landmask.torch_backend import load_torch_model
+    model_file = Path(model_file)
+    if model_file.suffix != ".safetensors":
+        raise LandmaskError(f"--model {model_file}: train the face check of a .safetensors file (then export it)")
+    meta = read_meta(model_file)
+    lm = load_torch_model(model_file)
+    if lm.min_confidence is None or not lm.point_confidence_calibrated:
+        raise LandmaskError(f"--model {model_file}: calibrate it first (landmask calibrate): "
+                            "the learned check works on calibrated point confidences above the face check's bar")
+    if not lm.scheme.spans_face:
+        raise LandmaskError(f"--model {model_file}: a {lm.scheme.name} model's points do not span the face; "
+                            "the learned check is for models whose landmarks are refined (ibug68)")
+    lm.meta = {**lm.meta, "face_check": {k: v for k, v in meta["face_check"].items() if k != "learned"}}
+    pipe = Landmarker(lm, get_detector("landmask", **detector_options("landmask")))
+    samples = [s for s in load_training_data(data, lm.scheme.name, 0, reporter) if s.path is not None]
+    negatives = load_negative_photos(list(negative_photos), reporter) if negative_photos else []
+    x, y, kind, group = mine(pipe, samples, negatives, composites, seed, reporter)
+    check = fit_check(x, y, kind, group, seed)
+    check.update({"features": "the crop's face confidence, then its calibrated point confidences",
+                  "rule": f"logistic regression (L2 {L2}) of faces against non-face candidates above the bar; "
+                          f"threshold: {KEEP_LOSS} % of training faces below it, {FOLDS}-fold cross-validated by photo",
+                  "data": [str(d) for d in data], "negative_photos": len(negatives), "canvases": composites,
+                  "seed": seed})
+    update_meta(model_file, {"face_check": {**meta["face_check"], "learned": check}})
+    f = check["cross_validated"]
+    reporter.info("learned face check (cross-validated): keeps " + ", ".join(
+        f"{v['kept_percent']} % of {v['candidates']} {k} candidates" for k, v in f.items() if v["candidates"]))
+    return check
