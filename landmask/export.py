@@ -36,6 +36,8 @@ def derive_scheme(model_path, scheme: str, out_path) -> Path:
         typical = conversion_matrix(src, scheme) @ np.asarray(meta["point_confidence"]["typical"])
         meta["point_confidence"] = {**meta["point_confidence"], "typical": [round(float(v), 5) for v in typical],
                                     "derived": f"the {src} figures converted by the scheme table"}
+    if "learned" in meta.get("face_check", {}):   # fitted on the source scheme's point confidences
+        meta["face_check"] = {k: v for k, v in meta["face_check"].items() if k != "learned"}
     out_path = Path(out_path)
     save_model(out_path, load_file(str(model_path)), meta)
     return out_path

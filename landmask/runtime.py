@@ -88,7 +88,8 @@ class LandmarkModel:
         """The learned face check (``landmask train-face-check``), when the model file has one and
         its point confidences are calibrated (its input)."""
         v = self.meta.get("face_check", {}).get("learned")
-        return v if v is not None and self._typical is not None else None
+        ok = v is not None and self._typical is not None and len(v["weights"]) == 1 + len(self.scheme)
+        return v if ok else None
 
     def is_face(self, conf, point_conf) -> np.ndarray:
         """Whether each crop holds a face (N,) bool: its face confidence reaches the face check's bar
