@@ -104,12 +104,15 @@ def test_photo_page(server, pw):
         assert page.get_attribute("#download", "download") == "astronaut-masked.jpg"
 
         # points and boxes drawn over the result
+        n = int(page.get_attribute("body", "data-results"))
         page.check("#show-points")
         drawn = page.evaluate("""() => { const c = document.getElementById('points');
             if (c.hidden) return 0;
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }""")
         assert drawn > 500
+        page.wait_for_timeout(600)      # past the controls' 120 ms debounce: the overlay asked for no new mask
+        assert int(page.get_attribute("body", "data-results")) == n
 
         # dropping a photo on the page works as picking one
         n = int(page.get_attribute("body", "data-results"))

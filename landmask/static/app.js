@@ -103,8 +103,10 @@ function maskedName(name, type) {
 }
 
 fileInput.addEventListener("change", () => setPhoto(fileInput.files[0]));
-form.addEventListener("input", scheduleUpdate);
-form.addEventListener("change", scheduleUpdate);
+// the points overlay is drawn here from the landmarks already fetched: toggling it asks the server nothing
+const onControl = (e) => { if (e.target.id !== "show-points") scheduleUpdate(); };
+form.addEventListener("input", onControl);
+form.addEventListener("change", onControl);
 $("show-points").addEventListener("change", drawPoints);
 for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
 for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); });
