@@ -10,8 +10,9 @@ landmark passes), so it learns what the pipeline will see:
 
 - faces: the training photos' annotated faces as found, and each once more with a grey box of a
   random shade over the mouth or one eye (a covered part must not make a face a non-face);
-- non-faces: candidates on face-free pieces of the training photos, and on such pieces with a
-  photo of an animal (or anything else without a human face: ``--negative-photos``) pasted on.
+- non-faces: candidates on face-free pieces of the training photos (of those where the pipeline
+  finds no face beyond the annotated ones: people in the background would be taught as non-faces),
+  and on such pieces with a photo of an animal (or anything else without a human face: ``--negative-photos``) pasted on.
 
 Its threshold keeps all but ``KEEP_LOSS`` % of the clean training faces, judged by cross-validation
 (each fold's scores come from a fit without that fold's photos).  The fitted numbers are written
@@ -96,15 +97,21 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
     parts = [p for p in ("lips", "left_eye", "right_eye") if p in pipe.model.scheme.parts]
     for n, (path, faces) in enumerate(sorted(by_photo.items())):
         grey = to_grey(faces[0].image("grey"))
-        photos.append((grey, faces[0].points))
-        add(*matched(*candidates(grey), [s.points for s in faces]), 1, "face", path)
+        found, conf = candidates(grey)
+        real, real_conf = matched(found, conf, [s.points for s in faces])
+        add(real, real_conf, 1, "face", path)
+        if len(real) == len(found):   # no face found beyond the annotated ones: its background is face-free
+            photos.append((grey, np.concatenate([s.points for s in faces])))
         for s in faces:   # each face once more with the mouth or an eye covered
             part = parts[int(rng.integers(len(parts)))]
             covered = cover(grey, s.points, scheme, part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
             add(*matched(*candidates(covered), [s.points]), 1, "covered face", path)
         reporter.item(n + 1, len(by_photo), Path(path).name)
     reporter.info(f"faces: {sum(r[2] == 'face' for r in rows)} found in {len(by_photo)} photos, "
-                  f"{sum(r[2] == 'covered face' for r in rows)} with a part covered")
+                  f"{sum(r[2] == 'covered face' for r in rows)} with a part covered; backgrounds from the "
+                  f"{len(photos)} photos where no other face was found")
+    if not photos:
+        raise LandmaskError("no training photo without an unannotated face to take face-free pieces from")
     for n in range(composites):
         canvas = None
         while canvas is None:
