@@ -90,25 +90,26 @@ class Landmarker:
         """Landmarks for given face boxes (landmark-box convention), all faces in one batch.
         With ``check``, boxes whose crop the model's face check rejects are dropped; with ``floor``
         (a fraction of the check's bar) only those far below it."""
-        faces, conf = self.predict(image, boxes, scores)
+        faces, conf, crops = self.predict(image, boxes, scores)
         if check:
-            keep = self.model.is_face(conf, [f.confidence for f in faces])
+            keep = self.model.is_face(conf, [f.confidence for f in faces], crops)
         elif floor is not None and self.model.min_confidence is not None:
             keep = conf >= floor * self.model.min_confidence
         else:
             keep = np.ones(len(faces), bool)
         return [f for f, k in zip(faces, keep) if k]
 
-    def predict(self, image: np.ndarray, boxes, scores=None) -> tuple[list[Face], np.ndarray]:
-        """A Face for every box, none dropped, and the crops' face confidences (N,)."""
+    def predict(self, image: np.ndarray, boxes, scores=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
+        """A Face for every box, none dropped, the crops' face confidences (N,) and the crops."""
         boxes = np.asarray(boxes, float).reshape(-1, 4)
         if len(boxes) == 0:
-            return [], np.zeros(0)
+            return [], np.zeros(0), np.zeros((0, self.model.input_size, self.model.input_size), np.uint8)
         scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, float)
-        pts, conf, point_conf = self.model.predict_all(image, boxes, flip=self.flip)
+        pts, conf, point_conf, crops = self.model.predict_all(image, boxes, flip=self.flip, with_crops=True)
         if not self.model.point_confidence_calibrated:   # raw confidences have no usual level
             point_conf = [None] * len(boxes)
-        return [Face(b, float(s), p, self.scheme, c) for b, s, p, c in zip(boxes, scores, pts, point_conf)], conf
+        faces = [Face(b, float(s), p, self.scheme, c) for b, s, p, c in zip(boxes, scores, pts, point_conf)]
+        return faces, conf, crops
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in the image.  With ``refine`` (ibug68 models) the landmarks are predicted
@@ -118,9 +119,9 @@ class Landmarker:
         grey = to_grey(image)   # once: the detector and every landmark pass use the same pixels
         return self.detect_faces(grey, self.detector.detect(grey))
 
-    def candidates(self, image: np.ndarray, dets) -> tuple[list[Face], np.ndarray]:
-        """The refined faces of detector outputs before the face check, and their crops' face
-        confidences: each detection's landmarks, kept where they span about its box, predicted again
+    def candidates(self, image: np.ndarray, dets) -> tuple[list[Face], np.ndarray, np.ndarray]:
+        """The refined faces of detector outputs before the face check, their crops' face
+        confidences and the crops: each detection's landmarks, kept where they span about its box, predicted again
         from their own box.  The face check judges this crop (a real face is framed well there even
         when the detector's box was off).  A first crop far below the check's bar is dropped at once,
         saving its second pass: detector candidates on texture (the faces found in helen-68/trainset,
@@ -153,8 +154,8 @@ class Landmarker:
         if not refine:
             faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], check=True)
             return [f for f in faces if not spans or G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
-        faces, conf = self.candidates(image, dets)
-        kept = [f for f, k in zip(faces, self.model.is_face(conf, [f.confidence for f in faces])) if k]
+        faces, conf, crops = self.candidates(image, dets)
+        kept = [f for f, k in zip(faces, self.model.is_face(conf, [f.confidence for f in faces], crops)) if k]
         # once more where the box still moved, so the points settle (84 held-out training faces: NME
         # 3.58 → 3.51 % against 3.47 % from their true boxes; 1 face in 10 took the third pass).  Which
         # faces are kept is decided above: a third crop of a dog or of grass can look more face-like.

@@ -85,23 +85,25 @@ class LandmarkModel:
 
     @property
     def learned_check(self) -> dict | None:
-        """The learned face check (``landmask train-face-check``), when the model file has one and
-        its point confidences are calibrated (its input)."""
+        """The learned face check (``landmask train-face-check``), when the model file has one that
+        fits this model (its point count) and its point confidences are calibrated (its input)."""
         v = self.meta.get("face_check", {}).get("learned")
-        ok = v is not None and self._typical is not None and len(v["weights"]) == 1 + len(self.scheme)
+        ok = (v is not None and self._typical is not None
+              and len(v["weights"]) == 1 + len(self.scheme) + hog_length(v["hog"]))
         return v if ok else None
 
-    def is_face(self, conf, point_conf) -> np.ndarray:
-        """Whether each crop holds a face (N,) bool: its face confidence reaches the face check's bar
-        and, where the model has a learned face check, that check's score reaches its threshold.
-        ``conf``: the crops' face confidences (N,); ``point_conf``: their calibrated point
-        confidences (N, K), or Nones."""
+    def is_face(self, conf, point_conf, crops=None) -> np.ndarray:
+        """Whether each crop holds a face (N,) bool.  ``conf``: the crops' face confidences (N,);
+        ``point_conf``: their calibrated point confidences (N, K), or Nones; ``crops``: the crops
+        (N, S, S) uint8.  With a learned face check (and the crops): its own, lower bar on the face
+        confidence and its score at least its threshold; otherwise the face confidence at least the
+        face check's bar."""
         conf = np.asarray(conf, np.float64).reshape(-1)
-        keep = np.ones(len(conf), bool) if self.min_confidence is None else conf >= self.min_confidence
         check = self.learned_check
-        if check is not None and len(conf) and all(p is not None for p in point_conf):
-            keep &= learned_check_score(check, conf, np.asarray(point_conf, np.float64)) >= check["threshold"]
-        return keep
+        if check is None or crops is None or not len(conf) or any(p is None for p in point_conf):
+            return np.ones(len(conf), bool) if self.min_confidence is None else conf >= self.min_confidence
+        keep = conf >= check["min_confidence"]
+        return keep & (learned_check_score(check, conf, np.asarray(point_conf, np.float64), crops) >= check["threshold"])
 
     def predict_crops(self, crops: np.ndarray, flip: bool = False, confidence: bool = False):
         """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels (and, with ``confidence``, the
@@ -149,22 +151,43 @@ class LandmarkModel:
         pts, face, _ = self.predict_all(image, boxes, flip)
         return (pts, face) if confidence else pts
 
-    def predict_all(self, image: np.ndarray, boxes, flip: bool = False):
-        """Points (N, K, 2) in image pixels, face confidences (N,) and point confidences (N, K)."""
+    def predict_all(self, image: np.ndarray, boxes, flip: bool = False, with_crops: bool = False):
+        """Points (N, K, 2) in image pixels, face confidences (N,) and point confidences (N, K)
+        (and, ``with_crops``, the (N, S, S) crops they came from, for the learned face check)."""
         crops, mats = self.crops(image, boxes)
         pts, face, point = self.predict_crops_all(crops, flip)
         if mats:
             pts = np.stack([G.apply(G.invert(m), p) for m, p in zip(mats, pts)])
-        return pts, face, point
+        return (pts, face, point, crops) if with_crops else (pts, face, point)
 
 
-def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray) -> np.ndarray:
-    """The learned face check's score (N,) of crops with face confidences ``conf`` (N,) and calibrated
-    point confidences ``point_conf`` (N, K): a logistic regression's logit over their standardised
-    values (landmask.face_check fits it; higher = more face-like)."""
-    x = np.concatenate([conf[:, None], point_conf], axis=1)
-    z = (x - np.asarray(check["mean"])) / np.asarray(check["scale"])
-    return z @ np.asarray(check["weights"]) + float(check["bias"])
+def hog_length(hog: dict) -> int:
+    """The length of a crop's HOG descriptor with the learned check's ``hog`` settings."""
+    per_side = (hog["size"] - hog["block"]) // hog["stride"] + 1
+    return per_side * per_side * (hog["block"] // hog["cell"]) ** 2 * hog["bins"]
+
+
+def crop_hog(crops: np.ndarray, hog: dict) -> np.ndarray:
+    """(N, L) HOG descriptors (OpenCV's, L2-Hys blocks) of (N, S, S) uint8 crops resized to
+    ``hog["size"]`` pixels: the shape of the crop's gradients, which tells a person's face from an
+    animal's where the heatmaps alone do not."""
+    import cv2
+    size, block, stride, cell = hog["size"], hog["block"], hog["stride"], hog["cell"]
+    desc = cv2.HOGDescriptor((size, size), (block, block), (stride, stride), (cell, cell), hog["bins"])
+    out = np.zeros((len(crops), hog_length(hog)), np.float64)
+    for i, c in enumerate(crops):
+        small = cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = desc.compute(small).ravel()
+    return out
+
+
+def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """The learned face check's score (N,) of crops with face confidences ``conf`` (N,), calibrated
+    point confidences ``point_conf`` (N, K) and pixels ``crops`` (N, S, S): a logistic regression's
+    logit over [face confidence, point confidences, HOG of the crop] (landmask.face_check fits it;
+    higher = more face-like)."""
+    x = np.concatenate([conf[:, None], point_conf, crop_hog(crops, check["hog"])], axis=1)
+    return x @ np.asarray(check["weights"]) + float(check["bias"])
 
 
 def load_onnx_model(path, threads: int | None = None) -> LandmarkModel:

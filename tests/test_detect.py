@@ -479,9 +479,9 @@ def test_candidates_far_below_the_face_check_get_no_second_pass():
     crops = []
     real = lm.model.predict_all
 
-    def counted(image, boxes, flip=False):
+    def counted(image, boxes, flip=False, **kw):
         crops.append(len(np.asarray(boxes).reshape(-1, 4)))
-        return real(image, boxes, flip=flip)
+        return real(image, boxes, flip=flip, **kw)
     lm.model.predict_all = counted
     try:
         with_floor = lm.faces(photo)

@@ -10,7 +10,7 @@ import landmask
 from landmask.api import Landmarker
 from landmask.errors import LandmaskError
 from landmask.face_check import cover, fit_check, fit_logistic, paste
-from landmask.runtime import LandmarkModel, learned_check_score, load as load_model
+from landmask.runtime import LandmarkModel, load as load_model
 
 SAMPLE = "landmask/samples/astronaut.jpg"
 
@@ -21,18 +21,31 @@ def test_the_fit_separates_two_classes_and_sets_its_threshold_by_cross_validatio
     covered = rng.normal(0.0, 1.0, (200, 3)) + [0.2, 0.9, -0.5]    # a part hidden: still a face
     others = rng.normal(0.0, 1.0, (300, 3)) + [0.2, -3.0, -3.0]
     x = np.concatenate([faces, covered, others])
+    x[:, 0] += 10                     # the first feature plays the face confidence: all above the bar
     y = np.r_[np.ones(800), np.zeros(300)]
     kind = np.array(["face"] * 600 + ["covered face"] * 200 + ["background"] * 300)
     group = np.array([f"photo {i // 2}" for i in range(len(x))])
-    check = fit_check(x, y, kind, group)
-    score = learned_check_score(check, x[:, 0], x[:, 1:])
+    check = fit_check(x, y, kind, group, bar=5.0)
+    score = x @ np.asarray(check["weights"]) + check["bias"]     # standardisation folded into the weights
     cv = check["cross_validated"]
     assert cv["face"]["kept_percent"] == pytest.approx(99.7, abs=0.2)     # KEEP_LOSS = 0.3 % of faces
     assert cv["background"]["kept_percent"] < 3 and cv["covered face"]["kept_percent"] > 80
     assert (score[:600] >= check["threshold"]).mean() > 0.99
     assert (score[800:] >= check["threshold"]).mean() < 0.03
+    assert check["min_confidence"] == 5.0 and check["hog"]["size"] == 64
     w, _ = fit_logistic(x, y, x.mean(0), x.std(0))
     assert abs(w[0]) < 0.2 * abs(w[1])       # the first feature carries nothing: a small weight
+
+
+def test_faces_under_the_bar_are_left_out_of_the_fit_and_the_figures():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 1, (400, 2)) + [10, 2], rng.normal(0, 1, (200, 2)) + [10, -2]])
+    x[:100, 0] = 1.0                  # 100 faces below the bar
+    y = np.r_[np.ones(400), np.zeros(200)]
+    kind = np.array(["face"] * 400 + ["background"] * 200)
+    check = fit_check(x, y, kind, np.array([str(i) for i in range(600)]), bar=5.0)
+    assert check["cross_validated"]["face"]["candidates"] == 300
+    assert check["cross_validated"]["background"]["candidates"] == 200
 
 
 def test_the_fit_needs_both_classes():
@@ -41,13 +54,34 @@ def test_the_fit_needs_both_classes():
         fit_logistic(x, np.ones(5), x.mean(0), np.ones(2))
 
 
-def learned(model: LandmarkModel, threshold: float) -> LandmarkModel:
+def learned(model: LandmarkModel, threshold: float, min_confidence: float | None = None) -> LandmarkModel:
     """The shipped model with a learned check that scores a crop by its point confidences' mean."""
+    from landmask.face_check import HOG
+    from landmask.runtime import hog_length
     k = len(model.scheme)
-    check = {"mean": [0.0] * (k + 1), "scale": [1.0] * (k + 1), "weights": [0.0] + [1.0 / k] * k,
-             "bias": 0.0, "threshold": threshold}
+    check = {"weights": [0.0] + [1.0 / k] * k + [0.0] * hog_length(HOG), "bias": 0.0, "threshold": threshold,
+             "hog": HOG, "min_confidence": model.min_confidence if min_confidence is None else min_confidence}
     meta = {**model.meta, "face_check": {**model.meta["face_check"], "learned": check}}
     return LandmarkModel(model.path, meta, model._run, model.backend)
+
+
+def test_the_learned_check_has_its_own_bar_and_reads_the_crops_pixels():
+    base = load_model("ibug68")
+    grey = landmask.imageio.to_grey(landmask.read_image(SAMPLE))
+    face = landmask.load().faces(grey)[0]
+    pts, conf, pconf, crops = base.predict_all(grey, [face.box], with_crops=True)
+    assert crops.shape == (1, base.input_size, base.input_size)
+    assert learned(base, 0.5).is_face(conf, pconf, crops).all()
+    assert not learned(base, 0.5, min_confidence=conf[0] + 0.01).is_face(conf, pconf, crops).any()
+    assert learned(base, 0.5, min_confidence=conf[0] - 0.01).is_face(conf, pconf, crops).all()
+    assert base.is_face(conf, pconf, crops).all()                   # no learned check: the plain bar
+    hog_only = learned(base, 0.0)
+    from landmask.runtime import crop_hog
+    h = crop_hog(crops, hog_only.learned_check["hog"])
+    assert h.shape == (1, 1764) and np.isfinite(h).all() and h.std() > 0
+    hog_only.learned_check["weights"] = [0.0] * (1 + len(base.scheme)) + list(-h[0] / (h[0] @ h[0]))
+    assert not hog_only.is_face(conf, pconf, crops).any()            # score -1 from the pixels alone
+    assert hog_only.is_face(conf, pconf, np.zeros_like(crops)).all()  # a flat crop: HOG 0, score 0
 
 
 def test_the_pipeline_keeps_a_face_only_where_the_learned_check_passes():
