@@ -125,3 +125,25 @@ def test_the_command_names_a_bad_model_file_or_option(tmp_path):
     r = run("--model", "landmask/models/ibug68.safetensors", "--data", "x", "--canvases", "0")
     assert r.returncode != 0 and "--canvases 0" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_default_model_finds_more_faces_with_a_covered_part_than_the_plain_bar():
+    """helen-68/testset (never trained on): faces with the mouth or an eye under a box of a random
+    shade, found through the detector with the default model's learned check and with its plain bar."""
+    from conftest import needs_shared
+    from landmask import geometry as G
+    from landmask.datasets import load_dataset
+    from landmask.imageio import to_grey
+    samples = load_dataset(needs_shared("helen-68/testset"))[:80]
+    lm = landmask.load()
+    assert lm.model.learned_check is not None
+    meta = {**lm.model.meta, "face_check": {k: v for k, v in lm.model.meta["face_check"].items() if k != "learned"}}
+    plain = Landmarker(LandmarkModel(lm.model.path, meta, lm.model._run), lm.detector)
+    rng = np.random.default_rng(0)
+    found = {"learned": 0, "plain": 0}
+    for s in samples:
+        grey = cover(to_grey(s.image("grey")), s.points, "ibug68", ("lips", "left_eye", "right_eye")[rng.integers(3)],
+                     rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
+        for name, pipe in (("learned", lm), ("plain", plain)):
+            found[name] += any(G.box_iou(G.points_box(f.points), G.points_box(s.points)) > 0.5 for f in pipe.faces(grey))
+    assert found["learned"] >= found["plain"] + 4, found
