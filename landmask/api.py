@@ -151,8 +151,9 @@ class Landmarker:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
         spans = self.model.scheme.spans_face   # the points' box is a face box: refine and check it
         refine = self.refine and spans
-        if not refine:
-            faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], check=True)
+        if not refine:   # the plain bar: a learned check was fitted on refined crops only
+            faces, conf, _ = self.predict(image, [d.landmark_box for d in dets], [d.score for d in dets])
+            faces = [f for f, k in zip(faces, self.model.is_face(conf, [f.confidence for f in faces])) if k]
             return [f for f in faces if not spans or G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
         faces, conf, crops = self.candidates(image, dets)
         kept = [f for f, k in zip(faces, self.model.is_face(conf, [f.confidence for f in faces], crops)) if k]

@@ -67,7 +67,11 @@ def calibrate_model(files, faces: list[Sample], reporter: Reporter = Reporter())
     points = {"typical": [round(float(v), 5) for v in np.median(point, axis=0)], "validation_faces": len(faces),
               "rule": "median over validation faces of each point's heatmap sum of squared probabilities; the runtime reports "
                       "min(1, confidence / typical)"}
+    from landmask.checkpoint import read_meta
     for f in files:
+        if "learned" in read_meta(f).get("face_check", {}):   # fitted on the old bar and point confidences
+            reporter.info(f"{f}: its learned face check is dropped (fitted on the old calibration); "
+                          f"run landmask train-face-check again")
         update_meta(f, {"face_check": check, "mirror": mirror, "point_confidence": points})
     reporter.info(f"face check: min confidence {check['min_confidence']} (1st percentile {p1:.4f} over "
                   f"{len(faces)} validation faces); mirror shift {mirror['shift_px']:+.3f} crop px; "

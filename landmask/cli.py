@@ -432,9 +432,10 @@ def cmd_calibrate(a):
 
 
 def add_train_face_check(sub):
-    p = sub.add_parser("train-face-check", help="learn which refined crops above the face check's bar hold a "
-                                                 "human face (a dog's face does not), from training photos and "
-                                                 "photos without a person; written into the model file")
+    p = sub.add_parser("train-face-check", help="learn which refined crops hold a human face (judged from 0.9 x "
+                                                 "the face check's bar, on their confidences and pixels) from "
+                                                 "training photos and photos without a person; written into the "
+                                                 "model file (after calibrate; then export)")
     p.add_argument("--model", required=True, help="a calibrated .safetensors model file (then export it)")
     p.add_argument("--data", nargs="+", required=True, metavar="SPEC",
                    help="annotated training data (never a test set): its faces, and face-free pieces of its photos")

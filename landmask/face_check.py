@@ -17,6 +17,10 @@ learns what the pipeline will see:
   and on such pieces with a photo of an animal (or anything else without a human face:
   ``--negative-photos``) pasted on.
 
+The candidates are mined without ``--flip``; with ``--flip`` the check scores the flip-averaged
+confidences (close, not measured separately).  Only refined crops are judged by it: without
+refinement the plain bar decides.
+
 Its threshold keeps all but ``KEEP_LOSS`` % of the clean training faces, judged by cross-validation
 (each fold's scores come from a fit without that fold's photos).  The fitted numbers are written
 into the model file's ``face_check.learned``; the runtime applies them (runtime.learned_check_score).
@@ -109,7 +113,7 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
         truth = [s.points for s in faces]
         add(matched(found, truth), 1, "face", path)
         others = matched(found, truth, keep=False)
-        if not (others[1] >= pipe.model.min_confidence).any():   # no other face found: a face-free background
+        if not (others[1] >= BAR_FRACTION * pipe.model.min_confidence).any():   # no other face: a face-free background
             photos.append((grey, np.concatenate(truth)))
         for s in faces:   # each face once more with the mouth or an eye covered
             part = parts[int(rng.integers(len(parts)))]
@@ -120,12 +124,18 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
                   f"{sum(r[2] == 'covered face' for r in rows)} with a part covered; backgrounds from the "
                   f"{len(photos)} photos where no other face was found")
     if not photos:
-        raise LandmaskError("no training photo without an unannotated face to take face-free pieces from")
+        raise LandmaskError(f"--data: in none of its {len(by_photo)} photos were the annotated faces the only ones "
+                            "found, so there is no face-free background to take non-faces from")
     for n in range(composites):
         canvas = None
-        while canvas is None:
+        for _ in range(100 * len(photos) + 100):
             grey, pts = photos[rng.integers(len(photos))]
             canvas = background(grey, pts, (CANVAS, CANVAS), rng)
+            if canvas is not None:
+                break
+        if canvas is None:
+            raise LandmaskError(f"--data: no face-free piece found in its {len(photos)} photos without another "
+                                "face (their faces fill them); add photos with more background")
         if len(negatives) and rng.random() < 0.5:
             k = int(rng.integers(len(negatives)))
             canvas, (x0, y0, x1, y1) = paste(canvas, negatives[k], rng)
@@ -137,7 +147,7 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
             add(candidates(canvas), 0, "background", f"background {n}")
         reporter.item(n + 1, composites, "face-free canvases")
     if not rows:
-        raise LandmaskError("no candidates found to fit the face check on")
+        raise LandmaskError("--data: the detector found no candidates in its photos to fit the face check on")
     x, y, kind, group = zip(*rows)
     return np.array(x), np.array(y, np.float64), np.array(kind), np.array(group)
 
@@ -148,7 +158,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarr
     z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
     n_pos, n_neg = (y == 1).sum(), (y == 0).sum()
     if n_pos == 0 or n_neg == 0:
-        raise LandmaskError(f"the face check needs faces and non-faces to learn from (found {n_pos} and {n_neg})")
+        raise LandmaskError(f"the face check needs faces and non-faces to learn from (found {n_pos} and {n_neg}): "
+                            "more --data photos, --canvases or --negative-photos")
     sw = np.where(y == 1, 1.0, n_pos / n_neg)
     penalty = l2 * np.diag(np.r_[np.ones(z.shape[1] - 1), 0.0])
     w = np.zeros(z.shape[1])
@@ -181,7 +192,7 @@ def fit_check(x, y, kind, group, bar: float, seed: int = 0) -> dict:
             cv[fold == k] = ((x[fold == k] - mean) / scale) @ w + b
     faces = (kind == "face") & ~np.isnan(cv)
     if not faces.any():
-        raise LandmaskError("too few photos to cross-validate the face check on")
+        raise LandmaskError(f"--data: too few photos to cross-validate the face check on ({len(names)} photos and canvases)")
     threshold = float(np.percentile(cv[faces], KEEP_LOSS))
     w, b = fit_logistic(x, y, mean, scale)
     judged = x[:, 0] >= bar

@@ -54,42 +54,87 @@ def test_the_fit_needs_both_classes():
         fit_logistic(x, np.ones(5), x.mean(0), np.ones(2))
 
 
-def learned(model: LandmarkModel, threshold: float, min_confidence: float | None = None) -> LandmarkModel:
-    """The shipped model with a learned check that scores a crop by its point confidences' mean."""
+def plain(model: LandmarkModel) -> LandmarkModel:
+    """``model`` without its learned face check (the shipped default has one)."""
+    meta = {**model.meta, "face_check": {k: v for k, v in model.meta["face_check"].items() if k != "learned"}}
+    return LandmarkModel(model.path, meta, model._run, model.backend)
+
+
+def learned(model: LandmarkModel, threshold: float, min_confidence: float | None = None,
+            hog_weights=None) -> LandmarkModel:
+    """``model`` with a learned check that scores a crop by its point confidences' mean (or, given
+    ``hog_weights``, by its HOG alone)."""
     from landmask.face_check import HOG
     from landmask.runtime import hog_length
     k = len(model.scheme)
-    check = {"weights": [0.0] + [1.0 / k] * k + [0.0] * hog_length(HOG), "bias": 0.0, "threshold": threshold,
-             "hog": HOG, "min_confidence": model.min_confidence if min_confidence is None else min_confidence}
+    weights = ([0.0] + [1.0 / k] * k + [0.0] * hog_length(HOG) if hog_weights is None
+               else [0.0] * (k + 1) + list(hog_weights))
+    check = {"weights": weights, "bias": 0.0, "threshold": threshold, "hog": HOG,
+             "min_confidence": model.min_confidence if min_confidence is None else min_confidence}
     meta = {**model.meta, "face_check": {**model.meta["face_check"], "learned": check}}
     return LandmarkModel(model.path, meta, model._run, model.backend)
 
 
 def test_the_learned_check_has_its_own_bar_and_reads_the_crops_pixels():
-    base = load_model("ibug68")
+    base = plain(load_model("ibug68"))
     grey = landmask.imageio.to_grey(landmask.read_image(SAMPLE))
     face = landmask.load().faces(grey)[0]
     pts, conf, pconf, crops = base.predict_all(grey, [face.box], with_crops=True)
     assert crops.shape == (1, base.input_size, base.input_size)
     assert learned(base, 0.5).is_face(conf, pconf, crops).all()
+    # its own bar: below the plain one, a crop under the plain bar is kept where it passes
     assert not learned(base, 0.5, min_confidence=conf[0] + 0.01).is_face(conf, pconf, crops).any()
     assert learned(base, 0.5, min_confidence=conf[0] - 0.01).is_face(conf, pconf, crops).all()
-    assert base.is_face(conf, pconf, crops).all()                   # no learned check: the plain bar
-    hog_only = learned(base, 0.0)
+    under_plain = {**base.meta, "face_check": {**base.meta["face_check"], "min_confidence": conf[0] + 0.01}}
+    under_plain = LandmarkModel(base.path, under_plain, base._run)
+    assert not under_plain.is_face(conf, pconf, crops).any()
+    assert learned(under_plain, 0.5, min_confidence=conf[0] - 0.01).is_face(conf, pconf, crops).all()
+    from landmask.face_check import HOG
     from landmask.runtime import crop_hog
-    h = crop_hog(crops, hog_only.learned_check["hog"])
+    h = crop_hog(crops, HOG)
     assert h.shape == (1, 1764) and np.isfinite(h).all() and h.std() > 0
-    hog_only.learned_check["weights"] = [0.0] * (1 + len(base.scheme)) + list(-h[0] / (h[0] @ h[0]))
+    hog_only = learned(base, 0.0, hog_weights=-h[0] / (h[0] @ h[0]))
     assert not hog_only.is_face(conf, pconf, crops).any()            # score -1 from the pixels alone
     assert hog_only.is_face(conf, pconf, np.zeros_like(crops)).all()  # a flat crop: HOG 0, score 0
+
+
+def test_without_crops_a_fitting_check_or_calibration_the_plain_bar_decides():
+    base = plain(load_model("ibug68"))
+    grey = landmask.imageio.to_grey(landmask.read_image(SAMPLE))
+    pts, conf, pconf, crops = base.predict_all(grey, [landmask.load().faces(grey)[0].box], with_crops=True)
+    strict = learned(base, 1.01)                                     # rejects every crop it judges
+    assert not strict.is_face(conf, pconf, crops).any()
+    assert strict.is_face(conf, pconf, None).all()                   # no crops: the plain bar
+    assert strict.is_face(conf, [None], crops).all()                 # no calibrated point confidences
+    short = learned(base, 1.01)
+    short.meta["face_check"]["learned"]["weights"] = short.meta["face_check"]["learned"]["weights"][:-1]
+    assert short.learned_check is None and short.is_face(conf, pconf, crops).all()   # fitted for another model
+    assert base.is_face(conf, pconf, crops).all() and base.learned_check is None
+
+
+def test_unrefined_crops_are_judged_by_the_plain_bar():
+    image = landmask.read_image(SAMPLE)
+    strict = learned(plain(load_model("ibug68")), 1.01)
+    detector = landmask.load().detector
+    assert Landmarker(strict, detector).faces(image) == []
+    assert len(Landmarker(strict, detector, refine=False).faces(image)) == 1
+
+
+def test_a_derived_scheme_drops_the_learned_check(tmp_path):
+    from landmask.checkpoint import read_meta
+    from landmask.export import derive_scheme
+    assert "learned" in read_meta("landmask/models/ibug68.safetensors")["face_check"]
+    out = derive_scheme("landmask/models/ibug68.safetensors", "kaggle15", tmp_path / "k15.safetensors")
+    meta = read_meta(out)
+    assert "learned" not in meta["face_check"] and meta["face_check"]["min_confidence"] == 0.1325
 
 
 def test_the_pipeline_keeps_a_face_only_where_the_learned_check_passes():
     base = load_model("ibug68")
     image = landmask.read_image(SAMPLE)
-    found = Landmarker(learned(base, 0.5), landmask.load().detector).faces(image)
+    found = Landmarker(learned(plain(base), 0.5), landmask.load().detector).faces(image)
     assert len(found) == 1 and np.median(found[0].confidence) > 0.7
-    assert Landmarker(learned(base, 1.01), landmask.load().detector).faces(image) == []
+    assert Landmarker(learned(plain(base), 1.01), landmask.load().detector).faces(image) == []
 
 
 def test_the_tracker_drops_a_face_the_learned_check_rejects():
@@ -123,7 +168,9 @@ def test_the_command_names_a_bad_model_file_or_option(tmp_path):
     r = run("--model", "landmask/models/ibug68.onnx", "--data", "x")
     assert r.returncode != 0 and "landmask/models/ibug68.onnx" in r.stderr and ".safetensors" in r.stderr
     r = run("--model", "landmask/models/ibug68.safetensors", "--data", "x", "--canvases", "0")
-    assert r.returncode != 0 and "--canvases 0" in r.stderr
+    assert r.returncode != 0 and "--canvases 0" in r.stderr and "Traceback" not in r.stderr
+    r = run("--model", "landmask/models/kaggle15.safetensors", "--data", "x")
+    assert r.returncode != 0 and "kaggle15" in r.stderr and "do not span the face" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -137,13 +184,12 @@ def test_the_default_model_finds_more_faces_with_a_covered_part_than_the_plain_b
     samples = load_dataset(needs_shared("helen-68/testset"))[:80]
     lm = landmask.load()
     assert lm.model.learned_check is not None
-    meta = {**lm.model.meta, "face_check": {k: v for k, v in lm.model.meta["face_check"].items() if k != "learned"}}
-    plain = Landmarker(LandmarkModel(lm.model.path, meta, lm.model._run), lm.detector)
+    plain_bar = Landmarker(plain(lm.model), lm.detector)
     rng = np.random.default_rng(0)
     found = {"learned": 0, "plain": 0}
     for s in samples:
         grey = cover(to_grey(s.image("grey")), s.points, "ibug68", ("lips", "left_eye", "right_eye")[rng.integers(3)],
                      rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
-        for name, pipe in (("learned", lm), ("plain", plain)):
+        for name, pipe in (("learned", lm), ("plain", plain_bar)):
             found[name] += any(G.box_iou(G.points_box(f.points), G.points_box(s.points)) > 0.5 for f in pipe.faces(grey))
     assert found["learned"] >= found["plain"] + 4, found
