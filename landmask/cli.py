@@ -389,6 +389,8 @@ def add_train_detector(sub):
     p.add_argument("--negatives", type=float, help="share of mosaic tiles that are face-free background (default 0.15)")
     p.add_argument("--animals", type=float,
                    help="share of those tiles that get a --negative-photos picture pasted on (default 0.6)")
+    p.add_argument("--occlude", type=float,
+                   help="share of faces drawn with a box of a random shade over the mouth or one eye (default 0)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int)
@@ -401,7 +403,7 @@ def add_train_detector(sub):
 def cmd_train_detector(a):
     from landmask.detect_train import DetectTrainConfig, train_detector
     keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "channels", "seed", "threads", "limit", "init",
-            "steps", "negative_photos", "negatives", "animals")
+            "steps", "negative_photos", "negatives", "animals", "occlude")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
     ignored = [k for k in keys if k not in ("data", "out", "threads") and getattr(a, k) is not None]
     if a.resume and ignored:   # a resumed run keeps its own settings (its config.yaml)
@@ -691,6 +693,7 @@ DETECTOR_TRAIN_RANGES = {
     "canvas": ("--canvas", True, 32, 4096), "lr": ("--lr", False, 1e-12, 10), "width": ("--width", False, 0.05, 16),
     "limit": ("--limit", True, 1, 10**12), "steps": ("--steps", True, 1, 10**9),
     "negatives": ("--negatives", False, 0, 1), "animals": ("--animals", False, 0, 1),
+    "occlude": ("--occlude", False, 0, 1),
 }
 
 

