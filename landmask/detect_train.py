@@ -184,7 +184,7 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
     def pick():
         img, pts = images[rng.integers(len(images))]
         if cfg.occlude and rng.random() < cfg.occlude:   # a hand over the mouth, sunglasses, a scarf
-            from landmask.face_check import cover
+            from landmask.occlusion import cover
             part = ("lips", "left_eye", "right_eye")[rng.integers(3)]
             img = cover(img, pts, "ibug68", part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
         return img, pts

@@ -33,6 +33,7 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.errors import LandmaskError
+from landmask.occlusion import cover
 from landmask.report import Reporter
 
 KEEP_LOSS = 0.3       # percent of clean training faces (cross-validated) the threshold may reject
@@ -49,17 +50,6 @@ def features(conf: np.ndarray, faces, crops: np.ndarray) -> np.ndarray:
     from landmask.runtime import crop_hog
     return np.concatenate([np.asarray(conf, np.float64)[:, None], np.array([f.confidence for f in faces]),
                            crop_hog(crops, HOG)], axis=1)
-
-
-def cover(grey: np.ndarray, points: np.ndarray, scheme: str, part: str, grow: float, shade: int) -> np.ndarray:
-    """A copy of ``grey`` with a box of one shade over ``part``'s points, grown by ``grow`` × the eye distance."""
-    from landmask.schemes import get_scheme
-    idx = get_scheme(scheme).part_points(part)
-    g = grow * float(G.interocular(points, scheme))
-    (x0, y0), (x1, y1) = np.floor(points[idx].min(0) - g).astype(int), np.ceil(points[idx].max(0) + g).astype(int)
-    out = grey.copy()
-    out[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = shade
-    return out
 
 
 def paste(canvas: np.ndarray, photo, rng) -> tuple[np.ndarray, tuple[int, int, int, int]]:

