@@ -7,6 +7,7 @@ wrap another backend's run function (landmask.torch_backend, on the training sid
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -167,13 +168,20 @@ def hog_length(hog: dict) -> int:
     return per_side * per_side * (hog["block"] // hog["cell"]) ** 2 * hog["bins"]
 
 
+@functools.lru_cache(maxsize=4)
+def _hog_descriptor(size: int, block: int, stride: int, cell: int, bins: int):
+    """OpenCV's HOG descriptor for these settings, made once (it is asked for on every photo)."""
+    import cv2
+    return cv2.HOGDescriptor((size, size), (block, block), (stride, stride), (cell, cell), bins)
+
+
 def crop_hog(crops: np.ndarray, hog: dict) -> np.ndarray:
     """(N, L) HOG descriptors (OpenCV's, L2-Hys blocks) of (N, S, S) uint8 crops resized to
     ``hog["size"]`` pixels: the shape of the crop's gradients, which tells a person's face from an
     animal's where the heatmaps alone do not."""
     import cv2
-    size, block, stride, cell = hog["size"], hog["block"], hog["stride"], hog["cell"]
-    desc = cv2.HOGDescriptor((size, size), (block, block), (stride, stride), (cell, cell), hog["bins"])
+    size = hog["size"]
+    desc = _hog_descriptor(size, hog["block"], hog["stride"], hog["cell"], hog["bins"])
     out = np.zeros((len(crops), hog_length(hog)), np.float64)
     for i, c in enumerate(crops):
         small = cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=cv2.INTER_AREA)
