@@ -94,15 +94,14 @@ class LandmaskDetector:
         if level_step <= 1:
             raise LandmaskError(f"level_step {level_step}: must be more than 1")
         # the least centre score kept: --min-score, else the model file's own default (0.4 before files had one)
+        # ... and min_score_plain: the least score with a landmark model judged by its plain bar (no
+        # learned face check); --min-score overrides both
         stored = meta.get("min_score", DEFAULT_MIN_SCORE)
-        if threshold is None and not (is_number(stored) and 0 <= stored <= 1):
-            raise LandmaskError(f"{self.path}: its min_score {stored!r} is not a score from 0 to 1")
-        self.size, self.threshold = size, float(stored if threshold is None else threshold)
-        # with a landmark model judged by its plain bar (no learned face check) a candidate needs this
-        # score (the file's min_score_plain; --min-score overrides both)
         plain = meta.get("min_score_plain", stored)
-        if threshold is None and not (is_number(plain) and 0 <= plain <= 1):
-            raise LandmaskError(f"{self.path}: its min_score_plain {plain!r} is not a score from 0 to 1")
+        for key, value in (("min_score", stored), ("min_score_plain", plain)):
+            if threshold is None and not (is_number(value) and 0 <= value <= 1):
+                raise LandmaskError(f"{self.path}: its {key} {value!r} is not a score from 0 to 1")
+        self.size, self.threshold = size, float(stored if threshold is None else threshold)
         self.plain_threshold = self.threshold if threshold is not None else max(self.threshold, float(plain))
         self.min_face = float(min_face) if min_face is not None else None
         self.max_pixels, self.level_step = max_pixels, level_step

@@ -185,9 +185,8 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
     def pick(face):
         img, pts = images[rng.integers(len(images))]
         if cfg.occlude and face >= cfg.occlude_min_face and rng.random() < cfg.occlude:   # a hand over the mouth, sunglasses, a scarf
-            from landmask.occlusion import cover
-            part = ("lips", "left_eye", "right_eye")[rng.integers(3)]
-            img = cover(img, pts, "ibug68", part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
+            from landmask.occlusion import random_cover
+            img = random_cover(img, pts, "ibug68", rng)
         return img, pts
 
     if rng.random() >= cfg.mosaic:

@@ -236,11 +236,12 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
         raise LandmaskError(f"--model {model}: export needs the .safetensors model file ({src} is missing)")
     if Path(onnx_path).suffix.lower() != ".onnx":
         raise LandmaskError(f"--onnx {onnx_path}: give a file name ending in .onnx")
-    for option, value in (("--min-score", min_score), ("--min-score-plain", min_score_plain)):
-        if value is None:   # checked before anything is written
-            continue
+    scores = [(o, v) for o, v in (("--min-score", min_score), ("--min-score-plain", min_score_plain)) if v is not None]
+    if scores:   # checked before anything is written
         from landmask.checkpoint import read_meta
-        if int8 or scheme or read_meta(src).get("kind") != "detector":
+        detector = read_meta(src).get("kind") == "detector"
+    for option, value in scores:
+        if int8 or scheme or not detector:
             raise LandmaskError(f"{option} {value}: only a face detector's export takes a default minimum "
                                 "score (not a landmark model's, --int8 or --scheme)")
         if not 0 < value < 1:

@@ -33,7 +33,7 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.errors import LandmaskError
-from landmask.occlusion import cover
+from landmask.occlusion import random_cover
 from landmask.report import Reporter
 
 KEEP_LOSS = 0.3       # percent of clean training faces (cross-validated) the threshold may reject
@@ -106,8 +106,7 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
         if not (others[1] >= BAR_FRACTION * pipe.model.min_confidence).any():   # no other face: a face-free background
             photos.append((grey, np.concatenate(truth)))
         for s in faces:   # each face once more with the mouth or an eye covered
-            part = parts[int(rng.integers(len(parts)))]
-            covered = cover(grey, s.points, scheme, part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
+            covered = random_cover(grey, s.points, scheme, rng, parts)
             add(matched(candidates(covered), [s.points]), 1, "covered face", path)
         reporter.item(n + 1, len(by_photo), Path(path).name)
     reporter.info(f"faces: {sum(r[2] == 'face' for r in rows)} found in {len(by_photo)} photos, "

@@ -16,3 +16,11 @@ def cover(grey: np.ndarray, points: np.ndarray, scheme: str, part: str, grow: fl
     out = grey.copy()
     out[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = shade
     return out
+
+
+def random_cover(grey: np.ndarray, points: np.ndarray, scheme: str, rng,
+                 parts=("lips", "left_eye", "right_eye")) -> np.ndarray:
+    """``cover`` with a random part of ``parts`` (the mouth or one eye), grown by 0.15-0.5 × the eye
+    distance, in a random shade: a hand, sunglasses, a scarf."""
+    part = parts[int(rng.integers(len(parts)))]
+    return cover(grey, points, scheme, part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))

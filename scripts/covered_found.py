@@ -11,7 +11,7 @@ import numpy as np
 import landmask
 from landmask import geometry as G
 from landmask.datasets import load_dataset
-from landmask.occlusion import cover
+from landmask.occlusion import random_cover
 from landmask.imageio import to_grey
 
 
@@ -27,8 +27,7 @@ def main():
     samples = load_dataset(a.data)
     for s in samples:
         grey = to_grey(s.image("grey"))
-        part = ("lips", "left_eye", "right_eye")[rng.integers(3)]
-        covered = cover(grey, s.points, "ibug68", part, rng.uniform(0.15, 0.5), int(rng.integers(0, 256)))
+        covered = random_cover(grey, s.points, "ibug68", rng)
         for name, img in (("clean", grey), ("covered", covered)):
             truth = G.points_box(s.points)
             found[name] += any(G.box_iou(G.points_box(f.points), truth) > 0.5 for f in pipe.faces(img))
