@@ -448,6 +448,11 @@ def add_train_face_check(sub):
                         "work best), pasted on the face-free pieces")
     p.add_argument("--canvases", type=int, default=8000,
                    help="face-free canvases to search for non-face candidates (default 8000)")
+    p.add_argument("--check", default="hog", choices=["hog", "cnn"],
+                   help="hog (default, the shipped ibug68's): a logistic regression over the confidences and the "
+                        "crop's HOG; cnn: a small CNN over the crop joined by the confidences (fewer animal and "
+                        "background candidates kept in cross-validation, but no better on the photos measured: "
+                        "docs/experiments.md, thirteenth session)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_face_check)
 
@@ -456,7 +461,7 @@ def cmd_train_face_check(a):
     from landmask.face_check import train_face_check
     if a.canvases < 1:
         raise LandmaskError(f"--canvases {a.canvases}: must be 1 or more")
-    train_face_check(a.model, a.data, a.negative_photos, a.canvases, a.seed, console(a))
+    train_face_check(a.model, a.data, a.negative_photos, a.canvases, a.seed, console(a), a.check)
     return 0
 
 

@@ -89,8 +89,11 @@ class LandmarkModel:
         """The learned face check (``landmask train-face-check``), when the model file has one that
         fits this model (its point count) and its point confidences are calibrated (its input)."""
         v = self.meta.get("face_check", {}).get("learned")
-        ok = (v is not None and self._typical is not None
-              and len(v["weights"]) == 1 + len(self.scheme) + hog_length(v["hog"]))
+        if v is None or self._typical is None:
+            return None
+        k = 1 + len(self.scheme)
+        ok = (len(v["conf_mean"]) == k if v.get("kind") == "cnn"
+              else len(v["weights"]) == k + hog_length(v["hog"]))
         return v if ok else None
 
     def is_face(self, conf, point_conf, crops=None) -> np.ndarray:
@@ -189,12 +192,45 @@ def crop_hog(crops: np.ndarray, hog: dict) -> np.ndarray:
     return out
 
 
+def small_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S) uint8 crops resized to (N, size, size) uint8 (area interpolation)."""
+    import cv2
+    if not len(crops):
+        return np.zeros((0, size, size), np.uint8)
+    return np.stack([cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+
+
+def cnn_check_input(small: np.ndarray) -> np.ndarray:
+    """(N, 1, s, s) float32 input of the CNN face check from (N, s, s) uint8 crops: each crop
+    scaled to [0, 1], less its mean, over its standard deviation (+ 0.05, so a flat crop stays flat)."""
+    im = small.astype(np.float32)[:, None] / 255
+    return (im - im.mean((2, 3), keepdims=True)) / (im.std((2, 3), keepdims=True) + 0.05)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_session(onnx_b64: str):
+    """ONNX Runtime session of a CNN face check stored (base64) in a model file's metadata."""
+    import base64
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1   # a 64 px network: one thread is fastest
+    return ort.InferenceSession(base64.b64decode(onnx_b64), opts, providers=["CPUExecutionProvider"])
+
+
 def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray, crops: np.ndarray) -> np.ndarray:
     """The learned face check's score (N,) of crops with face confidences ``conf`` (N,), calibrated
-    point confidences ``point_conf`` (N, K) and pixels ``crops`` (N, S, S): a logistic regression's
-    logit over [face confidence, point confidences, HOG of the crop] (landmask.face_check fits it;
-    higher = more face-like)."""
-    x = np.concatenate([conf[:, None], point_conf, crop_hog(crops, check["hog"])], axis=1)
+    point confidences ``point_conf`` (N, K) and pixels ``crops`` (N, S, S); higher = more face-like
+    (landmask.face_check fits it).  ``kind`` "cnn": a small CNN's logit over the crop at
+    ``input`` pixels and the standardised [face confidence, point confidences]; otherwise (files of
+    the eleventh session) a logistic regression's logit over [face confidence, point confidences,
+    HOG of the crop]."""
+    conf_feats = np.concatenate([np.asarray(conf, np.float64)[:, None], point_conf], axis=1)
+    if check.get("kind") == "cnn":
+        sess = _check_session(check["onnx"])
+        ex = (conf_feats - np.asarray(check["conf_mean"])) / np.asarray(check["conf_scale"])
+        return sess.run(None, {"crop": cnn_check_input(small_crops(crops, check["input"])),
+                               "confidences": ex.astype(np.float32)})[0].astype(np.float64).reshape(-1)
+    x = np.concatenate([conf_feats, crop_hog(crops, check["hog"])], axis=1)
     return x @ np.asarray(check["weights"]) + float(check["bias"])
 
 

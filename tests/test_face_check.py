@@ -194,3 +194,47 @@ def test_the_default_model_finds_more_faces_with_a_covered_part_than_the_plain_b
         for name, pipe in (("learned", lm), ("plain", plain_bar)):
             found[name] += any(G.box_iou(G.points_box(f.points), G.points_box(s.points)) > 0.5 for f in pipe.faces(grey))
     assert found["learned"] >= found["plain"] + 4, found
+
+
+def synthetic_crops(n, face, rng, size=32):
+    """``n`` (size, size) uint8 crops: a dark ring of "eyes and mouth" on a bright oval (``face``)
+    or random stripes, with noise."""
+    yy, xx = np.mgrid[:size, :size] / size
+    out = []
+    for _ in range(n):
+        if face:
+            c = 0.5 + rng.normal(0, 0.03, 2)
+            im = 180 * (((xx - c[0]) / 0.35) ** 2 + ((yy - c[1]) / 0.45) ** 2 < 1)
+            for ex, ey in ((c[0] - 0.15, c[1] - 0.1), (c[0] + 0.15, c[1] - 0.1)):
+                im = np.where((xx - ex) ** 2 + (yy - ey) ** 2 < 0.004, 40, im)
+            im = np.where((abs(xx - c[0]) < 0.15) & (abs(yy - c[1] - 0.2) < 0.03), 60, im)
+        else:
+            f, a = rng.uniform(2, 8), rng.uniform(0, np.pi)
+            im = 110 + 80 * np.sin(2 * np.pi * f * (xx * np.cos(a) + yy * np.sin(a)))
+        out.append(np.clip(im + rng.normal(0, 12, im.shape), 0, 255))
+    return np.array(out, np.uint8)
+
+
+def test_the_cnn_check_learns_the_pixels_and_runs_the_same_from_its_onnx():
+    pytest.importorskip("torch")
+    from landmask.face_check import fit_cnn_check
+    from landmask.runtime import learned_check_score
+    rng = np.random.default_rng(0)
+    crops = np.concatenate([synthetic_crops(240, True, rng), synthetic_crops(160, False, rng)])
+    conf = np.c_[np.full(400, 0.2), rng.normal(1, 0.1, (400, 3))]    # the confidences carry nothing
+    y = np.r_[np.ones(240), np.zeros(160)]
+    kind = np.array(["face"] * 240 + ["background"] * 160)
+    check = fit_cnn_check(conf, crops, y, kind, np.array([f"photo {i // 2}" for i in range(400)]), bar=0.1,
+                          cnn={"width": 4, "epochs": 6, "batch": 32, "lr": 3e-3})
+    cv = check["cross_validated"]
+    assert cv["face"]["kept_percent"] >= 99 and cv["background"]["kept_percent"] < 5
+    assert check["kind"] == "cnn" and check["input"] == 32 and len(check["conf_mean"]) == 4
+    score = learned_check_score(check, conf[:, 0], conf[:, 1:], crops)     # ONNX Runtime, from the metadata
+    assert (score[:240] >= check["threshold"]).mean() > 0.95 and (score[240:] >= check["threshold"]).mean() < 0.05
+    # a model of 3 points whose metadata holds this check uses it; one of another point count does not
+    meta = {"scheme": "ibug68", "model": {"input_size": 32, "mean": 0, "std": 1}, "crop": {"scale": 1.0},
+            "point_confidence": {"typical": [1.0] * 68}, "face_check": {"min_confidence": 0.1, "learned": check}}
+    assert LandmarkModel("x.onnx", meta, None).learned_check is None        # 68 points, fitted on 3
+    check68 = {**check, "conf_mean": [0.0] * 69, "conf_scale": [1.0] * 69}
+    meta["face_check"]["learned"] = check68
+    assert LandmarkModel("x.onnx", meta, None).learned_check is check68
