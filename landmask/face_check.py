@@ -8,7 +8,7 @@ mean heatmap peak against a fraction of its lowest value on held-out faces) with
 - ``cnn`` (thirteenth session): a small CNN over the crop at ``CROP`` pixels, whose pooled features
   are joined by the crop's standardised face confidence and calibrated point confidences; stored as
   ONNX (base64) in the model file's metadata and run by ONNX Runtime.  Cross-validated it keeps
-  fewer animal and background candidates than ``hog``, but on the photos measured it found three
+  fewer animal and background candidates than ``hog``, but on the photos measured it found two
   real faces fewer and kept the same dog (docs/experiments.md), so it is not the default.
 
 The plain bar keeps any crop whose heatmaps are about as sharp as a face's, and a dog's face can be,
@@ -46,7 +46,7 @@ from landmask.report import Reporter
 KEEP_LOSS = 0.3       # percent of clean training faces (cross-validated) the threshold may reject
 BAR_FRACTION = 0.9    # the learned check judges crops down to this fraction of the plain check's bar
 HOG = {"size": 64, "block": 16, "stride": 8, "cell": 8, "bins": 9}   # 1764 numbers per crop
-CROP = 64             # side of the crops the candidates are mined at (HOG's size, the CNN's input)
+CROP = HOG["size"]    # side of the crops the candidates are mined at (the HOG's size, the CNN's input)
 CNN = {"width": 8, "epochs": 12, "batch": 128, "lr": 3e-3}   # the CNN check's network and schedule
 L2 = 10.0             # ridge penalty on the standardised weights
 FOLDS = 5
@@ -78,8 +78,8 @@ def paste(canvas: np.ndarray, photo, rng) -> tuple[np.ndarray, tuple[int, int, i
 
 
 def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporter = Reporter()):
-    """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+L), face
-    confidence (N,), label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came
+    """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+S*S): see
+    ``features``, label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came
     from)."""
     from landmask.detect_train import background
     from landmask.imageio import to_grey
@@ -241,7 +241,8 @@ def _cnn(width: int, extra: int):
 
 def fit_cnn(crops: np.ndarray, ex: np.ndarray, y: np.ndarray, seed: int = 0, cnn: dict = CNN):
     """A CNN check (eval mode) fitted on (N, s, s) uint8 ``crops`` and standardised confidences
-    ``ex`` (N, E): classes weighted equally, mirrored crops, contrast and ±3 px shifts drawn at random."""
+    ``ex`` (N, E): classes weighted equally, mirrored crops (their confidences left as they are),
+    contrast and ±3 px shifts drawn at random."""
     import torch
     from landmask.runtime import cnn_check_input
     n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())

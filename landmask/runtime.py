@@ -92,9 +92,12 @@ class LandmarkModel:
         if v is None or self._typical is None:
             return None
         k = 1 + len(self.scheme)
-        ok = (len(v["conf_mean"]) == k if v.get("kind") == "cnn"
-              else len(v["weights"]) == k + hog_length(v["hog"]))
-        return v if ok else None
+        kind = v.get("kind", "hog")   # files of the eleventh session have no kind: HOG
+        if kind == "cnn":
+            ok = all(key in v for key in ("onnx", "input")) and len(v["conf_mean"]) == len(v["conf_scale"]) == k
+        else:
+            ok = kind == "hog" and len(v["weights"]) == k + hog_length(v["hog"])
+        return v if ok else None   # a check of an unknown kind, or fitted for another model: the plain bar
 
     def is_face(self, conf, point_conf, crops=None) -> np.ndarray:
         """Whether each crop holds a face (N,) bool.  ``conf``: the crops' face confidences (N,);

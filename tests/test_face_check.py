@@ -238,3 +238,33 @@ def test_the_cnn_check_learns_the_pixels_and_runs_the_same_from_its_onnx():
     check68 = {**check, "conf_mean": [0.0] * 69, "conf_scale": [1.0] * 69}
     meta["face_check"]["learned"] = check68
     assert LandmarkModel("x.onnx", meta, None).learned_check is check68
+
+
+def test_the_stored_onnx_scores_like_the_network_with_resized_crops_and_standardised_confidences():
+    torch = pytest.importorskip("torch")
+    from landmask.face_check import _cnn, cnn_scores, cnn_to_onnx
+    from landmask.runtime import learned_check_score, small_crops
+    torch.manual_seed(0)
+    net = _cnn(4, 4).eval()
+    with torch.no_grad():   # weights away from a symmetric start, so the confidences and pixels both count
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (6, 48, 48)).astype(np.uint8)     # the runtime resizes them to 32
+    conf = rng.normal([0.2, 1.0, 0.8, 0.6], 0.1, (6, 4))
+    mean, scale = np.array([0.1, 0.9, 0.7, 0.5]), np.array([0.05, 0.2, 0.1, 0.3])
+    check = {"kind": "cnn", "input": 32, "onnx": cnn_to_onnx(net, 32, 4), "conf_mean": list(mean),
+             "conf_scale": list(scale), "threshold": 0.0, "min_confidence": 0.1}
+    want = cnn_scores(net, small_crops(crops, 32), (conf - mean) / scale)
+    got = learned_check_score(check, conf[:, 0], conf[:, 1:], crops)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.ptp(want) > 0.01
+    shifted = learned_check_score({**check, "conf_mean": list(mean + 0.5)}, conf[:, 0], conf[:, 1:], crops)
+    assert np.abs(shifted - got).max() > 1e-3                     # the stored standardisation is applied
+
+
+def test_a_learned_check_of_an_unknown_kind_leaves_the_plain_bar():
+    base = plain(load_model("ibug68"))
+    odd = learned(base, 0.5)
+    odd.meta["face_check"]["learned"]["kind"] = "forest"
+    assert odd.learned_check is None
