@@ -239,10 +239,12 @@ def _cnn(width: int, extra: int):
     return Net()
 
 
-def fit_cnn(crops: np.ndarray, ex: np.ndarray, y: np.ndarray, seed: int = 0, cnn: dict = CNN):
+def fit_cnn(crops: np.ndarray, ex: np.ndarray, y: np.ndarray, seed: int = 0, cnn: dict = CNN,
+            ex_mirror: np.ndarray | None = None):
     """A CNN check (eval mode) fitted on (N, s, s) uint8 ``crops`` and standardised confidences
-    ``ex`` (N, E): classes weighted equally, mirrored crops (their confidences left as they are),
-    contrast and ±3 px shifts drawn at random."""
+    ``ex`` (N, E): classes weighted equally, mirrored crops, contrast and ±3 px shifts drawn at
+    random.  ``ex_mirror``: the column order of ``ex`` for a mirrored crop (its points swap sides;
+    None: left as they are)."""
     import torch
     from landmask.runtime import cnn_check_input
     n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
@@ -264,10 +266,12 @@ def fit_cnn(crops: np.ndarray, ex: np.ndarray, y: np.ndarray, seed: int = 0, cnn
         perm = torch.randperm(len(X), generator=g)
         for i in range(0, len(X) - batch + 1, batch):
             b = perm[i:i + batch]
-            xb = torch.where((torch.rand(len(b), generator=g) < 0.5)[:, None, None, None], X[b].flip(3), X[b])
+            flip = torch.rand(len(b), generator=g) < 0.5
+            xb = torch.where(flip[:, None, None, None], X[b].flip(3), X[b])
+            eb = E[b] if ex_mirror is None else torch.where(flip[:, None], E[b][:, ex_mirror], E[b])
             xb = xb * (0.8 + 0.4 * torch.rand(len(b), 1, 1, 1, generator=g))
             dy, dx = (int(v) for v in torch.randint(-3, 4, (2,), generator=g))
-            out = net(torch.roll(xb, (dy, dx), (2, 3)), E[b])
+            out = net(torch.roll(xb, (dy, dx), (2, 3)), eb)
             loss = (torch.nn.functional.binary_cross_entropy_with_logits(out, Y[b], reduction="none") * W[b]).mean()
             opt.zero_grad()
             loss.backward()
@@ -305,23 +309,27 @@ def cnn_to_onnx(net, size: int, extra: int) -> str:
 
 
 def fit_cnn_check(conf_feats, crops, y, kind, group, bar: float, seed: int = 0, cnn: dict = CNN,
-                  reporter: Reporter = Reporter()) -> dict:
+                  reporter: Reporter = Reporter(), point_mirror: np.ndarray | None = None) -> dict:
     """The CNN check (fitted like ``fit_check``: faces at or above ``bar`` against every non-face,
     threshold and figures cross-validated by photo) over (N, s, s) uint8 ``crops`` and the
-    candidates' [face confidence, point confidences] ``conf_feats`` (N, 1 + K), standardised."""
+    candidates' [face confidence, point confidences] ``conf_feats`` (N, 1 + K), standardised.
+    ``point_mirror``: the scheme's flip permutation (K,), so mirrored crops get their points' mirror
+    partners' confidences."""
     use = (y == 0) | (conf_feats[:, 0] >= bar)
     conf_feats, crops, y, kind, group = conf_feats[use], crops[use], y[use], kind[use], group[use]
     mean, scale = conf_feats.mean(0), conf_feats.std(0) + 1e-6
     ex = (conf_feats - mean) / scale
+    # a mirrored crop's point confidences: each point takes its mirror partner's (the face confidence stays)
+    ex_mirror = None if point_mirror is None else np.r_[0, 1 + np.asarray(point_mirror)]
     fold = _folds(group, seed)
     cv = np.full(len(y), np.nan)
     for k in range(FOLDS):
         if (fold == k).any() and len(np.unique(y[fold != k])) == 2:
-            net = fit_cnn(crops[fold != k], ex[fold != k], y[fold != k], seed, cnn)
+            net = fit_cnn(crops[fold != k], ex[fold != k], y[fold != k], seed, cnn, ex_mirror)
             cv[fold == k] = cnn_scores(net, crops[fold == k], ex[fold == k])
         reporter.item(k + 1, FOLDS + 1, "cross-validation fits")
     threshold, figures = _judge(cv, conf_feats[:, 0], kind, bar, len(np.unique(group)))
-    net = fit_cnn(crops, ex, y, seed, cnn)
+    net = fit_cnn(crops, ex, y, seed, cnn, ex_mirror)
     reporter.item(FOLDS + 1, FOLDS + 1, "the final fit")
     return {"kind": "cnn", "input": int(crops.shape[1]), "network": dict(cnn),
             "onnx": cnn_to_onnx(net, crops.shape[1], conf_feats.shape[1]),
@@ -364,7 +372,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
     conf_feats, crops = x[:, :k], x[:, k:].reshape(len(x), CROP, CROP).astype(np.uint8)
     bar = BAR_FRACTION * lm.min_confidence
     if check_kind == "cnn":
-        check = fit_cnn_check(conf_feats, crops, y, kind, group, bar, seed, reporter=reporter)
+        check = fit_cnn_check(conf_feats, crops, y, kind, group, bar, seed, reporter=reporter,
+                              point_mirror=lm.scheme.flip_permutation)
         features = (f"the crop resized to {CROP} pixels (each less its mean, over its spread) into a CNN "
                     f"({CNN['width']}-{4 * CNN['width']} channels, four stride-2 blocks), its global mean joined by the "
                     "standardised face confidence and calibrated point confidences")

@@ -268,3 +268,21 @@ def test_a_learned_check_of_an_unknown_kind_leaves_the_plain_bar():
     odd = learned(base, 0.5)
     odd.meta["face_check"]["learned"]["kind"] = "forest"
     assert odd.learned_check is None
+
+
+def test_a_mirrored_crop_takes_its_points_mirror_partners_confidences():
+    """Labels set by which of two mirror-partner points is clearer, on crops of noise: learnable when
+    the confidences stay as they are, not when each mirrored crop swaps them (the network cannot
+    tell a mirrored crop of noise)."""
+    pytest.importorskip("torch")
+    from landmask.face_check import cnn_scores, fit_cnn
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (400, 16, 16)).astype(np.uint8)
+    ex = rng.normal(0, 1, (400, 3))
+    y = (ex[:, 1] > ex[:, 2]).astype(np.float64)
+    cnn = {"width": 2, "epochs": 20, "batch": 50, "lr": 1e-2}
+    accuracy = {}
+    for name, mirror in (("as they are", None), ("swapped", np.array([0, 2, 1]))):
+        net = fit_cnn(crops, ex, y, 0, cnn, ex_mirror=mirror)
+        accuracy[name] = ((cnn_scores(net, crops, ex) > 0) == (y == 1)).mean()
+    assert accuracy["as they are"] > 0.9 and accuracy["swapped"] < 0.75, accuracy
