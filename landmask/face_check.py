@@ -8,8 +8,9 @@ mean heatmap peak against a fraction of its lowest value on held-out faces) with
 - ``cnn`` (thirteenth session): a small CNN over the crop at ``CROP`` pixels, whose pooled features
   are joined by the crop's standardised face confidence and calibrated point confidences; stored as
   ONNX (base64) in the model file's metadata and run by ONNX Runtime.  Cross-validated it keeps
-  fewer animal and background candidates than ``hog``, but on the photos measured it found two
-  real faces fewer and kept the same dog (docs/experiments.md), so it is not the default.
+  fewer animal and background candidates than ``hog``, but on the photos measured it removed no
+  false face, found one real face fewer and kept the same dog (docs/experiments.md), so it is not
+  the default.
 
 The plain bar keeps any crop whose heatmaps are about as sharp as a face's, and a dog's face can be,
 while a person with a hand over the mouth can fall under it (a mean over all 68 heatmaps).  The
