@@ -43,6 +43,20 @@ def derive_scheme(model_path, scheme: str, out_path) -> Path:
     return out_path
 
 
+def onnx_bytes(module, inputs: tuple, input_names, output_names, dynamic_axes: dict) -> bytes:
+    """``module`` traced on ``inputs`` as an ONNX model (opset OPSET, TorchScript exporter), its
+    tracer warnings silenced."""
+    import io
+    import warnings
+    import torch
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, inputs, buf, input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
+    return buf.getvalue()
+
+
 def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min_score: float | None = None,
                 min_score_plain: float | None = None) -> dict:
     """Write ``out_path`` (.onnx, opset OPSET, batch axis dynamic, landmask metadata embedded) and
@@ -65,15 +79,8 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min
         meta["min_score_plain"] = float(min_score_plain)
     s = int(meta["model"]["input_size"])
     dummy = torch.zeros(1, 1, s, s)
-    model, names, axes = kind.for_export(net), kind.onnx_names, kind.onnx_axes
-    import io
-    import warnings
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), buf, input_names=names[0], output_names=names[1],
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    proto = onnx.load_from_string(buf.getvalue())
+    model, names = kind.for_export(net), kind.onnx_names
+    proto = onnx.load_from_string(onnx_bytes(model, (dummy,), names[0], names[1], kind.onnx_axes))
     entry = proto.metadata_props.add()
     entry.key, entry.value = "landmask", json.dumps(meta)
     out_path = Path(out_path)

@@ -182,6 +182,16 @@ def _folds(group: np.ndarray, seed: int) -> np.ndarray:
     return np.array([fold_of[g] for g in group])
 
 
+def _cross_validated(y: np.ndarray, fold: np.ndarray, fit_and_score) -> np.ndarray:
+    """(N,) scores of each fold's candidates from ``fit_and_score(train, test)`` (boolean masks) fitted
+    without that fold; NaN for a fold whose complement lacks faces or non-faces."""
+    cv = np.full(len(y), np.nan)
+    for k in range(FOLDS):
+        if (fold == k).any() and len(np.unique(y[fold != k])) == 2:
+            cv[fold == k] = fit_and_score(fold != k, fold == k)
+    return cv
+
+
 def _judge(cv: np.ndarray, conf: np.ndarray, kind: np.ndarray, bar: float, n_photos: int) -> tuple[float, dict]:
     """The threshold (``KEEP_LOSS`` % of the clean faces' cross-validated scores below it) and the
     share of each kind of candidate at or above ``bar`` it keeps."""
@@ -204,12 +214,11 @@ def fit_check(x, y, kind, group, bar: float, seed: int = 0) -> dict:
     use = (y == 0) | (x[:, 0] >= bar)
     x, y, kind, group = x[use], y[use], kind[use], group[use]
     mean, scale = x.mean(0), x.std(0) + 1e-6
-    fold = _folds(group, seed)
-    cv = np.full(len(y), np.nan)
-    for k in range(FOLDS):
-        if (fold == k).any() and len(np.unique(y[fold != k])) == 2:
-            w, b = fit_logistic(x[fold != k], y[fold != k], mean, scale)
-            cv[fold == k] = ((x[fold == k] - mean) / scale) @ w + b
+
+    def fit_and_score(train, test):
+        w, b = fit_logistic(x[train], y[train], mean, scale)
+        return ((x[test] - mean) / scale) @ w + b
+    cv = _cross_validated(y, _folds(group, seed), fit_and_score)
     threshold, figures = _judge(cv, x[:, 0], kind, bar, len(np.unique(group)))
     w, b = fit_logistic(x, y, mean, scale)
     return {"kind": "hog", "weights": [float(f"{v:.6g}") for v in w / scale],
@@ -295,18 +304,11 @@ def cnn_to_onnx(net, size: int, extra: int) -> str:
     """The fitted CNN check as base64 ONNX (inputs ``crop`` (N, 1, size, size), ``confidences``
     (N, extra); output ``score`` (N,)), to store in the model file's metadata."""
     import base64
-    import io
-    import warnings
     import torch
-    from landmask.export import OPSET
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, 1, size, size), torch.zeros(1, extra)), buf,
-                          input_names=["crop", "confidences"], output_names=["score"],
-                          dynamic_axes={"crop": {0: "n"}, "confidences": {0: "n"}, "score": {0: "n"}},
-                          opset_version=OPSET, dynamo=False)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    from landmask.export import onnx_bytes
+    data = onnx_bytes(net, (torch.zeros(1, 1, size, size), torch.zeros(1, extra)), ["crop", "confidences"], ["score"],
+                      {"crop": {0: "n"}, "confidences": {0: "n"}, "score": {0: "n"}})
+    return base64.b64encode(data).decode("ascii")
 
 
 def fit_cnn_check(conf_feats, crops, y, kind, group, bar: float, seed: int = 0, cnn: dict = CNN,
@@ -322,13 +324,14 @@ def fit_cnn_check(conf_feats, crops, y, kind, group, bar: float, seed: int = 0, 
     ex = (conf_feats - mean) / scale
     # a mirrored crop's point confidences: each point takes its mirror partner's (the face confidence stays)
     ex_mirror = None if point_mirror is None else np.r_[0, 1 + np.asarray(point_mirror)]
-    fold = _folds(group, seed)
-    cv = np.full(len(y), np.nan)
-    for k in range(FOLDS):
-        if (fold == k).any() and len(np.unique(y[fold != k])) == 2:
-            net = fit_cnn(crops[fold != k], ex[fold != k], y[fold != k], seed, cnn, ex_mirror)
-            cv[fold == k] = cnn_scores(net, crops[fold == k], ex[fold == k])
-        reporter.item(k + 1, FOLDS + 1, "cross-validation fits")
+    done = []
+
+    def fit_and_score(train, test):
+        net = fit_cnn(crops[train], ex[train], y[train], seed, cnn, ex_mirror)
+        done.append(1)
+        reporter.item(len(done), FOLDS + 1, "cross-validation fits")
+        return cnn_scores(net, crops[test], ex[test])
+    cv = _cross_validated(y, _folds(group, seed), fit_and_score)
     threshold, figures = _judge(cv, conf_feats[:, 0], kind, bar, len(np.unique(group)))
     net = fit_cnn(crops, ex, y, seed, cnn, ex_mirror)
     reporter.item(FOLDS + 1, FOLDS + 1, "the final fit")

@@ -185,12 +185,10 @@ def crop_hog(crops: np.ndarray, hog: dict) -> np.ndarray:
     """(N, L) HOG descriptors (OpenCV's, L2-Hys blocks) of (N, S, S) uint8 crops resized to
     ``hog["size"]`` pixels: the shape of the crop's gradients, which tells a person's face from an
     animal's where the heatmaps alone do not."""
-    import cv2
     size = hog["size"]
     desc = _hog_descriptor(size, hog["block"], hog["stride"], hog["cell"], hog["bins"])
     out = np.zeros((len(crops), hog_length(hog)), np.float64)
-    for i, c in enumerate(crops):
-        small = cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=cv2.INTER_AREA)
+    for i, small in enumerate(small_crops(crops, size)):
         out[i] = desc.compute(small).ravel()
     return out
 
