@@ -453,6 +453,13 @@ def add_train_face_check(sub):
                         "crop's HOG; cnn: a small CNN over the crop joined by the confidences (fewer animal and "
                         "background candidates kept in cross-validation, but no better on the photos measured: "
                         "docs/experiments.md, thirteenth session)")
+    p.add_argument("--haar", action="store_true",
+                   help="with --check hog: OpenCV's Viola-Jones face cascade, run on a wider crop around each "
+                        "candidate, joins the features (whether it finds a face of about the candidate's size, "
+                        "and how surely)")
+    p.add_argument("--candidates", metavar="FILE.npz",
+                   help="save the mined candidates here, or read them from here where the file exists (mining "
+                        "is most of the time; reuse it only with the same --model, --data, photos and --haar)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_face_check)
 
@@ -461,7 +468,8 @@ def cmd_train_face_check(a):
     from landmask.face_check import train_face_check
     if a.canvases < 1:
         raise LandmaskError(f"--canvases {a.canvases}: must be 1 or more")
-    train_face_check(a.model, a.data, a.negative_photos, a.canvases, a.seed, console(a), a.check)
+    train_face_check(a.model, a.data, a.negative_photos, a.canvases, a.seed, console(a), a.check, a.haar,
+                     a.candidates)
     return 0
 
 

@@ -50,17 +50,23 @@ HOG = {"size": 64, "block": 16, "stride": 8, "cell": 8, "bins": 9}   # 1764 numb
 CROP = HOG["size"]    # side of the crops the candidates are mined at (the HOG's size, the CNN's input)
 CNN = {"width": 8, "epochs": 12, "batch": 128, "lr": 3e-3}   # the CNN check's network and schedule
 L2 = 10.0             # ridge penalty on the standardised weights
+L2_SECOND = 1.0       # the same for the stacked second stage (three weights)
 FOLDS = 5
 CANVAS = 480          # side of the face-free canvases
 PASTE_SIDE = (80, 460)   # longer side of a pasted negative photo on the canvas, pixels
 
 
-def features(conf: np.ndarray, faces, crops: np.ndarray) -> np.ndarray:
-    """(N, 1 + K + S*S): each crop's face confidence, its calibrated point confidences and its
-    pixels at ``CROP`` pixels (what either kind of check is fitted on)."""
-    from landmask.runtime import small_crops
-    return np.concatenate([np.asarray(conf, np.float64)[:, None], np.array([f.confidence for f in faces]),
-                           small_crops(crops, CROP).reshape(len(crops), -1)], axis=1)
+def features(conf: np.ndarray, faces, crops: np.ndarray, grey: np.ndarray | None = None,
+             haar: dict | None = None) -> np.ndarray:
+    """(N, 1 + K + S*S [+ 2]): each crop's face confidence, its calibrated point confidences and its
+    pixels at ``CROP`` pixels (what either kind of check is fitted on), and with ``haar`` (settings
+    as runtime.HAAR) the face cascade's [found, level weight] around each face's box in ``grey``."""
+    from landmask.runtime import haar_features, small_crops
+    cols = [np.asarray(conf, np.float64)[:, None], np.array([f.confidence for f in faces]),
+            small_crops(crops, CROP).reshape(len(crops), -1)]
+    if haar is not None:
+        cols.append(haar_features(grey, [f.box for f in faces], haar))
+    return np.concatenate(cols, axis=1)
 
 
 def paste(canvas: np.ndarray, photo, rng) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -78,8 +84,9 @@ def paste(canvas: np.ndarray, photo, rng) -> tuple[np.ndarray, tuple[int, int, i
     return out.clip(0, 255).astype(np.uint8), (x, y, x + w, y + h)
 
 
-def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporter = Reporter()):
-    """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+S*S): see
+def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporter = Reporter(),
+         haar: dict | None = None):
+    """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+S*S[+2]): see
     ``features``, label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came
     from)."""
     from landmask.detect_train import background
@@ -90,10 +97,10 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
     def candidates(grey):
         return pipe.candidates(grey, pipe.detector.detect(grey))
 
-    def add(found, label, kind, group):
+    def add(found, label, kind, group, grey):
         faces, conf, crops = found
         if faces:
-            rows.extend((x, label, kind, group) for x in features(conf, faces, crops))
+            rows.extend((x, label, kind, group) for x in features(conf, faces, crops, grey, haar))
 
     def matched(found, truth, keep=True):
         """The candidates whose points' box overlaps one of ``truth``'s (keep=False: those overlapping none)."""
@@ -112,13 +119,13 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
         grey = to_grey(faces[0].image("grey"))
         found = candidates(grey)
         truth = [s.points for s in faces]
-        add(matched(found, truth), 1, "face", path)
+        add(matched(found, truth), 1, "face", path, grey)
         others = matched(found, truth, keep=False)
         if not (others[1] >= BAR_FRACTION * pipe.model.min_confidence).any():   # no other face: a face-free background
             photos.append((grey, np.concatenate(truth)))
         for s in faces:   # each face once more with the mouth or an eye covered
             covered = random_cover(grey, s.points, scheme, rng, parts)
-            add(matched(candidates(covered), [s.points]), 1, "covered face", path)
+            add(matched(candidates(covered), [s.points]), 1, "covered face", path, covered)
         reporter.item(n + 1, len(by_photo), Path(path).name)
     reporter.info(f"faces: {sum(r[2] == 'face' for r in rows)} found in {len(by_photo)} photos, "
                   f"{sum(r[2] == 'covered face' for r in rows)} with a part covered; backgrounds from the "
@@ -142,9 +149,10 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
             faces, conf, crops = candidates(canvas)
             on = np.array([x0 <= (b[0] + b[2]) / 2 <= x1 and y0 <= (b[1] + b[3]) / 2 <= y1
                            for b in (G.points_box(f.points) for f in faces)], bool)
-            add(([f for f, o in zip(faces, on) if o], conf[on], crops[on]), 0, "negative photo", f"negative {k}")
+            add(([f for f, o in zip(faces, on) if o], conf[on], crops[on]), 0, "negative photo", f"negative {k}",
+                canvas)
         else:
-            add(candidates(canvas), 0, "background", f"background {n}")
+            add(candidates(canvas), 0, "background", f"background {n}", canvas)
         reporter.item(n + 1, composites, "face-free canvases")
     if not rows:
         raise LandmaskError("--data: the detector found no candidates in its photos to fit the face check on")
@@ -207,23 +215,47 @@ def _judge(cv: np.ndarray, conf: np.ndarray, kind: np.ndarray, bar: float, n_pho
     return threshold, figures
 
 
-def fit_check(x, y, kind, group, bar: float, seed: int = 0) -> dict:
+def fit_check(x, y, kind, group, bar: float, seed: int = 0, second: int = 0) -> dict:
     """The HOG check: weights on raw features (standardisation folded in), its threshold and its
     cross-validated figures.  Fitted on the faces whose face confidence (``x[:, 0]``) reaches
-    ``bar`` and on every non-face candidate; judged on those at or above ``bar``."""
+    ``bar`` and on every non-face candidate; judged on those at or above ``bar``.
+
+    The last ``second`` columns (the face cascade's) are a second opinion joined by stacking: a
+    second logistic regression over [the first one's cross-validated score, those columns], so
+    their weight is learnt from how the first one does on photos it has not seen (fitted with the
+    rest, the many HOG numbers separate the training candidates on their own and leave them
+    almost no weight).  Both stages are linear: the result is one weight vector, as without."""
     use = (y == 0) | (x[:, 0] >= bar)
     x, y, kind, group = x[use], y[use], kind[use], group[use]
+    x, extra = x[:, :x.shape[1] - second], x[:, x.shape[1] - second:]
     mean, scale = x.mean(0), x.std(0) + 1e-6
+    fold = _folds(group, seed)
 
     def fit_and_score(train, test):
         w, b = fit_logistic(x[train], y[train], mean, scale)
         return ((x[test] - mean) / scale) @ w + b
-    cv = _cross_validated(y, _folds(group, seed), fit_and_score)
-    threshold, figures = _judge(cv, x[:, 0], kind, bar, len(np.unique(group)))
+    cv = _cross_validated(y, fold, fit_and_score)
     w, b = fit_logistic(x, y, mean, scale)
-    return {"kind": "hog", "weights": [float(f"{v:.6g}") for v in w / scale],
-            "bias": float(f"{b - (w / scale) @ mean:.8g}"), "threshold": round(threshold, 6),
-            "min_confidence": round(bar, 4), "hog": dict(HOG), "cross_validated": figures}
+    weights, bias = w / scale, b - (w / scale) @ mean
+    stacked = {}
+    if second:
+        ok = ~np.isnan(cv)
+        z = np.column_stack([np.where(ok, cv, 0.0), extra])
+        z_mean, z_scale = z[ok].mean(0), z[ok].std(0) + 1e-6
+
+        def fit_and_score2(train, test):
+            w2, b2 = fit_logistic(z[train & ok], y[train & ok], z_mean, z_scale, l2=L2_SECOND)
+            return ((z[test] - z_mean) / z_scale) @ w2 + b2
+        cv = np.where(ok, _cross_validated(y, fold, fit_and_score2), np.nan)
+        w2, b2 = fit_logistic(z[ok], y[ok], z_mean, z_scale, l2=L2_SECOND)
+        w2, b2 = w2 / z_scale, b2 - (w2 / z_scale) @ z_mean
+        weights, bias = np.r_[w2[0] * weights, w2[1:]], w2[0] * bias + b2
+        stacked = {"stacked": {"first_stage_weight": round(float(w2[0]), 6),
+                               "second_opinion_weights": [round(float(v), 6) for v in w2[1:]]}}
+    threshold, figures = _judge(cv, x[:, 0], kind, bar, len(np.unique(group)))
+    return {"kind": "hog", "weights": [float(f"{v:.6g}") for v in weights],
+            "bias": float(f"{bias:.8g}"), "threshold": round(threshold, 6),
+            "min_confidence": round(bar, 4), "hog": dict(HOG), **stacked, "cross_validated": figures}
 
 
 def _cnn(width: int, extra: int):
@@ -342,11 +374,15 @@ def fit_cnn_check(conf_feats, crops, y, kind, group, bar: float, seed: int = 0, 
 
 
 def train_face_check(model_file, data, negative_photos=(), composites: int = 8000, seed: int = 0,
-                     reporter: Reporter = Reporter(), check_kind: str = "hog") -> dict:
+                     reporter: Reporter = Reporter(), check_kind: str = "hog", haar: bool = False,
+                     candidates: str | Path | None = None) -> dict:
     """Fit the learned face check of ``model_file`` (.safetensors, already calibrated) on the
     training photos of ``data`` and the face-free canvases, and write it into the file's
     ``face_check.learned``.  ``check_kind``: "hog" (a logistic regression over the confidences
-    and the crop's HOG) or "cnn" (a small CNN over the crop and the confidences)."""
+    and the crop's HOG) or "cnn" (a small CNN over the crop and the confidences).  ``haar`` (hog
+    only): OpenCV's face cascade's [found, level weight] around the box join the features.
+    ``candidates``: an .npz file the mined candidates are saved to, or read from where it exists
+    (mining is most of the time; the file is only valid for the same model, data and photos)."""
     from landmask.api import Landmarker
     from landmask.checkpoint import read_meta, update_meta
     from landmask.datasets import load_training_data
@@ -354,8 +390,11 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
     from landmask.detect_train import load_negative_photos
     from landmask.runtime import crop_hog
     from landmask.torch_backend import load_torch_model
+    from landmask.runtime import HAAR
     if check_kind not in ("cnn", "hog"):
         raise LandmaskError(f"--check {check_kind}: cnn or hog")
+    if haar and check_kind != "hog":
+        raise LandmaskError("--haar: only with --check hog")
     model_file = Path(model_file)
     if model_file.suffix != ".safetensors":
         raise LandmaskError(f"--model {model_file}: train the face check of a .safetensors file (then export it)")
@@ -371,9 +410,25 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
     pipe = Landmarker(lm, get_detector("landmask", **detector_options("landmask")))
     samples = [s for s in load_training_data(data, lm.scheme.name, 0, reporter) if s.path is not None]
     negatives = load_negative_photos(list(negative_photos), reporter) if negative_photos else []
-    x, y, kind, group = mine(pipe, samples, negatives, composites, seed, reporter)
     k = 1 + len(lm.scheme)
-    conf_feats, crops = x[:, :k], x[:, k:].reshape(len(x), CROP, CROP).astype(np.uint8)
+    if candidates is not None and Path(candidates).exists():
+        with np.load(candidates) as f:
+            x, y, kind, group = f["x"], f["y"], f["kind"], f["group"]
+        if x.shape[1] not in (k + CROP * CROP, k + CROP * CROP + 2) or (haar and x.shape[1] == k + CROP * CROP):
+            raise LandmaskError(f"--candidates {candidates}: mined {'without --haar' if haar else 'for another model'} "
+                                f"({x.shape[1]} features a candidate)")
+        x = x[:, :k + CROP * CROP + (2 if haar else 0)]   # the cascade's columns: mined with --haar, not used here
+        reporter.info(f"candidates: {len(x)} read from {candidates}")
+    else:
+        x, y, kind, group = mine(pipe, samples, negatives, composites, seed, reporter, HAAR if haar else None)
+        if candidates is not None:
+            import io
+            from landmask.imageio import write_bytes_atomic
+            buf = io.BytesIO()
+            np.savez(buf, x=x.astype(np.float32), y=y, kind=kind, group=group)
+            write_bytes_atomic(candidates, buf.getvalue())
+    conf_feats, crops = x[:, :k], x[:, k:k + CROP * CROP].reshape(len(x), CROP, CROP).astype(np.uint8)
+    cascade = x[:, k + CROP * CROP:]   # (N, 2) with haar, else (N, 0)
     bar = BAR_FRACTION * lm.min_confidence
     if check_kind == "cnn":
         check = fit_cnn_check(conf_feats, crops, y, kind, group, bar, seed, reporter=reporter,
@@ -385,11 +440,19 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
                 f"mirrored crops, contrast and shift jitter) on faces at or above min_confidence ({BAR_FRACTION} x the face "
                 f"check's bar) against every non-face candidate")
     else:
-        check = fit_check(np.concatenate([conf_feats, crop_hog(crops, HOG)], axis=1), y, kind, group, bar, seed)
+        check = fit_check(np.concatenate([conf_feats, crop_hog(crops, HOG), cascade], axis=1), y, kind, group, bar, seed,
+                          second=cascade.shape[1])
         features = ("the crop's face confidence, its calibrated point confidences, the HOG of the crop "
                     "resized to hog.size pixels (OpenCV's HOGDescriptor)")
+        if haar:
+            check["haar"] = dict(HAAR)
+            features += (", and OpenCV's face cascade (haar.cascade) on a crop haar.wide times the box's side at "
+                         "haar.size pixels, faces of haar.min..haar.max of it: found (0/1) and its best level weight")
         rule = (f"logistic regression (L2 {L2}) of faces at or above min_confidence ({BAR_FRACTION} x the face "
                 f"check's bar) against every non-face candidate")
+        if haar:
+            rule += (f"; the cascade's two numbers stacked on it: a second logistic regression (L2 {L2_SECOND}) over "
+                     "the first's cross-validated score and them, both folded into one weight vector")
     check.update({"features": features,
                   "rule": f"{rule}; threshold: {KEEP_LOSS} % of those training faces below it, {FOLDS}-fold "
                           "cross-validated by photo",

@@ -8,6 +8,7 @@ wrap another backend's run function (landmask.torch_backend, on the training sid
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -96,21 +97,27 @@ class LandmarkModel:
         if kind == "cnn":
             ok = all(key in v for key in ("onnx", "input")) and len(v["conf_mean"]) == len(v["conf_scale"]) == k
         else:
-            ok = kind == "hog" and len(v["weights"]) == k + hog_length(v["hog"])
+            haar = v.get("haar")
+            ok = (kind == "hog" and len(v["weights"]) == k + hog_length(v["hog"]) + (2 if haar is not None else 0)
+                  and (haar is None or (isinstance(haar, dict) and set(HAAR) <= set(haar)
+                                        and Path(str(haar["cascade"])).name == haar["cascade"])))
         return v if ok else None   # a check of an unknown kind, or fitted for another model: the plain bar
 
-    def is_face(self, conf, point_conf, crops=None) -> np.ndarray:
+    def is_face(self, conf, point_conf, crops=None, image=None, boxes=None) -> np.ndarray:
         """Whether each crop holds a face (N,) bool.  ``conf``: the crops' face confidences (N,);
         ``point_conf``: their calibrated point confidences (N, K), or Nones; ``crops``: the crops
-        (N, S, S) uint8.  With a learned face check (and the crops): its own, lower bar on the face
-        confidence and its score at least its threshold; otherwise the face confidence at least the
-        face check's bar."""
+        (N, S, S) uint8; ``image`` and ``boxes`` (N, 4): the image and the boxes they were cut for
+        (a check with a face cascade looks around them).  With a learned face check (and the crops,
+        and the image where it needs it): its own, lower bar on the face confidence and its score
+        at least its threshold; otherwise the face confidence at least the face check's bar."""
         conf = np.asarray(conf, np.float64).reshape(-1)
         check = self.learned_check
-        if check is None or crops is None or not len(conf) or any(p is None for p in point_conf):
+        if (check is None or crops is None or not len(conf) or any(p is None for p in point_conf)
+                or ("haar" in check and (image is None or boxes is None))):
             return np.ones(len(conf), bool) if self.min_confidence is None else conf >= self.min_confidence
         keep = conf >= check["min_confidence"]
-        return keep & (learned_check_score(check, conf, np.asarray(point_conf, np.float64), crops) >= check["threshold"])
+        return keep & (learned_check_score(check, conf, np.asarray(point_conf, np.float64), crops, image, boxes)
+                       >= check["threshold"])
 
     def predict_crops(self, crops: np.ndarray, flip: bool = False, confidence: bool = False):
         """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels (and, with ``confidence``, the
@@ -193,6 +200,70 @@ def crop_hog(crops: np.ndarray, hog: dict) -> np.ndarray:
     return out
 
 
+# The learned check's second opinion from OpenCV's Viola-Jones face cascade (trained on people's
+# faces, not on ours): where it finds a face of about the candidate's size in a wider crop.
+HAAR = {"cascade": "haarcascade_frontalface_default.xml", "wide": 1.6, "size": 96,
+        "min": 0.45, "max": 0.85, "scale_factor": 1.1}
+HAAR_CLIP = (-5.0, 15.0)   # the cascade's level weight, clipped
+
+
+_haar_local = threading.local()
+
+
+def _haar_cascade(name: str):
+    """OpenCV's cascade ``name`` (from cv2.data), one per thread (a cascade is not shared between threads)."""
+    cascades = _haar_local.__dict__.setdefault("cascades", {})
+    if name not in cascades:
+        import cv2
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise LandmaskError("this model's face check needs OpenCV's CascadeClassifier, which OpenCV 5 removed: "
+                                "install opencv-python-headless<5 (landmask's own requirement)")
+        c = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / name))
+        if c.empty():
+            raise LandmaskError(f"OpenCV's face cascade {name} is missing from {cv2.data.haarcascades}")
+        cascades[name] = c
+    return cascades[name]
+
+
+def wide_crops(grey: np.ndarray, boxes, wide: float, size: int) -> np.ndarray:
+    """(N, size, size) uint8 square crops of ``grey`` centred on each box (x0, y0, x1, y1), ``wide``
+    times its longer side (edges repeated outside the image; area interpolation)."""
+    import cv2
+    grey = np.ascontiguousarray(grey)
+    h, w = grey.shape[:2]
+    out = np.zeros((len(boxes), size, size), np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+        side = max(wide * max(x1 - x0, y1 - y0), 2.0)
+        ax, ay = int(round((x0 + x1 - side) / 2)), int(round((y0 + y1 - side) / 2))
+        n = int(round(side))
+        cx0, cy0, cx1, cy1 = max(ax, 0), max(ay, 0), min(ax + n, w), min(ay + n, h)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue   # wholly outside the image: a flat crop, no face found
+        piece = cv2.copyMakeBorder(grey[cy0:cy1, cx0:cx1], cy0 - ay, ay + n - cy1, cx0 - ax, ax + n - cx1,
+                                   cv2.BORDER_REPLICATE)
+        out[i] = cv2.resize(piece, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def haar_features(grey: np.ndarray, boxes, spec: dict) -> np.ndarray:
+    """(N, 2) [found, level weight] of OpenCV's face cascade on a ``spec["wide"]`` times wider crop
+    of each box at ``spec["size"]`` pixels, looking only for faces of ``spec["min"]``..``["max"]``
+    of that crop: 1 and its best detection's level weight (clipped to HAAR_CLIP) where it finds
+    one, else 0 and 0."""
+    from landmask.imageio import to_grey
+    grey = to_grey(grey)   # an RGB(A) or 16-bit image too
+    cascade = _haar_cascade(spec["cascade"])
+    size = spec["size"]
+    lo, hi = (int(size * spec["min"]),) * 2, (int(size * spec["max"]),) * 2
+    out = np.zeros((len(np.asarray(boxes).reshape(-1, 4)), 2))
+    for i, crop in enumerate(wide_crops(grey, boxes, spec["wide"], size)):
+        rects, _, weights = cascade.detectMultiScale3(crop, scaleFactor=spec["scale_factor"], minNeighbors=0,
+                                                      minSize=lo, maxSize=hi, outputRejectLevels=True)
+        if len(rects):
+            out[i] = 1.0, float(np.clip(np.max(weights), *HAAR_CLIP))
+    return out
+
+
 def small_crops(crops: np.ndarray, size: int) -> np.ndarray:
     """(N, S, S) uint8 crops resized to (N, size, size) uint8 (area interpolation)."""
     import cv2
@@ -218,13 +289,17 @@ def _check_session(onnx_b64: str):
     return ort.InferenceSession(base64.b64decode(onnx_b64), opts, providers=["CPUExecutionProvider"])
 
 
-def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray, crops: np.ndarray) -> np.ndarray:
+def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray, crops: np.ndarray,
+                        image: np.ndarray | None = None, boxes=None) -> np.ndarray:
     """The learned face check's score (N,) of crops with face confidences ``conf`` (N,), calibrated
     point confidences ``point_conf`` (N, K) and pixels ``crops`` (N, S, S); higher = more face-like
     (landmask.face_check fits it).  ``kind`` "cnn": a small CNN's logit over the crop at
     ``input`` pixels and the standardised [face confidence, point confidences]; otherwise (files of
     the eleventh session) a logistic regression's logit over [face confidence, point confidences,
-    HOG of the crop]."""
+    HOG of the crop], and with ``haar`` the face cascade's [found, level weight] around ``boxes``
+    in ``image`` (haar_features), run only where it can change the decision: the score without
+    it is bounded by the cascade's least and greatest contribution, so a candidate clearly on one
+    side of the threshold either way is scored with the bound that keeps its side."""
     conf_feats = np.concatenate([np.asarray(conf, np.float64)[:, None], point_conf], axis=1)
     if check.get("kind") == "cnn":
         sess = _check_session(check["onnx"])
@@ -232,7 +307,21 @@ def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray, c
         return sess.run(None, {"crop": cnn_check_input(small_crops(crops, check["input"])),
                                "confidences": ex.astype(np.float32)})[0].astype(np.float64).reshape(-1)
     x = np.concatenate([conf_feats, crop_hog(crops, check["hog"])], axis=1)
-    return x @ np.asarray(check["weights"]) + float(check["bias"])
+    weights = np.asarray(check["weights"], np.float64)
+    score = x @ weights[:x.shape[1]] + float(check["bias"])
+    if "haar" not in check:
+        return score
+    w_found, w_level = weights[x.shape[1]:]
+    # the cascade adds 0 (nothing found) or w_found + w_level * level, level in HAAR_CLIP
+    found_lo, found_hi = sorted(w_found + w_level * np.array(HAAR_CLIP))
+    lo, hi = score + min(0.0, found_lo), score + max(0.0, found_hi)
+    t = float(check["threshold"])
+    out = np.where(lo >= t, lo, hi)            # decided without the cascade: kept (lo) or dropped (hi < t)
+    need = (lo < t) & (hi >= t)
+    if need.any():
+        f = haar_features(image, np.asarray(boxes, np.float64).reshape(-1, 4)[need], check["haar"])
+        out[need] = score[need] + f @ np.array([w_found, w_level])
+    return out
 
 
 def load_onnx_model(path, threads: int | None = None) -> LandmarkModel:

@@ -94,8 +94,8 @@ class Tracker:
         if not live:
             return False
         model = self.lm.model
-        pts, conf, pconf, crops = model.predict_all(grey, np.stack([t.roi for t in live]), flip=self.lm.flip,
-                                                    with_crops=True)
+        boxes = np.stack([t.roi for t in live]).astype(np.float64)
+        pts, conf, pconf, crops = model.predict_all(grey, boxes, flip=self.lm.flip, with_crops=True)
         h, w = grey.shape
         failed = False
         # a face that moved far within its crop (fast motion the prediction missed) is cut once
@@ -103,12 +103,12 @@ class Tracker:
         again = [i for i, (t, p) in enumerate(zip(live, pts))
                  if np.abs(G.points_box(p) - t.roi).max() > self.recrop * _box_size(t.roi)]
         if again:
-            pts2, conf2, pconf2, crops2 = model.predict_all(grey, np.stack([G.points_box(pts[i]) for i in again]),
-                                                            flip=self.lm.flip, with_crops=True)
-            for i, p, c, pc, cr in zip(again, pts2, conf2, pconf2, crops2):
-                pts[i], conf[i], pconf[i], crops[i] = p, c, pc, cr
+            boxes2 = np.stack([G.points_box(pts[i]) for i in again])
+            pts2, conf2, pconf2, crops2 = model.predict_all(grey, boxes2, flip=self.lm.flip, with_crops=True)
+            for i, p, c, pc, cr, b in zip(again, pts2, conf2, pconf2, crops2, boxes2):
+                pts[i], conf[i], pconf[i], crops[i], boxes[i] = p, c, pc, cr, b
         calibrated = model.point_confidence_calibrated   # raw point confidences have no usual level
-        is_face = model.is_face(conf, pconf if calibrated else [None] * len(conf), crops)
+        is_face = model.is_face(conf, pconf if calibrated else [None] * len(conf), crops, grey, boxes)
         for t, p, pc, face in zip(live, pts, pconf, is_face):
             box = G.points_box(p)
             inside = _overlap_fraction(box, (0, 0, w - 1, h - 1))

