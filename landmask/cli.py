@@ -459,7 +459,8 @@ def add_train_face_check(sub):
                         "and how surely)")
     p.add_argument("--candidates", metavar="FILE.npz",
                    help="save the mined candidates here, or read them from here where the file exists (mining "
-                        "is most of the time; reuse it only with the same --model, --data, photos and --haar)")
+                        "is most of the time; reuse it only with the same --model, --data, --negative-photos, "
+                        "--canvases and --seed; a file mined with --haar serves fits with or without it)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_face_check)
 

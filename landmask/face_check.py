@@ -244,6 +244,8 @@ def fit_check(x, y, kind, group, bar: float, seed: int = 0, second: int = 0) -> 
         z_mean, z_scale = z[ok].mean(0), z[ok].std(0) + 1e-6
 
         def fit_and_score2(train, test):
+            if len(np.unique(y[train & ok])) < 2:   # the first stage left this fold's complement one-sided
+                return np.nan
             w2, b2 = fit_logistic(z[train & ok], y[train & ok], z_mean, z_scale, l2=L2_SECOND)
             return ((z[test] - z_mean) / z_scale) @ w2 + b2
         cv = np.where(ok, _cross_validated(y, fold, fit_and_score2), np.nan)
@@ -412,11 +414,17 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
     negatives = load_negative_photos(list(negative_photos), reporter) if negative_photos else []
     k = 1 + len(lm.scheme)
     if candidates is not None and Path(candidates).exists():
-        with np.load(candidates) as f:
-            x, y, kind, group = f["x"], f["y"], f["kind"], f["group"]
-        if x.shape[1] not in (k + CROP * CROP, k + CROP * CROP + 2) or (haar and x.shape[1] == k + CROP * CROP):
-            raise LandmaskError(f"--candidates {candidates}: mined {'without --haar' if haar else 'for another model'} "
-                                f"({x.shape[1]} features a candidate)")
+        try:
+            with np.load(candidates) as f:
+                x, y, kind, group = f["x"], f["y"], f["kind"], f["group"]
+        except (OSError, ValueError, KeyError) as e:
+            raise LandmaskError(f"--candidates {candidates}: not a file of mined candidates ({e})") from None
+        width = x.shape[1] if x.ndim == 2 else -1
+        if width not in (k + CROP * CROP, k + CROP * CROP + 2) or not len(x) == len(y) == len(kind) == len(group):
+            raise LandmaskError(f"--candidates {candidates}: mined for another model "
+                                f"({width} features a candidate, not {k + CROP * CROP} or {k + CROP * CROP + 2})")
+        if haar and width == k + CROP * CROP:
+            raise LandmaskError(f"--candidates {candidates}: mined without --haar")
         x = x[:, :k + CROP * CROP + (2 if haar else 0)]   # the cascade's columns: mined with --haar, not used here
         reporter.info(f"candidates: {len(x)} read from {candidates}")
     else:

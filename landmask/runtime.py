@@ -100,7 +100,8 @@ class LandmarkModel:
             haar = v.get("haar")
             ok = (kind == "hog" and len(v["weights"]) == k + hog_length(v["hog"]) + (2 if haar is not None else 0)
                   and (haar is None or (isinstance(haar, dict) and set(HAAR) <= set(haar)
-                                        and Path(str(haar["cascade"])).name == haar["cascade"])))
+                                        and Path(str(haar["cascade"])).name == haar["cascade"]
+                                        and len(haar["clip"]) == 2)))
         return v if ok else None   # a check of an unknown kind, or fitted for another model: the plain bar
 
     def is_face(self, conf, point_conf, crops=None, image=None, boxes=None) -> np.ndarray:
@@ -113,11 +114,14 @@ class LandmarkModel:
         conf = np.asarray(conf, np.float64).reshape(-1)
         check = self.learned_check
         if (check is None or crops is None or not len(conf) or any(p is None for p in point_conf)
-                or ("haar" in check and (image is None or boxes is None))):
+                or (check.get("haar") is not None and (image is None or boxes is None))):
             return np.ones(len(conf), bool) if self.min_confidence is None else conf >= self.min_confidence
-        keep = conf >= check["min_confidence"]
-        return keep & (learned_check_score(check, conf, np.asarray(point_conf, np.float64), crops, image, boxes)
-                       >= check["threshold"])
+        keep = conf >= check["min_confidence"]   # only those get scored
+        if keep.any():
+            boxes = None if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)[keep]
+            keep[keep] = learned_check_score(check, conf[keep], np.asarray(point_conf, np.float64)[keep],
+                                             np.asarray(crops)[keep], image, boxes) >= check["threshold"]
+        return keep
 
     def predict_crops(self, crops: np.ndarray, flip: bool = False, confidence: bool = False):
         """(N, S, S) uint8 crops → (N, K, 2) float64 crop pixels (and, with ``confidence``, the
@@ -203,8 +207,7 @@ def crop_hog(crops: np.ndarray, hog: dict) -> np.ndarray:
 # The learned check's second opinion from OpenCV's Viola-Jones face cascade (trained on people's
 # faces, not on ours): where it finds a face of about the candidate's size in a wider crop.
 HAAR = {"cascade": "haarcascade_frontalface_default.xml", "wide": 1.6, "size": 96,
-        "min": 0.45, "max": 0.85, "scale_factor": 1.1}
-HAAR_CLIP = (-5.0, 15.0)   # the cascade's level weight, clipped
+        "min": 0.45, "max": 0.85, "scale_factor": 1.1, "clip": [-5.0, 15.0]}   # clip: of the level weight
 
 
 _haar_local = threading.local()
@@ -248,8 +251,8 @@ def wide_crops(grey: np.ndarray, boxes, wide: float, size: int) -> np.ndarray:
 def haar_features(grey: np.ndarray, boxes, spec: dict) -> np.ndarray:
     """(N, 2) [found, level weight] of OpenCV's face cascade on a ``spec["wide"]`` times wider crop
     of each box at ``spec["size"]`` pixels, looking only for faces of ``spec["min"]``..``["max"]``
-    of that crop: 1 and its best detection's level weight (clipped to HAAR_CLIP) where it finds
-    one, else 0 and 0."""
+    of that crop: 1 and its best detection's level weight (clipped to ``spec["clip"]``) where it
+    finds one, else 0 and 0."""
     from landmask.imageio import to_grey
     grey = to_grey(grey)   # an RGB(A) or 16-bit image too
     cascade = _haar_cascade(spec["cascade"])
@@ -260,7 +263,7 @@ def haar_features(grey: np.ndarray, boxes, spec: dict) -> np.ndarray:
         rects, _, weights = cascade.detectMultiScale3(crop, scaleFactor=spec["scale_factor"], minNeighbors=0,
                                                       minSize=lo, maxSize=hi, outputRejectLevels=True)
         if len(rects):
-            out[i] = 1.0, float(np.clip(np.max(weights), *HAAR_CLIP))
+            out[i] = 1.0, float(np.clip(np.max(weights), *spec["clip"]))
     return out
 
 
@@ -309,11 +312,11 @@ def learned_check_score(check: dict, conf: np.ndarray, point_conf: np.ndarray, c
     x = np.concatenate([conf_feats, crop_hog(crops, check["hog"])], axis=1)
     weights = np.asarray(check["weights"], np.float64)
     score = x @ weights[:x.shape[1]] + float(check["bias"])
-    if "haar" not in check:
+    if check.get("haar") is None:
         return score
     w_found, w_level = weights[x.shape[1]:]
-    # the cascade adds 0 (nothing found) or w_found + w_level * level, level in HAAR_CLIP
-    found_lo, found_hi = sorted(w_found + w_level * np.array(HAAR_CLIP))
+    # the cascade adds 0 (nothing found) or w_found + w_level * level, level within its clip
+    found_lo, found_hi = sorted(w_found + w_level * np.asarray(check["haar"]["clip"], np.float64))
     lo, hi = score + min(0.0, found_lo), score + max(0.0, found_hi)
     t = float(check["threshold"])
     out = np.where(lo >= t, lo, hi)            # decided without the cascade: kept (lo) or dropped (hi < t)

