@@ -390,9 +390,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
     from landmask.datasets import load_training_data
     from landmask.detect import detector_options, get_detector
     from landmask.detect_train import load_negative_photos
-    from landmask.runtime import crop_hog
+    from landmask.runtime import HAAR, crop_hog
     from landmask.torch_backend import load_torch_model
-    from landmask.runtime import HAAR
     if check_kind not in ("cnn", "hog"):
         raise LandmaskError(f"--check {check_kind}: cnn or hog")
     if haar and check_kind != "hog":
@@ -452,13 +451,12 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
                           second=cascade.shape[1])
         features = ("the crop's face confidence, its calibrated point confidences, the HOG of the crop "
                     "resized to hog.size pixels (OpenCV's HOGDescriptor)")
+        rule = (f"logistic regression (L2 {L2}) of faces at or above min_confidence ({BAR_FRACTION} x the face "
+                f"check's bar) against every non-face candidate")
         if haar:
             check["haar"] = dict(HAAR)
             features += (", and OpenCV's face cascade (haar.cascade) on a crop haar.wide times the box's side at "
                          "haar.size pixels, faces of haar.min..haar.max of it: found (0/1) and its best level weight")
-        rule = (f"logistic regression (L2 {L2}) of faces at or above min_confidence ({BAR_FRACTION} x the face "
-                f"check's bar) against every non-face candidate")
-        if haar:
             rule += (f"; the cascade's two numbers stacked on it: a second logistic regression (L2 {L2_SECOND}) over "
                      "the first's cross-validated score and them, both folded into one weight vector")
     check.update({"features": features,
