@@ -284,8 +284,8 @@ def transcode_only(src: str, dst: str) -> None:
     c, v, info = open_video(src)
     w = VideoWriter(dst, info.width, info.height, v.average_rate, v.time_base, list(c.streams.audio))
     for kind, item in _frames_of(c, v, list(c.streams.audio), src):
-        if kind == "audio":
-            w.mux_audio(item)
+        if kind == "copy":
+            w.mux_copy(item)
         else:
             w.write(item.to_ndarray(format="rgb24"), item.pts, item.time_base)
     w.close()

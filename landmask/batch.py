@@ -328,8 +328,13 @@ def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter:
     return records, s
 
 
-def records_json(records: list[dict]) -> str:
-    """A JSON list with one image's record per line: compact, yet a diff or grep shows one image."""
+def records_json(records: list[dict] | dict) -> str:
+    """A JSON list with one image's record per line: compact, yet a diff or grep shows one image.
+    One video's record ({"video", "frames"}) is an object with one frame per line."""
+    if isinstance(records, dict):
+        rest = {k: v for k, v in records.items() if k != "frames"}
+        head = json.dumps(rest)[:-1] + (", " if rest else "")
+        return head + '"frames": [\n' + ",\n".join(json.dumps(f) for f in records.get("frames", [])) + "\n]}\n"
     return "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
 
 

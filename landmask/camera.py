@@ -10,7 +10,7 @@ import numpy as np
 
 from landmask.errors import LandmaskError
 from landmask.report import Reporter
-from landmask.video import VideoMasker, VideoWriter, _av, _frames_of, _reason
+from landmask.video import VideoMasker, VideoWriter, _av, _frames_of, _reason, frame_rotation, main_video_stream, upright
 
 
 class FrameSource:
@@ -41,7 +41,7 @@ class FrameSource:
             raise LandmaskError(f"--url {url}: cannot open the stream ({_reason(e)})") from None
         if not self.container.streams.video:
             raise LandmaskError(f"--url {url}: no video stream")
-        v = self.container.streams.video[0]
+        v = main_video_stream(self.container) or self.container.streams.video[0]
         rate = v.average_rate or v.guessed_rate
         self.fps = float(rate) if rate else 30.0
         self.pace = Path(url).is_file()
@@ -61,7 +61,7 @@ class FrameSource:
             wait = self.t0 + float(frame.time) - now
             if wait > 0:
                 time.sleep(wait)
-        return frame.to_ndarray(format="rgb24")
+        return upright(frame.to_ndarray(format="rgb24"), frame_rotation(frame))
 
     def close(self) -> None:
         if self.cap is not None:

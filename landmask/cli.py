@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from pathlib import Path
 
@@ -206,7 +207,8 @@ def cmd_mask(a):
             start_fork_server()
         except OSError:         # best effort: the pool, if one is started, reports it
             pass
-    from landmask.batch import Summary, layout_base
+    from landmask.batch import Summary, check_out_dir, layout_base
+    check_out_dir(a.inputs, a.out)          # a file, or an input folder (photos or videos): refused before any work
     videos, others = split_videos(a.inputs)
     a.layout_base = layout_base(a.inputs)   # photos and videos laid out from one root
     # photos first: their worker processes are forked before this process starts any codec or
@@ -218,7 +220,8 @@ def cmd_mask(a):
         s = merge_summaries(s, mask_videos(videos, a.out, lm,
                                            lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
                                            feather=a.feather, smooth=a.smooth, detect_every=a.detect_every,
-                                           overwrite=a.overwrite, base=a.layout_base, reporter=console(a)))
+                                           overwrite=a.overwrite, base=a.layout_base, draw=a.debug,
+                                           reporter=console(a)))
     report_failures(a, s)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
     return 1 if s.failed else 0
@@ -706,6 +709,8 @@ OPTION_RANGES = {
     "min_face": ("--min-face", False, 1, 100_000), "max_faces": ("--max-faces", True, 1, 100_000),
     "threads": ("--threads", True, 1, 1024), "quality": ("--quality", True, 1, 100),
     "drop_partial": ("--drop-partial", False, 0, 1), "int8_faces": ("--int8-faces", True, 2, 1_000_000),
+    "smooth": ("--smooth", False, 0, 1000), "max_upload_mb": ("--max-upload-mb", False, 0.001, 1_000_000),
+    "max_megapixels": ("--max-megapixels", False, 0.001, 100_000), "timeout": ("--timeout", False, 0.001, 86_400),
 }
 DETECTOR_TRAIN_RANGES = {
     "epochs": ("--epochs", True, 1, 100_000), "batch_size": ("--batch-size", True, 1, 65_536),
@@ -729,6 +734,10 @@ def check_options(a) -> None:
         if not math.isfinite(v) or not lo <= v <= hi:
             kind = "a whole number" if whole else "a number"
             raise LandmaskError(f"{opt} {v}: must be {kind} from {lo:g} to {hi:g}")
+    threads, cores = getattr(a, "threads", None), os.cpu_count() or 1
+    if threads is not None and threads > 2 * cores:
+        print(f"landmask: warning: --threads {threads} is far more than this machine's {cores} cores; "
+              f"it will run much slower than --threads {cores}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -739,12 +748,16 @@ def main(argv=None) -> int:
         except (AttributeError, ValueError):
             pass
     args = build_parser().parse_args(argv)
+    previous = _stop_on_sigterm()
     try:
         check_options(args)
         return args.func(args)
     except LandmaskError as e:
         print(f"landmask: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("landmask: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("landmask: interrupted", file=sys.stderr)
         return 130
@@ -752,6 +765,28 @@ def main(argv=None) -> int:
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if previous is not None:
+            import signal
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a service manager, a container stopping): unwinds like Ctrl-C, so partial
+    outputs are removed and worker processes are stopped, and the exit status is 143."""
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise Terminated in the main thread; returns the handler it replaced (None
+    where it cannot be set: not the main thread)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

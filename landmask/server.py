@@ -161,6 +161,9 @@ MULTIPART_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/for
 async def read_form(request: Request, settings: Settings) -> dict:
     """The multipart form, kept in memory (never spooled to disk), the body capped at
     ``max_upload_bytes`` before it is read.  Returns ``{"image": (bytes, name), field: str}``."""
+    if request.query_params:
+        raise ApiError(f"options go in the multipart form, not in the query string (got "
+                       f"{', '.join(sorted(set(request.query_params.keys())))})")
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
         raise ApiError("send the photo as multipart/form-data in the field 'image' "
@@ -175,9 +178,14 @@ async def read_form(request: Request, settings: Settings) -> dict:
     try:
         form = await parser.parse()
     except MultiPartException as e:
+        if "exceeded maximum size" in e.message:    # a text field over 64 KB: most likely a photo sent without a filename
+            raise ApiError(f"malformed multipart form: {e.message} (a text field; send the photo as a file "
+                           "upload, with a filename, in the field 'image')") from None
         raise ApiError(f"malformed multipart form: {e.message}") from None
     out = {}
     for key, value in form.multi_items():
+        if key in out:
+            raise ApiError(f"the field {key!r} is given twice; give each field once")
         if key not in FORM_FIELDS:
             close = difflib.get_close_matches(key, FORM_FIELDS, n=1)
             raise ApiError(f"unknown form field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
@@ -248,13 +256,18 @@ async def run_limited(request: Request, fn, *args):
     return await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.limiter, abandon_on_cancel=False)
 
 
-async def with_timeout(settings: Settings, coro):
-    """The request's result, or a 503 when it took longer than ``timeout_s`` (the wait for a slot is
-    cut short; work already running in a thread ends first, see run_limited)."""
+async def with_timeout(settings: Settings, coro, progress: dict | None = None):
+    """The request's result, or an error when it took longer than ``timeout_s``: 408 while the
+    upload was still arriving (``progress["read"]`` not yet set: a slow client), 503 after it (the
+    server too busy; the wait for a slot is cut short; work already running in a thread ends
+    first, see run_limited)."""
     start = anyio.current_time()
     with anyio.move_on_after(settings.timeout_s) as scope:
         result = await coro
     if scope.cancelled_caught or anyio.current_time() - start > settings.timeout_s:
+        if progress is not None and not progress.get("read"):
+            raise ApiError(f"the upload took longer than {settings.timeout_s:g} s to arrive; send it over a "
+                           "faster connection or send a smaller photo", 408)
         raise ApiError(f"the request took longer than {settings.timeout_s:g} s; try again or send a "
                        "smaller photo", 503)
     return result
@@ -305,12 +318,15 @@ def add_routes(app: FastAPI) -> None:
               responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}})
     async def mask_route(request: Request, settings: Settings = Depends(get_settings),
                          landmarker=Depends(get_landmarker)):
+        progress = {}
+
         async def work():
             form = await read_form(request, settings)
+            progress["read"] = True
             opts, fmt = effect_options(form), output_format(form)
             data, name = form["image"]
             return await run_limited(request, mask_bytes, landmarker, data, name, opts, settings.max_pixels, fmt)
-        body, kind, n = await with_timeout(settings, work())
+        body, kind, n = await with_timeout(settings, work(), progress)
         return Response(body, media_type=MEDIA_TYPES.get(kind, "application/octet-stream"),
                         headers={"X-Landmask-Faces": str(n)})
 
@@ -319,14 +335,17 @@ def add_routes(app: FastAPI) -> None:
                       '"confidence": [...]}]}')
     async def landmarks_route(request: Request, settings: Settings = Depends(get_settings),
                               landmarker=Depends(get_landmarker)):
+        progress = {}
+
         async def work():
             form = await read_form(request, settings)
+            progress["read"] = True
             extra = sorted(set(form) - {"image"})
             if extra:
                 raise ApiError(f"/v1/landmarks takes only the field 'image' (got {', '.join(extra)})")
             data, name = form["image"]
             return await run_limited(request, landmarks_json, landmarker, data, name, settings.max_pixels)
-        return await with_timeout(settings, work())
+        return await with_timeout(settings, work(), progress)
 
     @app.websocket("/v1/stream")
     async def stream_route(ws: WebSocket):

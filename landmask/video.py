@@ -71,11 +71,12 @@ class VideoMasker:
     as ``landmask.mask`` (the defaults when no part is given).  ``smooth``: temporal filter
     strength (True = 1, False or 0 = off, larger = steadier with more lag).  ``detect_every``:
     frames between scheduled detections.  ``fps``: time between frames when ``process`` gets no
-    time stamp."""
+    time stamp.  ``draw``: boxes, points and part outlines over the masked frames (--debug)."""
 
     def __init__(self, landmarker, *, lips=None, eyes=None, eyebrows=None, face=None, feather=None,
-                 smooth: bool | float = True, detect_every: int = 10, fps: float = 30.0):
+                 smooth: bool | float = True, detect_every: int = 10, fps: float = 30.0, draw: bool = False):
         self.landmarker = landmarker
+        self.draw = bool(draw)
         self.effects = resolve_effects(lips, eyes, eyebrows, face)
         self.feather = feather
         self.strength = 1.0 if smooth is True else float(smooth or 0.0)
@@ -111,9 +112,13 @@ class VideoMasker:
     def process(self, frame: np.ndarray, t: float | None = None) -> tuple[np.ndarray, list[TrackedFace]]:
         """(masked copy of ``frame``, its tracked faces)."""
         faces = self.faces(frame, t)
-        if not faces or not self.effects:
+        if not faces:
             return frame.copy(), faces
-        return mask_image(frame, faces, feather=self.feather, **self.effects), faces
+        out = mask_image(frame, faces, feather=self.feather, **self.effects) if self.effects else frame.copy()
+        if self.draw:
+            from landmask.draw import draw_faces
+            out = draw_faces(out, faces)
+        return out, faces
 
 
 def face_record(f: TrackedFace, ndigits: int = 2) -> dict:
@@ -135,11 +140,23 @@ class VideoInfo:
     audio: int = 0                          # audio streams
     codec: str = ""
     extra: dict = field(default_factory=dict)
+    rotation: int = 0                       # display rotation, degrees counterclockwise (0, 90, 180, 270)
+    stream: int = 0                         # the index of the video stream read
+    other_video: int = 0                    # video streams not read (thumbnails, second angles)
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) of the frames as shown (after the display rotation)."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
 
     def to_dict(self) -> dict:
-        return {"fps": round(self.fps, 4), "width": self.width, "height": self.height, "frames": self.frames,
-                "duration": None if self.duration is None else round(self.duration, 4), "codec": self.codec,
-                "audio_streams": self.audio}
+        w, h = self.upright_size
+        d = {"fps": round(self.fps, 4), "width": w, "height": h, "frames": self.frames,
+             "duration": None if self.duration is None else round(self.duration, 4), "codec": self.codec,
+             "audio_streams": self.audio}
+        if self.rotation:
+            d["rotation"] = self.rotation
+        return d
 
 
 def open_video(path):
@@ -151,21 +168,83 @@ def open_video(path):
     if path.stat().st_size == 0:
         raise LandmaskError(f"{path}: empty file (0 bytes)")
     try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise LandmaskError(f"{path}: cannot read ({e.strerror or e})") from None
+    if sniff_video(head) is None:
+        from landmask.imageio import sniff
+        kind = sniff(head)
+        raise LandmaskError(f"{path}: not a video file" + (f" (its content is a {kind} image)" if kind
+                            else " (mp4, mov, m4v, mkv, webm or avi; truncated or corrupt?)"))
+    try:
         c = av.open(str(path), "r")
     except (av.FFmpegError, OSError, ValueError) as e:
         raise LandmaskError(f"{path}: cannot read the video ({_reason(e)})") from None
     if not c.streams.video:
         c.close()
         raise LandmaskError(f"{path}: no video stream in the file")
-    v = c.streams.video[0]
+    v = main_video_stream(c)
+    if v is None:
+        c.close()
+        raise LandmaskError(f"{path}: no video stream in the file (only a cover picture)")
     if not v.codec_context.width or not v.codec_context.height:
         c.close()
         raise LandmaskError(f"{path}: cannot read the video (no frame size in its header: truncated or corrupt)")
     rate = v.average_rate or v.guessed_rate or v.base_rate
     duration = float(v.duration * v.time_base) if v.duration else (c.duration / 1e6 if c.duration else None)
     info = VideoInfo(float(rate) if rate else 30.0, v.codec_context.width, v.codec_context.height,
-                     int(v.frames) or None, duration, len(c.streams.audio), v.codec_context.name)
+                     int(v.frames) or None, duration, len(c.streams.audio), v.codec_context.name,
+                     rotation=_display_rotation(path, v.index), stream=v.index,
+                     other_video=len(c.streams.video) - 1)
     return c, v, info
+
+
+def main_video_stream(container):
+    """The video stream to read: never a cover picture (attached_pic); of the others the one with
+    the most frames (then the longest, then the largest), so a thumbnail track or a small second
+    angle stored first is not taken for the video.  None when there are only cover pictures."""
+    def still(s):
+        try:
+            return bool(s.disposition & s.disposition.__class__.attached_pic)
+        except (AttributeError, TypeError):
+            return False
+    streams = [s for s in container.streams.video if not still(s)]
+    if not streams:
+        return None
+    def size(s):
+        dur = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+        return (int(s.frames or 0), dur, (s.codec_context.width or 0) * (s.codec_context.height or 0), -s.index)
+    return max(streams, key=size)
+
+
+def _display_rotation(path: Path, index: int) -> int:
+    """The display rotation of video stream ``index`` (its display matrix, as FFmpeg reports it on
+    the first frame): 0, 90, 180 or 270 degrees counterclockwise; 0 when there is none or the
+    first frame cannot be read (the read itself then reports the damage)."""
+    av = _av()
+    try:
+        with av.open(str(path), "r") as c:
+            for frame in c.decode(c.streams.video[[s.index for s in c.streams.video].index(index)]):
+                return frame_rotation(frame)
+    except (av.FFmpegError, OSError, ValueError, AttributeError):
+        pass
+    return 0
+
+
+def frame_rotation(frame) -> int:
+    """A decoded frame's display rotation rounded to 0, 90, 180 or 270 degrees counterclockwise."""
+    return int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4 * 90
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded frame turned as it is shown (``rotation`` degrees counterclockwise)."""
+    return np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
+
+
+def stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """The inverse of ``upright``: a shown frame turned back as the file stores it."""
+    return np.ascontiguousarray(np.rot90(rgb, -(rotation // 90))) if rotation else rgb
 
 
 def _reason(e) -> str:
@@ -185,14 +264,15 @@ class AtomicFile:
         mode = 0o666 & ~_umask()
         fd = _unnamed_file(self.path.parent, mode)
         if fd is None:
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
+                                            dir=self.path.parent)   # batch.remove_stale_parts knows this name
             os.chmod(self.tmp, mode)
         self.file = os.fdopen(fd, "w+b")
 
     def commit(self) -> None:
         self.file.flush()
         if self.tmp is None:        # give the unnamed file a hidden name, then rename it into place
-            self.tmp = tempfile.mktemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+            self.tmp = tempfile.mktemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part", dir=self.path.parent)
             os.link(f"/proc/self/fd/{self.file.fileno()}", self.tmp, follow_symlinks=True)
         self.file.close()
         os.replace(self.tmp, self.path)
@@ -230,29 +310,50 @@ def _umask() -> int:
     return m
 
 
+def _copy_tags(target, tags) -> None:
+    """Copy a container's or stream's metadata tags (title, language, ...); the muxer writes its
+    own technical ones (encoder, handler, durations)."""
+    for k, v in dict(tags or {}).items():
+        if k.lower() in ("encoder", "duration", "handler_name", "vendor_id", "major_brand", "minor_version",
+                         "compatible_brands") or k.upper().startswith(("DURATION", "ENCODER", "NUMBER_OF", "_STATISTICS", "BPS")):
+            continue
+        try:
+            target.metadata[k] = v
+        except (TypeError, ValueError):
+            pass
+
+
 class VideoWriter:
     """An H.264 (or VP9 for webm) video with audio streams copied from templates, written
     atomically.  ``write(rgb, pts, time_base)``, ``mux(packet)`` for copied audio, then ``close()``
     (or ``abort()``)."""
 
     def __init__(self, path, width: int, height: int, rate, time_base=None, audio_templates=(),
-                 container_format: str | None = None):
+                 container_format: str | None = None, *, rotation: int = 0, copy_templates=(),
+                 metadata=None, video_metadata=None, notes: list | None = None):
         av = _av()
         path = Path(path)
         fmt, codec = CONTAINERS.get(path.suffix.lower(), ("mp4", "libx264"))
         fmt = container_format or fmt
         if fmt == "webm":
             codec = "libvpx-vp9"
+        options = dict(ENCODER_OPTIONS[codec])
+        if fmt == "avi" and codec == "libx264":
+            options["bf"] = "0"     # AVI stores no presentation times: B-frames would come out of order
         self.file = AtomicFile(path)
         try:
             self.out = av.open(self.file.file, "w", format=fmt)
-            self.stream = self.out.add_stream(codec, rate=rate, options=dict(ENCODER_OPTIONS[codec]))
+            self.stream = self.out.add_stream(codec, rate=rate, options=options)
             self.stream.width, self.stream.height = width, height
             even = width % 2 == 0 and height % 2 == 0
             self.stream.pix_fmt = "yuv420p" if even else "yuv444p"
             if time_base is not None:
                 self.stream.codec_context.time_base = time_base
                 self.stream.time_base = time_base
+            if rotation:
+                self.stream.set_display_rotation(float(rotation))
+            _copy_tags(self.stream, video_metadata)
+            _copy_tags(self.out, metadata)
             self.audio = {}
             for a in audio_templates:
                 try:
@@ -260,10 +361,21 @@ class VideoWriter:
                 except (av.FFmpegError, ValueError) as e:
                     raise LandmaskError(f"{path}: cannot copy audio stream {a.index} ({a.codec_context.name}) "
                                         f"into {fmt} ({_reason(e)})") from None
+                _copy_tags(self.audio[a.index], a.metadata)
+            for t in copy_templates:      # subtitles: copied where the container can hold them
+                try:
+                    self.audio[t.index] = self.out.add_stream_from_template(t)
+                except (av.FFmpegError, ValueError) as e:
+                    if notes is not None:
+                        notes.append(f"{t.type} stream {t.index} ({t.codec_context.name}) not copied: "
+                                     f"{fmt} cannot hold it ({_reason(e)})")
+                    continue
+                _copy_tags(self.audio[t.index], t.metadata)
         except BaseException:
             self.file.discard()
             raise
         self.av, self.path, self.frames = av, path, 0
+        self._last_dts: dict[int, int] = {}
 
     def write(self, rgb: np.ndarray, pts=None, time_base=None) -> None:
         frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -275,10 +387,22 @@ class VideoWriter:
             self.out.mux(packet)
         self.frames += 1
 
-    def mux_audio(self, packet) -> None:
-        if packet.dts is None:      # a demuxer's flush packet
+    def mux_copy(self, packet) -> None:
+        """Mux a packet of a copied (audio or subtitle) stream; packets of streams not copied are dropped."""
+        if packet.dts is None and packet.pts is None:      # a demuxer's flush packet
             return
-        packet.stream = self.audio[packet.stream.index]
+        stream = self.audio.get(packet.stream.index)
+        if stream is None:
+            return
+        last = self._last_dts.get(stream.index)
+        if packet.dts is not None and last is not None and packet.dts <= last:
+            # repeated decoding times (AAC read back from AVI): the muxer refuses them; the next tick
+            packet.dts = last + 1
+            if packet.pts is not None and packet.pts < packet.dts:
+                packet.pts = packet.dts
+        if packet.dts is not None:
+            self._last_dts[stream.index] = packet.dts
+        packet.stream = stream
         self.out.mux(packet)
 
     def close(self) -> None:
@@ -328,8 +452,8 @@ class BackgroundWriter:
     def write(self, rgb, pts=None, time_base=None) -> None:
         self._put(self.writer.write, rgb, pts, time_base)
 
-    def mux_audio(self, packet) -> None:
-        self._put(self.writer.mux_audio, packet)
+    def mux_copy(self, packet) -> None:
+        self._put(self.writer.mux_copy, packet)
 
     def _finish(self) -> None:
         self.queue.put(None)
@@ -348,15 +472,16 @@ class BackgroundWriter:
         self.writer.abort()
 
 
-def _frames_of(container, vstream, astreams, path):
-    """Demux once: yields ('audio', packet) and ('video', av.VideoFrame) in file order."""
+def _frames_of(container, vstream, copied, path):
+    """Demux once: yields ('copy', packet) for the streams in ``copied`` and ('video', av.VideoFrame)
+    of ``vstream``, in file order."""
     av = _av()
     vstream.thread_type = "AUTO"
     n = 0
     try:
-        for packet in container.demux(vstream, *astreams):
-            if packet.stream.type == "audio":
-                yield "audio", packet
+        for packet in container.demux(vstream, *copied):
+            if packet.stream.index != vstream.index:
+                yield "copy", packet
                 continue
             for frame in packet.decode():
                 n += 1
@@ -412,14 +537,14 @@ class Prefetch:
         self.thread.join()
 
 
-def _decoded(container, v, astreams, src):
-    """('audio', packet) and ('video', (rgb, time s or None, pts, time_base)) in file order."""
-    for kind, item in _frames_of(container, v, astreams, src):
-        if kind == "audio":
+def _decoded(container, v, copied, src, rotation: int = 0):
+    """('copy', packet) and ('video', (upright rgb, time s or None, pts, time_base)) in file order."""
+    for kind, item in _frames_of(container, v, copied, src):
+        if kind == "copy":
             yield kind, item
         else:
-            yield kind, (item.to_ndarray(format="rgb24"), None if item.time is None else float(item.time),
-                         item.pts, item.time_base)
+            yield kind, (upright(item.to_ndarray(format="rgb24"), rotation),
+                         None if item.time is None else float(item.time), item.pts, item.time_base)
 
 
 def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), threaded: bool = True) -> dict:
@@ -432,21 +557,45 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
     masker.fps = info.fps
     writer = reader = None
     stats = {"frames": 0, "frames_with_faces": 0}
+    notes = []
+    if info.other_video:
+        notes.append(f"masked video stream {info.stream}; {info.other_video} other video stream(s) "
+                     f"(thumbnails, other angles) not copied")
+    data = [s for s in container.streams if s.type not in ("video", "audio", "subtitle")]
+    if data:
+        notes.append(f"{len(data)} data/attachment stream(s) not copied")
     try:
         astreams = list(container.streams.audio)
+        subs = list(container.streams.subtitles)
+        fmt = None
+        odd = sorted({a.codec_context.name for a in astreams} - {"opus", "vorbis"})
+        if dst.suffix.lower() == ".webm" and odd:     # WebM holds Opus and Vorbis only; Matroska holds the rest
+            fmt = "matroska"
+            notes.append(f"its audio ({', '.join(odd)}) cannot go in WebM: written as Matroska under the same name")
         writer = VideoWriter(dst, info.width, info.height, v.average_rate or v.guessed_rate or 30,
-                             v.time_base, astreams)
+                             v.time_base, astreams, fmt, rotation=info.rotation, copy_templates=subs,
+                             metadata=container.metadata, video_metadata=v.metadata, notes=notes)
+        copied = astreams + [s for s in subs if s.index in writer.audio]
         writer = BackgroundWriter(writer) if threaded else writer
-        frames = _decoded(container, v, astreams, src)
+        frames = _decoded(container, v, copied, src, info.rotation)
         if threaded:      # three stages: decode | faces + mask | encode
             frames = reader = Prefetch(frames)
+        # AVI keeps decoding times only: its frames' times are renumbered in order, as are any
+        # that do not increase in other files (the encoder refuses them)
+        avi = "avi" in (container.format.name or "").split(",")
+        step = max(1, round(1 / (info.fps * float(v.time_base)))) if v.time_base and info.fps else 1
+        last = None
         for kind, item in frames:
-            if kind == "audio":
-                writer.mux_audio(item)
+            if kind == "copy":
+                writer.mux_copy(item)
                 continue
             rgb, t, pts, time_base = item
+            if avi or (pts is not None and last is not None and pts <= last):
+                pts = stats["frames"] * step if avi else last + step
+                time_base, t = v.time_base, float(pts * v.time_base)
+            last = pts if pts is not None else last
             masked, faces = masker.process(rgb, t)
-            writer.write(masked, pts, time_base)
+            writer.write(stored(masked, info.rotation), pts, time_base)
             stats["frames"] += 1
             stats["frames_with_faces"] += bool(faces)
             n = stats["frames"]
@@ -463,6 +612,8 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
         container.close()
     stats["tracks"] = masker.tracker.next_id
     stats["seconds"] = time.monotonic() - t0
+    for note in notes:
+        reporter.info(f"{src}: {note}")
     if info.frames and stats["frames"] != info.frames:
         reporter.info(f"{src}: {stats['frames']} frames decoded, the header says {info.frames}")
     if stats["frames"] != info.frames:    # the bar ends at the frames there were
@@ -480,7 +631,7 @@ def video_landmarks(src, landmarker, smooth: bool | float = True, detect_every: 
     frames, t0 = [], time.monotonic()
     try:
         for kind, frame in _frames_of(container, v, [], src):
-            rgb = frame.to_ndarray(format="rgb24")
+            rgb = upright(frame.to_ndarray(format="rgb24"), info.rotation)
             t = float(frame.time) if frame.time is not None else len(frames) / info.fps
             faces = masker.faces(rgb, t)
             frames.append({"index": len(frames), "time": round(t, 4), "faces": [face_record(f) for f in faces]})
@@ -512,23 +663,42 @@ def split_inputs(inputs) -> tuple[list, list]:
             if not has_videos or walk_images(p):
                 photos.append(raw)
         else:
-            (videos if p.is_file() and is_video(p) else photos).append(raw)
+            named = p.suffix.lower() in VIDEO_SUFFIXES   # a bad file named as a video gets the video's message
+            (videos if p.is_file() and (named or is_video(p)) else photos).append(raw)
     return videos, photos
 
 
 def _walk_videos(root: Path, exclude: Path | None = None) -> list[Path]:
-    """Video files (found by content; image files are not opened) under ``root``, sorted."""
+    """Video files under ``root``, sorted: found by content (image files are not opened), and files
+    named as videos whose content is not one (so the batch reports them rather than passing over
+    them).  Regular files only (a FIFO or a device is never opened); hidden names are skipped;
+    symlinked folders are followed once each, as the photo walk does (batch.walk_images)."""
+    import stat
     from landmask.imageio import is_image_path
     skip = os.path.realpath(exclude) if exclude is not None else None
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if skip is not None and os.path.realpath(dirpath) == skip:
+    seen, out = set(), []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
             dirnames[:] = []
             continue
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if (st.st_dev, st.st_ino) in seen:        # a symlink loop or a second link: walked once
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                       and (skip is None or os.path.realpath(os.path.join(dirpath, d)) != skip)]
         for name in filenames:
             f = Path(dirpath) / name
-            if not name.startswith(".") and not is_image_path(f) and is_video(f):
+            if name.startswith(".") or is_image_path(f):
+                continue
+            try:
+                if not stat.S_ISREG(os.stat(f).st_mode):
+                    continue
+            except OSError:
+                continue
+            if f.suffix.lower() in VIDEO_SUFFIXES or is_video(f):
                 out.append(f)
     return sorted(out)
 
@@ -542,7 +712,8 @@ def expand_videos(inputs, exclude: Path | None = None, base: str | None = None) 
     base = (layout_base(inputs) if inputs else "") if base is None else base
     out, seen = [], set()
     for p in inputs:
-        for f in (_walk_videos(p, exclude) if p.is_dir() else [p] if is_video(p) else []):
+        for f in (_walk_videos(p, exclude) if p.is_dir()
+                  else [p] if p.suffix.lower() in VIDEO_SUFFIXES or is_video(p) else []):
             key = os.path.abspath(f)
             if key not in seen:
                 seen.add(key)
@@ -552,13 +723,13 @@ def expand_videos(inputs, exclude: Path | None = None, base: str | None = None) 
 
 def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=None, face=None, feather=None,
                 smooth: bool | float = True, detect_every: int = 10, overwrite: bool = False,
-                base: str | None = None, reporter: Reporter = Reporter()):
+                base: str | None = None, draw: bool = False, reporter: Reporter = Reporter()):
     """Mask every video in ``inputs`` (files and folders) into ``out_dir``, keeping the folder
     layout and each file's name; one line per bad file, the batch goes on.  Returns a
     landmask.batch.Summary."""
     from landmask.batch import Summary
     masker = VideoMasker(landmarker, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather,
-                         smooth=smooth, detect_every=detect_every)   # bad options fail before any file
+                         smooth=smooth, detect_every=detect_every, draw=draw)   # bad options fail before any file
     out_dir = Path(out_dir)
     items = expand_videos(inputs, exclude=out_dir, base=base)
     sources = {f.resolve() for f, _ in items}

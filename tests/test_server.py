@@ -372,3 +372,38 @@ def test_detector_settings_reach_the_model():
         assert len(post(c, "/v1/landmarks", image=two, name="two.png").json()["faces"]) == 2
     with TestClient(create_app(Settings(max_faces=1))) as c:
         assert len(post(c, "/v1/landmarks", image=two, name="two.png").json()["faces"]) == 1
+
+
+def test_options_in_the_query_string_or_twice_are_refused(client, photo):
+    r = client.post("/v1/mask?lips=blur&format=gif", files={"image": ("a.jpg", photo)})
+    assert r.status_code == 400 and "query string" in r.json()["error"] and "format, lips" in r.json()["error"]
+    r = client.post("/v1/mask", files=[("image", ("a.jpg", photo)), ("lips", (None, "red")), ("lips", (None, "blur"))])
+    assert r.status_code == 400 and "'lips' is given twice" in r.json()["error"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_photo_sent_without_a_filename_gets_told_how(client, photo):
+    r = client.post("/v1/mask", files={"image": (None, photo)})     # a text part of 200 KB
+    assert r.status_code == 400 and "as a file upload, with a filename" in r.json()["error"]
+
+
+def test_slow_upload_is_408_not_busy(photo):
+    """A client that sends its body slower than --timeout gets 408 (its own doing), not the 503
+    that means the server is busy; the server goes on answering."""
+    import httpx
+    proc, url = start_server("--timeout", "1")
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        boundary = "landmaskboundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+                f"Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(f"POST /v1/mask HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}"
+                      f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:1000])
+            time.sleep(1.5)                # the rest never comes in time
+            reply = s.recv(65536).decode("latin-1")
+        assert reply.startswith("HTTP/1.1 408"), reply[:200]
+        assert "upload took longer" in reply
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    finally:
+        stop_server(proc)

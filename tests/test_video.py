@@ -30,12 +30,15 @@ def scene(photo, size=(320, 240)) -> np.ndarray:
     return cv2.resize(landmask.read_image(path)[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
 
 
-def make_clip(path, frames, fps=30, vcodec="libx264", acodec="aac", audio=True):
-    """Encode RGB frames (and a 440 Hz tone as long as the video) into a real file."""
+def make_clip(path, frames, fps=30, vcodec="libx264", acodec="aac", audio=True, rotation=0):
+    """Encode RGB frames (and a 440 Hz tone as long as the video) into a real file; ``rotation``:
+    a display matrix (degrees counterclockwise), as phones write for portrait clips."""
     out = av.open(str(path), "w")
     v = out.add_stream(vcodec, rate=fps)
     v.height, v.width = frames[0].shape[:2]
     v.pix_fmt = "yuv420p"
+    if rotation:
+        v.set_display_rotation(float(rotation))
     a = out.add_stream(acodec, rate=48000) if audio else None
     for i, f in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
@@ -345,3 +348,189 @@ def test_camera_show_serves_the_masked_frames_as_mjpeg(tmp_path, lm):
 def test_camera_that_cannot_be_opened_is_one_line():
     r = run("camera", "--device", "57")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--device 57" in r.stderr
+
+
+# ---------------------------------------------------------------- files as phones, editors and players write them
+
+def first_rotation(path) -> float:
+    with av.open(str(path)) as c:
+        return float(next(c.decode(video=0)).rotation or 0)
+
+
+def test_portrait_phone_clip_is_masked_upright_and_keeps_its_rotation(tmp_path):
+    """A phone stores a portrait clip sideways with a display matrix: the faces are found on the
+    frames as shown, the masks land where the upright clip's do, and the output keeps the matrix."""
+    frames = moving(scene(ASTRONAUT), 20)
+    upright_clip = make_clip(tmp_path / "upright.mp4", frames)
+    # stored turned 90° clockwise, shown turned back (90° counterclockwise) by the display matrix
+    phone = make_clip(tmp_path / "phone.mp4", [np.ascontiguousarray(np.rot90(f, -1)) for f in frames], rotation=90)
+    assert first_rotation(phone) == 90
+    r = run("mask", upright_clip, phone, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    found = [line for line in r.stderr.splitlines() if "phone.mp4 ->" in line][0]
+    assert int(found.split("a face in ")[1].split(",")[0]) >= 18, found
+    out = tmp_path / "out" / "phone.mp4"
+    assert first_rotation(out) == 90 and streams(out)["size"] == (240, 320) and streams(out)["audio"] == ["aac"]
+    shown = [np.rot90(f, 1) for f in decode(out)]
+    reference, source = decode(tmp_path / "out" / "upright.mp4"), decode(upright_clip)
+    painted = np.abs(reference[10].astype(int) - source[10].astype(int)).max(axis=2) > 40
+    assert painted.sum() > 50
+    agree = np.abs(shown[10].astype(int) - reference[10].astype(int)).max(axis=2)[painted]
+    assert np.median(agree) < 25      # the same pixels painted the same way (H.264 noise aside)
+
+
+def test_the_main_video_stream_is_masked_not_a_thumbnail(tmp_path, clip):
+    """A small one-frame track stored first (a thumbnail) is not taken for the video."""
+    src = tmp_path / "two.mp4"
+    with av.open(str(clip)) as c, av.open(str(src), "w") as out:
+        thumb = out.add_stream("mjpeg", rate=1)
+        thumb.width = thumb.height = 64
+        thumb.pix_fmt = "yuvj420p"
+        main = out.add_stream_from_template(c.streams.video[0])
+        sound = out.add_stream_from_template(c.streams.audio[0])
+        f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+        f.pts = 0
+        for p in list(thumb.encode(f)) + list(thumb.encode(None)):
+            out.mux(p)
+        for p in c.demux():
+            if p.dts is not None:
+                p.stream = main if p.stream.type == "video" else sound
+                out.mux(p)
+    r = run("mask", src, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "1 other video stream(s)" in r.stderr and "a face in 0" not in r.stderr
+    b = streams(tmp_path / "out" / "two.mp4")
+    assert b["size"] == (320, 240) and len(b["video_pts"]) == 45 and b["audio"] == ["aac"]
+
+
+def test_subtitles_and_stream_tags_are_kept(tmp_path, clip):
+    import fractions
+    src = tmp_path / "film.mkv"
+    with av.open(str(clip)) as c, av.open(str(src), "w") as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        copies[1].metadata["language"], copies[1].metadata["title"] = "fra", "commentaire"
+        out.metadata["title"] = "Holiday"
+        sub = out.add_stream("ass")
+        sub.time_base = fractions.Fraction(1, 1000)
+        for p in c.demux():
+            if p.dts is not None:
+                p.stream = copies[p.stream.index]
+                out.mux(p)
+        for i in range(2):
+            p = av.Packet(f"line {i}".encode())
+            p.stream, p.pts, p.dts, p.duration, p.time_base = sub, i * 500, i * 500, 400, sub.time_base
+            out.mux(p)
+    r = run("mask", src, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(tmp_path / "out" / "film.mkv")) as c:
+        kinds = [s.type for s in c.streams]
+        audio = c.streams.audio[0].metadata
+        assert kinds == ["video", "audio", "subtitle"], kinds
+        assert audio.get("language") == "fra" and audio.get("title") == "commentaire"
+        assert c.metadata.get("title") == "Holiday"
+        assert [bytes(p) for p in c.demux(c.streams.subtitles[0]) if p.size] == [b"line 0", b"line 1"]
+
+
+def test_h264_avi_with_b_frames_masks_and_reads_back(tmp_path):
+    """AVI keeps decoding times only: an H.264 AVI (B-frames) is masked, and landmask's own AVI
+    output, with its frames in order, can be masked again, the sound kept sample for sample."""
+    src = make_clip(tmp_path / "cam.avi", moving(scene(ASTRONAUT), 30))
+    with av.open(str(src)) as c:
+        read = [f.pts for f in c.decode(video=0)]
+    assert read != sorted(read)        # the case: the frames' times as read are out of order
+    r = run("mask", src, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out" / "cam.avi"
+    with av.open(str(out)) as c:
+        pts = [f.pts for f in c.decode(video=0)]
+    assert len(pts) == 30 and pts == sorted(pts)
+    r = run("mask", out, "-o", tmp_path / "again")
+    assert r.returncode == 0, r.stderr
+
+    def samples(path):
+        with av.open(str(path)) as c:
+            return np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+    a, b = samples(src), samples(tmp_path / "again" / "cam.avi")
+    assert a.shape == b.shape and np.allclose(a, b, atol=1e-3)
+
+
+def test_sigterm_mid_video_leaves_nothing(tmp_path):
+    frames = moving(scene(EINSTEIN), 60)
+    src = make_clip(tmp_path / "long.mp4", frames * 8)
+    out = tmp_path / "out"
+    p = subprocess.Popen(LANDMASK + ["mask", str(src), "-o", str(out)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    deadline, writing = time.monotonic() + 60, False
+    while time.monotonic() < deadline and p.poll() is None and not writing:
+        try:
+            writing = any(str(out) in os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd"))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    assert writing and p.poll() is None, "the run finished before it could be stopped"
+    time.sleep(0.3)
+    p.terminate()
+    assert p.wait(timeout=30) == 143
+    assert "terminated" in p.stderr.read()
+    assert not out.exists() or list(out.iterdir()) == []     # not even a hidden temporary
+
+
+def test_temporary_video_names_are_the_ones_a_later_run_removes(tmp_path, monkeypatch):
+    """Where the system has no unnamed files, the temporary's name carries the process id, so
+    batch.remove_stale_parts recognises what a killed run left."""
+    from landmask import batch, video
+    monkeypatch.setattr(video, "_unnamed_file", lambda folder, mode: None)
+    f = video.AtomicFile(tmp_path / "out.mp4")
+    try:
+        m = batch._PART.match(Path(f.tmp).name)
+        assert m and int(m.group(1)) == os.getpid()
+    finally:
+        f.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folders_of_videos_odd_entries(tmp_path, clip):
+    """A FIFO is never opened (no hang); files named as videos but not videos are reported;
+    symlinked folders are followed as for photos; -o cannot be the input folder or a file."""
+    folder = tmp_path / "in"
+    (folder / "real").mkdir(parents=True)
+    (folder / "real" / "v.mp4").write_bytes(clip.read_bytes())
+    os.mkfifo(folder / "pipe")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "photo.mov").write_bytes((ROOT / "landmask/samples/astronaut.jpg").read_bytes())
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "linked").symlink_to(folder / "real")
+    r = run("mask", folder, top, "-o", tmp_path / "out")
+    assert r.returncode == 1
+    failed = sorted(line for line in r.stderr.splitlines() if line.startswith("failed:"))
+    assert len(failed) == 2 and "empty.mp4: empty file" in failed[0], failed
+    assert "photo.mov: not a video file (its content is a jpeg image)" in failed[1]
+    done = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.mp4"))
+    assert done == ["in/real/v.mp4", "top/linked/v.mp4"]
+    videos_only = tmp_path / "videos"
+    videos_only.mkdir()
+    (videos_only / "v.mp4").write_bytes(clip.read_bytes())
+    r = run("mask", videos_only, "-o", videos_only)
+    assert r.returncode == 2 and "is the input folder" in r.stderr
+    (tmp_path / "file.mp4").write_bytes(b"x")
+    r = run("mask", clip, "-o", tmp_path / "file.mp4")
+    assert r.returncode == 2 and "is a file, not a folder" in r.stderr
+    assert (tmp_path / "file.mp4").read_bytes() == b"x"
+
+
+def test_landmarks_of_one_video_on_stdout_is_its_record(clip):
+    import json
+    r = run("landmarks", clip, "-q")
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)
+    assert record["video"]["frames"] == 45 and len(record["frames"]) == 45
+    assert sum(bool(f["faces"]) for f in record["frames"]) >= 40
+
+
+def test_debug_draws_on_videos(tmp_path, clip):
+    plain, drawn = tmp_path / "plain", tmp_path / "drawn"
+    assert run("mask", clip, "-o", plain).returncode == 0
+    assert run("mask", clip, "-o", drawn, "--debug").returncode == 0
+    a, b = decode(plain / clip.name)[10], decode(drawn / clip.name)[10]
+    assert (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 60).sum() > 100
