@@ -8,12 +8,12 @@ import io
 import json
 import os
 import re
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmask.errors import LandmaskError
-from landmask.imageio import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes,
+from landmask.imageio import (FORMATS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes,
                               write_bytes_atomic, write_image, write_text_atomic)
 from landmask.report import Reporter
 
@@ -113,7 +113,7 @@ def check_out_dir(inputs, out_dir) -> None:
     for p in map(Path, inputs):
         if p.is_dir() and out_dir.exists() and os.path.samefile(p, out_dir):
             raise LandmaskError(f"-o {out_dir}: is the input folder {p}; the outputs would replace the inputs "
-                                f"(choose another folder, e.g. {out_dir.name}-masked)")
+                                f"(choose another folder, e.g. {(out_dir.resolve().name or 'photos')}-masked)")
 
 
 def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None, feather=None, face=None,
@@ -145,8 +145,9 @@ def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter 
     """The (input, output) pairs still to mask, in order.  An output that would overwrite an input
     is a failure and an existing output (without ``overwrite``) is skipped, both counted in ``s``.
     Shared by one process (mask_files) and several (landmask.parallel)."""
+    single = single_output(inputs, out_dir)
     out_dir = Path(out_dir)
-    if single_output(inputs, out_dir):    # -o out.jpg for one photo: that file (its format from the name)
+    if single:    # -o out.jpg for one photo: that file (its format from the name)
         src = Path(inputs[0])
         if os.path.realpath(out_dir) == os.path.realpath(src):
             s.failed.append(f"{src}: the output {out_dir} would overwrite the input; choose another -o")
@@ -173,9 +174,12 @@ def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter 
     return todo
 
 
-def single_output(inputs, out) -> bool:
-    """Whether ``-o`` names an image file for a single input photo (rather than an output folder)."""
-    return (len(inputs) == 1 and Path(inputs[0]).is_file() and is_image_path(out)
+def single_output(inputs, out, suffixes=None) -> bool:
+    """Whether ``-o`` names an image file for a single input photo (rather than an output folder;
+    a name ending in a slash is always a folder).  ``suffixes``: the file names that count (default
+    image names)."""
+    named = Path(out).suffix.lower() in suffixes if suffixes is not None else is_image_path(out)
+    return (len(inputs) == 1 and Path(inputs[0]).is_file() and named and not str(out).endswith(("/", os.sep))
             and not Path(out).is_dir())
 
 
@@ -214,7 +218,10 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
     faces = landmarker.faces(image)
     if not faces:
         if copy_unmasked:
-            write_bytes_atomic(dst, data)
+            if FORMATS.get(dst.suffix.lower().lstrip(".")) == FORMATS.get(meta.fmt):
+                write_bytes_atomic(dst, data)     # the very bytes
+            else:                                 # -o photo.png for a JPEG: the format the name asks for
+                write_image(dst, image, quality, metadata=meta)
         return False
     out = mask(image, faces, feather=feather, **_none_for_missing(effects))
     if draw:
@@ -229,15 +236,16 @@ def _none_for_missing(effects: dict) -> dict:
     return {g: effects.get(g, "none") for g in ("lips", "eyes", "eyebrows", "face")}
 
 
-# a temporary of write_bytes_atomic: .NAME.PID.RANDOM.part
-_PART = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
-STALE_PART_SECONDS = 3600
+# a temporary of write_bytes_atomic or video.AtomicFile: .NAME.landmask-HOST-PID.RANDOM.part (imageio.part_prefix)
+_PART = re.compile(r"^\..+\.landmask-([0-9a-f]{8})-(\d+)\.[A-Za-z0-9_]+\.part$")
 
 
 def remove_stale_parts(folders) -> list[Path]:
-    """Delete temporaries a killed run left in ``folders``: those of a process that no longer
-    exists, and older ones without a process id that are over an hour old.  A running
-    process's temporaries are left alone."""
+    """Delete temporaries a killed landmask run on this machine left in ``folders``: names
+    landmask gives (imageio.part_prefix) with this machine's tag and the id of a process that no
+    longer exists.  Nothing else is touched: a running process's temporaries, another machine's
+    (a shared folder), and any other file, hidden ``.part`` files of the user's included."""
+    from landmask.imageio import HOST_TAG
     removed = []
     for folder in folders:
         try:
@@ -245,12 +253,12 @@ def remove_stale_parts(folders) -> list[Path]:
         except OSError:
             continue
         for name in names:
-            p = Path(folder) / name
             m = _PART.match(name)
+            if not m or m.group(1) != HOST_TAG:
+                continue
+            p = Path(folder) / name
             try:
-                stale = (not _alive(int(m.group(1))) if m
-                         else time.time() - p.stat().st_mtime > STALE_PART_SECONDS)
-                if stale:
+                if not _alive(int(m.group(2))):
                     p.unlink()
                     removed.append(p)
             except (OSError, ValueError):
@@ -300,6 +308,8 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
 def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter: Reporter = Reporter()):
     """Boxes, scores and named points per face per image → JSON (a list of images) and/or CSV
     (one row per point).  Returns (records, Summary)."""
+    if json_path == "-" and csv_path == "-":
+        raise LandmaskError("--json - and --csv -: only one of them can go to the standard output")
     if json_path and csv_path and json_path != "-" and os.path.abspath(json_path) == os.path.abspath(csv_path):
         raise LandmaskError(f"--json and --csv name the same file {json_path}")
     for opt, p in (("--json", json_path), ("--csv", csv_path)):
@@ -323,7 +333,9 @@ def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter:
     text = records_json(records)
     if json_path and json_path != "-":
         write_text_atomic(json_path, text)
-    if csv_path:
+    if csv_path == "-":
+        sys.stdout.write(_points_csv(records))
+    elif csv_path:
         write_text_atomic(csv_path, _points_csv(records))
     return records, s
 

@@ -207,8 +207,10 @@ def cmd_mask(a):
             start_fork_server()
         except OSError:         # best effort: the pool, if one is started, reports it
             pass
-    from landmask.batch import Summary, check_out_dir, layout_base
-    check_out_dir(a.inputs, a.out)          # a file, or an input folder (photos or videos): refused before any work
+    from landmask.batch import Summary, check_out_dir, layout_base, single_output
+    from landmask.imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    if not single_output(a.inputs, a.out, IMAGE_SUFFIXES | VIDEO_SUFFIXES):
+        check_out_dir(a.inputs, a.out)      # a file, or an input folder (photos or videos): refused before any work
     videos, others = split_videos(a.inputs)
     a.layout_base = layout_base(a.inputs)   # photos and videos laid out from one root
     # photos first: their worker processes are forked before this process starts any codec or
@@ -287,7 +289,7 @@ def add_landmarks(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--json", metavar="FILE", help="write JSON (- for stdout, the default without --csv)")
-    p.add_argument("--csv", metavar="FILE", help="write one CSV row per point (photos)")
+    p.add_argument("--csv", metavar="FILE", help="write one CSV row per point (photos; - for stdout)")
     add_video_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_landmarks)
@@ -501,6 +503,10 @@ def cmd_evaluate(a):
     root = a.data if Path(a.data).is_dir() else Path(a.data).parent   # refused before the evaluation, not after
     check_output_file(a.json, "--json", [a.data], data_root=root)
     check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root)
+    if a.ced and Path(a.ced).suffix.lower() != ".png":
+        raise LandmaskError(f"--ced {a.ced}: the plot is written as PNG; give a .png name")
+    if a.json and a.ced and a.json != "-" and os.path.abspath(a.json) == os.path.abspath(a.ced):
+        raise LandmaskError(f"--json and --ced name the same file {a.json}")
     detector = None
     if a.boxes == "detect":
         from landmask.detect import get_detector
@@ -562,7 +568,10 @@ def cmd_convert(a):
     model = None
     if a.relabel:
         from landmask.torch_backend import load_landmark_model   # a run folder's .safetensors runs in PyTorch
-        model = load_landmark_model(a.relabel)
+        try:
+            model = load_landmark_model(a.relabel)
+        except LandmaskError as e:      # its message names --model, the option of the other commands
+            raise LandmaskError(str(e).replace("--model", "--relabel", 1)) from None
     results = convert(a.data, a.kaggle, a.kaggle_test, a.pts, model, a.flip, a.drop_partial, a.seed, console(a))
     for flag, r in results.items():
         print(f"{flag} {r['out']}: {r['rows']} faces written, {len(r['skipped'])} skipped")
@@ -709,7 +718,8 @@ OPTION_RANGES = {
     "min_face": ("--min-face", False, 1, 100_000), "max_faces": ("--max-faces", True, 1, 100_000),
     "threads": ("--threads", True, 1, 1024), "quality": ("--quality", True, 1, 100),
     "drop_partial": ("--drop-partial", False, 0, 1), "int8_faces": ("--int8-faces", True, 2, 1_000_000),
-    "smooth": ("--smooth", False, 0, 1000), "max_upload_mb": ("--max-upload-mb", False, 0.001, 1_000_000),
+    "smooth": ("--smooth", False, 0, 1000), "detect_every": ("--detect-every", True, 1, 1_000_000),
+    "seed": ("--seed", True, 0, 2**32 - 1), "max_upload_mb": ("--max-upload-mb", False, 0.001, 1_000_000),
     "max_megapixels": ("--max-megapixels", False, 0.001, 100_000), "timeout": ("--timeout", False, 0.001, 86_400),
 }
 DETECTOR_TRAIN_RANGES = {
@@ -733,7 +743,8 @@ def check_options(a) -> None:
             continue
         if not math.isfinite(v) or not lo <= v <= hi:
             kind = "a whole number" if whole else "a number"
-            raise LandmaskError(f"{opt} {v}: must be {kind} from {lo:g} to {hi:g}")
+            show = (lambda x: f"{int(x)}") if whole else (lambda x: f"{x:g}")
+            raise LandmaskError(f"{opt} {v}: must be {kind} from {show(lo)} to {show(hi)}")
     threads, cores = getattr(a, "threads", None), os.cpu_count() or 1
     if threads is not None and threads > 2 * cores:
         print(f"landmask: warning: --threads {threads} is far more than this machine's {cores} cores; "

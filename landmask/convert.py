@@ -229,8 +229,8 @@ def _submission_rows(lookup_csv, preds: dict) -> tuple[str, int]:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["RowId", "Location"])
-    n = 0
-    with open(lookup_csv, newline="") as f:
+    n, seen = 0, {}
+    with open(lookup_csv, newline="", encoding="utf-8-sig") as f:
         rows = csv.DictReader(f)
         missing = {"RowId", "ImageId", "FeatureName"} - set(rows.fieldnames or [])
         if missing:
@@ -244,24 +244,41 @@ def _submission_rows(lookup_csv, preds: dict) -> tuple[str, int]:
             except (KeyError, TypeError, ValueError):
                 raise LandmaskError(f"{where}: unknown ImageId or FeatureName "
                                     f"({row.get('ImageId')!r}, {row.get('FeatureName')!r})") from None
-            w.writerow([row["RowId"], f"{np.clip(p[j, k], 0, 96):.4f}"])
+            try:
+                row_id = int(row["RowId"])
+            except (TypeError, ValueError):
+                raise LandmaskError(f"{where}: RowId {row.get('RowId')!r} is not an integer") from None
+            if row_id in seen:
+                raise LandmaskError(f"{where}: RowId {row_id} again (first on line {seen[row_id]})")
+            seen[row_id] = lineno
+            w.writerow([row_id, f"{np.clip(p[j, k], 0, 96):.4f}"])
             n += 1
+    if n == 0:
+        raise LandmaskError(f"{lookup_csv}: no rows (only a header); nothing to submit")
     return buf.getvalue(), n
 
 
 def score_submission(submission_csv, solution_csv) -> float:
     """Kaggle's score: RMSE over every RowId."""
     def read(p):
-        with open(p, newline="") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:
             rows = csv.DictReader(f)
             if not {"RowId", "Location"} <= set(rows.fieldnames or []):
                 raise LandmaskError(f"{p}, line 1: expected columns RowId,Location")
-            out = {}
+            out, lines = {}, {}
             for lineno, r in enumerate(rows, 2):
                 try:
-                    out[r["RowId"]] = float(r["Location"])
+                    row_id, v = int(r["RowId"]), float(r["Location"])
                 except (TypeError, ValueError):
-                    raise LandmaskError(f"{p}, line {lineno}: Location {r['Location']!r} is not a number") from None
+                    raise LandmaskError(f"{p}, line {lineno}: RowId {r['RowId']!r} or Location {r['Location']!r} "
+                                        "is not a number") from None
+                if not np.isfinite(v):
+                    raise LandmaskError(f"{p}, line {lineno}: Location {r['Location']!r} is not a finite number")
+                if row_id in out:
+                    raise LandmaskError(f"{p}, line {lineno}: RowId {row_id} again (first on line {lines[row_id]})")
+                out[row_id], lines[row_id] = v, lineno
+            if not out:
+                raise LandmaskError(f"{p}: no rows (only a header)")
             return out
     sub, sol = _reading(submission_csv, read), _reading(solution_csv, read)
     missing = set(sol) - set(sub)

@@ -127,7 +127,7 @@ def read_youtube_csv(csv_path, image_dir=None) -> list[Sample]:
         image_dir = csv_path.parent / csv_path.name.split("_frames_keypoints")[0]
     image_dir = Path(image_dir)
     samples = []
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         rows = csv.reader(f)
         header = next(rows, None)
         if header is None or len(header) != 137:
@@ -157,6 +157,8 @@ def _parse_pixels(cell: str, where: str) -> np.ndarray:
     if len(px) != 96 * 96:
         raise LandmaskError(f"{where}: Image column has {len(px)} values; a Kaggle image has "
                             f"96×96 = 9216")
+    if not np.isfinite(px).all():
+        raise LandmaskError(f"{where}: Image column has a value that is not a number (nan or inf)")
     if px.min() < 0 or px.max() > 255:
         raise LandmaskError(f"{where}: Image values must be 0..255")
     return px.reshape(96, 96).round().astype(np.uint8)
@@ -167,7 +169,7 @@ def read_kaggle_training(csv_path) -> list[Sample]:
     csv_path = Path(csv_path)
     want = [f"{n}_{a}" for n in KAGGLE15.points for a in "xy"]
     samples = []
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         rows = csv.DictReader(f)
         missing = [c for c in want + ["Image"] if c not in (rows.fieldnames or [])]
         if missing:
@@ -191,8 +193,8 @@ def read_kaggle_training(csv_path) -> list[Sample]:
 def read_kaggle_test(csv_path) -> list[tuple[int, np.ndarray]]:
     """Kaggle ``test.csv`` (``ImageId,Image``) → [(image id, 96×96 uint8)]."""
     csv_path = Path(csv_path)
-    out = []
-    with open(csv_path, newline="") as f:
+    out, seen = [], {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         rows = csv.DictReader(f)
         if not {"ImageId", "Image"} <= set(rows.fieldnames or []):
             raise LandmaskError(f"{csv_path}, line 1: expected columns ImageId,Image")
@@ -202,7 +204,12 @@ def read_kaggle_test(csv_path) -> list[tuple[int, np.ndarray]]:
                 image_id = int(row["ImageId"])
             except (TypeError, ValueError):
                 raise LandmaskError(f"{where}: ImageId {row['ImageId']!r} is not an integer") from None
+            if image_id in seen:
+                raise LandmaskError(f"{where}: ImageId {image_id} again (first on line {seen[image_id]})")
+            seen[image_id] = lineno
             out.append((image_id, _parse_pixels(row["Image"] or "", where)))
+    if not out:
+        raise LandmaskError(f"{csv_path}: no images (only a header)")
     return out
 
 
@@ -267,7 +274,7 @@ def read_muct_csv(csv_path, image_dir=None) -> list[Sample]:
         if not image_dir.is_dir():
             image_dir = csv_path.parent
     samples = []
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         rows = csv.reader(f)
         header = next(rows, None)
         if header is None or len(header) != 154 or header[0] != "name":
@@ -342,7 +349,7 @@ def detect_format(path) -> str:
     if suffix == ".pts":
         return "pts-file"
     if suffix == ".csv":
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), [])
         if header[:2] == ["name", "tag"]:
             return "muct-csv"

@@ -90,6 +90,8 @@ def _predict_faces(samples, data_scheme: str, lm, pipeline, flip: bool, reporter
             image = s.image("grey")
             box = face_box(s)
             gt = convert_points(s.points, data_scheme, lm.scheme.name)
+            if not np.isfinite(gt).all(axis=1).any():
+                raise LandmaskError(f"{s.source}: no annotated point to score")
             norm = face_norm(s, gt, lm.scheme.name)
         except LandmaskError as e:
             r["skipped"].append(str(e))

@@ -108,6 +108,9 @@ def decode_with_metadata(data: bytes, mode: str = "rgb", name: str = "<bytes>") 
         raise LandmaskError(f"{name}: image too large ({size[0]}×{size[1]} pixels; the limit is {MAX_PIXELS:,})")
     frames = frame_count(data, kind)
     if frames > 1:
+        if kind == "tiff":
+            raise LandmaskError(f"{name}: a TIFF of {frames} pages; only single images can be read "
+                                f"(split it into one file per page)")
         raise LandmaskError(f"{name}: animated {kind} ({frames} frames); only still images can be read "
                             f"(convert it to a video or take one frame)")
     if not looks_complete(data, kind):
@@ -197,8 +200,11 @@ def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
     """OpenCV's BGR(A)/grey, 8 or 16 bit → the requested RGB-ordered kind."""
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
-    if arr.dtype not in (np.uint8, np.uint16):
-        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    if arr.dtype not in (np.uint8, np.uint16):    # float (TIFF, EXR-like) or 32-bit integer samples
+        arr = np.nan_to_num(arr.astype(np.float64))
+        if arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1.0:
+            arr = arr * 255.0                        # floating point light levels run 0..1
+        arr = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
     if arr.ndim == 3:
         code = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
         arr = cv2.cvtColor(arr, code)
@@ -374,8 +380,11 @@ def _gif_skip_subblocks(data: bytes, i: int) -> int:
 
 
 def frame_count(data: bytes, kind: str) -> int:
-    """How many frames an animated GIF, WebP or PNG holds (1 for every still image)."""
+    """How many frames an animated GIF, WebP or PNG, or pages a TIFF holds (1 for every still
+    image; a TIFF's reduced-resolution copies, thumbnails, do not count)."""
     try:
+        if kind == "tiff":
+            return _tiff_pages(data)
         if kind == "gif":
             return sum(1 for _ in _gif_frames(data)) or 1
         if kind == "webp" and data[12:16] == b"VP8X" and data[20] & 0x02:
@@ -402,6 +411,27 @@ def looks_complete(data: bytes, kind: str) -> bool:
 
 
 # ---------------------------------------------------------------- EXIF (TIFF structure)
+
+def _tiff_pages(t: bytes) -> int:
+    """Full-resolution images in a TIFF: its chain of IFDs, less those marked reduced-resolution
+    (NewSubfileType bit 0); at least 1."""
+    e = "<" if t[:2] == b"II" else ">"
+    if struct.unpack(e + "H", t[2:4])[0] != 42:      # BigTIFF (43): 8-byte offsets, not walked here
+        return 1
+    (ifd,) = struct.unpack(e + "I", t[4:8])
+    pages, seen = 0, set()
+    while ifd and ifd not in seen and len(seen) < 10_000 and ifd + 2 <= len(t):
+        seen.add(ifd)
+        (n,) = struct.unpack(e + "H", t[ifd:ifd + 2])
+        reduced = False
+        for k in range(min(n, 1000)):
+            off = ifd + 2 + 12 * k
+            if struct.unpack(e + "H", t[off:off + 2])[0] == 254:
+                reduced = bool((_tiff_value(t, e, off) or 0) & 1)
+        pages += not reduced
+        (ifd,) = struct.unpack(e + "I", t[ifd + 2 + 12 * n:ifd + 6 + 12 * n])
+    return max(pages, 1)
+
 
 def _tiff_ifd0(t: bytes) -> tuple[str, dict[int, int]]:
     """The byte order and {tag: offset of its 12-byte entry} of a TIFF structure's first IFD."""
@@ -506,6 +536,9 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
     params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
               ".webp": [cv2.IMWRITE_WEBP_QUALITY, int(quality)]}.get(ext, [])
+    icc_after = None      # an ICC profile too large for one JPEG segment: written here in several (below)
+    if ext == ".jpg" and metadata is not None and metadata.icc and len(metadata.icc) > _JPEG_ICC_CHUNK:
+        icc_after, metadata = metadata.icc, Metadata(metadata.fmt, metadata.exif, None)
     chunks = _metadata_chunks(metadata) if ext in (".jpg", ".png", ".webp") else ([], [])
     try:
         if chunks[0] and _HAS_METADATA:
@@ -516,7 +549,24 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
         raise LandmaskError(f"cannot encode a {arr.shape} {arr.dtype} image as {ext} ({str(e).strip().splitlines()[-1]})") from None
     if not ok:
         raise LandmaskError(f"cannot encode a {arr.shape} {arr.dtype} image as {ext}")
-    return buf.tobytes()
+    return _jpeg_insert_icc(buf.tobytes(), icc_after) if icc_after else buf.tobytes()
+
+
+_JPEG_ICC_CHUNK = 65535 - 2 - 14      # an APP2 segment: its length field, "ICC_PROFILE\0", sequence and count
+
+
+def _jpeg_insert_icc(jpeg: bytes, icc: bytes) -> bytes:
+    """A JPEG with ``icc`` as a chain of APP2 "ICC_PROFILE" segments (the ICC specification's
+    way for a profile over 64 KB), placed after the file's leading APPn segments."""
+    parts = [icc[i:i + _JPEG_ICC_CHUNK] for i in range(0, len(icc), _JPEG_ICC_CHUNK)]
+    if len(parts) > 255:
+        return jpeg                     # over 16 MB: not representable; the pixels are what matter
+    segments = b"".join(b"\xff\xe2" + struct.pack(">H", 2 + 14 + len(p)) + b"ICC_PROFILE\x00"
+                        + bytes([k + 1, len(parts)]) + p for k, p in enumerate(parts))
+    i = 2                               # after SOI, past APP0 (JFIF) and APP1 (EXIF)
+    while i + 4 <= len(jpeg) and jpeg[i] == 0xFF and jpeg[i + 1] in (0xE0, 0xE1):
+        i += 2 + struct.unpack(">H", jpeg[i + 2:i + 4])[0]
+    return jpeg[:i] + segments + jpeg[i:]
 
 
 def _metadata_chunks(metadata: Metadata | None) -> tuple[list[int], list[np.ndarray]]:
@@ -542,15 +592,22 @@ def write_image(path, image: np.ndarray, quality: int = 95, metadata: Metadata |
     write_bytes_atomic(path, data)
 
 
+def part_prefix(path) -> str:
+    """The start of a temporary's name next to ``path``: ``.NAME.landmask-HOST-PID.`` (then a
+    random part and ``.part``).  HOST (a hash of this machine's name) and PID let a later run on
+    this machine tell a temporary that a killed landmask process left (batch.remove_stale_parts)
+    from anything else: another machine's writes into a shared folder, the user's own files."""
+    return f".{Path(path).name}.landmask-{HOST_TAG}-{os.getpid()}."
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
-    """Write bytes to a unique temporary name next to ``path`` (``.NAME.PID.RANDOM.part``: the
-    process id lets a later run remove what a killed one left, see batch.remove_stale_parts), then
-    rename it over ``path``; the temporary is removed on any failure, so a half-written file never
+    """Write bytes to a unique temporary name next to ``path`` (see part_prefix), then rename it
+    over ``path``; the temporary is removed on any failure, so a half-written file never
     carries the final name.  An OSError becomes a LandmaskError naming ``path``."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=part_prefix(path), suffix=".part", dir=path.parent)
     except OSError as e:
         raise LandmaskError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
@@ -569,6 +626,7 @@ def write_bytes_atomic(path, data: bytes) -> None:
 
 
 _UMASK = None
+HOST_TAG = __import__("hashlib").sha1(__import__("socket").gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def _umask() -> int:

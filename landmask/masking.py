@@ -58,6 +58,9 @@ def parse_effect(spec: str | Effect | None, option: str = "effect") -> Effect:
         except ValueError:
             pass
     if kind in ("color", "solid"):
+        if text.endswith(":") and not value:
+            raise LandmaskError(f"--{option} {spec!r}: no colour after ':' (give a CSS colour name or #hex, "
+                                f"or plain {kind} for its default)")
         try:
             rgb = parse_color(value or ("#b0123a" if kind == "color" else "black"))
         except ValueError:
@@ -70,6 +73,8 @@ def parse_effect(spec: str | Effect | None, option: str = "effect") -> Effect:
                                 f"above 0 and at most {MAX_EFFECT_PX:g}")
         return Effect(kind, amount=amount, opacity=opacity)
     if kind == "none":
+        if value or "@" in spec:
+            raise LandmaskError(f"--{option} {spec!r}: none takes no value or opacity")
         return Effect("none")
     import difflib
     near = difflib.get_close_matches(kind, EFFECT_KINDS, n=1)

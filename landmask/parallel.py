@@ -8,7 +8,9 @@ Dask (the ``cluster`` extra) is imported only when a scheduler is given; nothing
 """
 from __future__ import annotations
 
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +76,7 @@ def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) 
     results = []
     # a few photos per round trip (a file name each way): the workers finish within a photo or so of each other
     chunk = max(1, min(4, len(todo) // (jobs * 8)))
-    with ProcessPoolExecutor(jobs, mp_context=mp_context()) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=mp_context(), initializer=watch_parent, initargs=(os.getpid(),)) as pool:
         it = pool.map(mask_one, [str(s) for s, _ in todo], [str(d) for _, d in todo],
                       [task] * len(todo), chunksize=chunk)
         try:
@@ -85,6 +87,23 @@ def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) 
             pool.shutdown(cancel_futures=True)
             raise
     return results
+
+
+def watch_parent(pid: int, every: float = 0.5) -> None:
+    """In a worker process: end it when the process that started the pool (``pid``) is gone (killed
+    with SIGKILL, or dead before its Ctrl-C/SIGTERM clean-up ran), so no worker outlives its run,
+    keeps writing outputs or holds the caller's stdout.  A photo half-written at that moment stays
+    a temporary that the next run removes (batch.remove_stale_parts)."""
+    def watch():
+        while True:
+            time.sleep(every)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+    threading.Thread(target=watch, name="landmask-parent-watch", daemon=True).start()
 
 
 def mask_chunk(pairs: list[tuple[str, str]], task: MaskTask) -> list[tuple[bool | None, str]]:
@@ -118,6 +137,8 @@ def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), r
         client = Client(scheduler) if own else scheduler   # waits distributed.comm.timeouts.connect (30 s)
     except (OSError, TimeoutError) as e:
         raise LandmaskError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
+    except ValueError as e:      # not an address: 'foo', 'tcp://host' without a port
+        raise LandmaskError(f"--scheduler {scheduler}: not a scheduler address, give tcp://HOST:PORT ({e})") from None
     try:
         slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         chunk = chunk or photos_per_task(len(todo), slots)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmask.errors import LandmaskError
-from landmask.imageio import VIDEO_SUFFIXES
+from landmask.imageio import VIDEO_SUFFIXES, part_prefix
 from landmask.masking import mask_image, resolve_effects
 from landmask.report import Reporter
 from landmask.smoothing import LandmarkSmoother
@@ -264,7 +264,7 @@ class AtomicFile:
         mode = 0o666 & ~_umask()
         fd = _unnamed_file(self.path.parent, mode)
         if fd is None:
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
+            fd, self.tmp = tempfile.mkstemp(prefix=part_prefix(self.path), suffix=".part",
                                             dir=self.path.parent)   # batch.remove_stale_parts knows this name
             os.chmod(self.tmp, mode)
         self.file = os.fdopen(fd, "w+b")
@@ -272,7 +272,7 @@ class AtomicFile:
     def commit(self) -> None:
         self.file.flush()
         if self.tmp is None:        # give the unnamed file a hidden name, then rename it into place
-            self.tmp = tempfile.mktemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part", dir=self.path.parent)
+            self.tmp = tempfile.mktemp(prefix=part_prefix(self.path), suffix=".part", dir=self.path.parent)
             os.link(f"/proc/self/fd/{self.file.fileno()}", self.tmp, follow_symlinks=True)
         self.file.close()
         os.replace(self.tmp, self.path)
@@ -730,14 +730,19 @@ def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=N
     from landmask.batch import Summary
     masker = VideoMasker(landmarker, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather,
                          smooth=smooth, detect_every=detect_every, draw=draw)   # bad options fail before any file
+    from landmask.batch import single_output
+    single = single_output(inputs, out_dir, VIDEO_SUFFIXES)   # -o masked.mp4 for one video: that file
     out_dir = Path(out_dir)
-    items = expand_videos(inputs, exclude=out_dir, base=base)
+    items = [(Path(inputs[0]), None)] if single else expand_videos(inputs, exclude=out_dir, base=base)
     sources = {f.resolve() for f, _ in items}
     s = Summary()
     for src, rel in items:
-        dst = out_dir / rel
+        dst = out_dir if rel is None else out_dir / rel
         if dst.resolve() in sources:
             s.failed.append(f"{src}: the output {dst} would overwrite an input; choose another -o")
+            continue
+        if dst.is_dir():
+            s.failed.append(f"{src}: the output {dst} is a folder; move it or choose another -o")
             continue
         if dst.exists() and not overwrite:
             s.skipped += 1

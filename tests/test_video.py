@@ -483,7 +483,7 @@ def test_temporary_video_names_are_the_ones_a_later_run_removes(tmp_path, monkey
     f = video.AtomicFile(tmp_path / "out.mp4")
     try:
         m = batch._PART.match(Path(f.tmp).name)
-        assert m and int(m.group(1)) == os.getpid()
+        assert m and int(m.group(2)) == os.getpid()
     finally:
         f.discard()
     assert list(tmp_path.iterdir()) == []
@@ -513,10 +513,16 @@ def test_folders_of_videos_odd_entries(tmp_path, clip):
     (videos_only / "v.mp4").write_bytes(clip.read_bytes())
     r = run("mask", videos_only, "-o", videos_only)
     assert r.returncode == 2 and "is the input folder" in r.stderr
-    (tmp_path / "file.mp4").write_bytes(b"x")
-    r = run("mask", clip, "-o", tmp_path / "file.mp4")
+    (tmp_path / "notes.txt").write_bytes(b"x")
+    r = run("mask", clip, "-o", tmp_path / "notes.txt")
     assert r.returncode == 2 and "is a file, not a folder" in r.stderr
-    assert (tmp_path / "file.mp4").read_bytes() == b"x"
+    assert (tmp_path / "notes.txt").read_bytes() == b"x"
+    # -o NAME.mp4 for one video: that file, as -o NAME.jpg is for one photo; an existing one is kept
+    r = run("mask", clip, "-o", tmp_path / "masked.mp4")
+    assert r.returncode == 0 and len(decode(tmp_path / "masked.mp4")) == 45
+    (tmp_path / "kept.mp4").write_bytes(b"x")
+    r = run("mask", clip, "-o", tmp_path / "kept.mp4")
+    assert r.returncode == 0 and "skipped (exists) 1" in r.stdout and (tmp_path / "kept.mp4").read_bytes() == b"x"
 
 
 def test_landmarks_of_one_video_on_stdout_is_its_record(clip):
