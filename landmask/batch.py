@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmask.errors import LandmaskError
-from landmask.imageio import (FORMATS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes,
+from landmask.imageio import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes, suffix_kind,
                               write_bytes_atomic, write_image, write_text_atomic)
 from landmask.report import Reporter
 
@@ -118,14 +118,14 @@ def check_out_dir(inputs, out_dir) -> None:
 
 def mask_files(inputs, out_dir, landmarker, lips=None, eyes=None, eyebrows=None, feather=None, face=None,
                overwrite=False, copy_unmasked=False, quality: int = 95, draw: bool = False,
-               base: str | None = None, reporter: Reporter = Reporter()) -> Summary:
+               base: str | None = None, reporter: Reporter = Reporter(), single: bool | None = None) -> Summary:
     """Mask every image in ``inputs`` into ``out_dir`` (same relative paths and formats; EXIF and
     ICC profile kept for JPEG, PNG and WebP; ``quality`` 1-100 for JPEG and WebP)."""
     from landmask.masking import resolve_effects
     # parsed once, so a bad option fails before any file is touched (the library's defaults when none is given)
     effects = resolve_effects(lips, eyes, eyebrows, face)
     s = Summary()
-    todo = plan_masks(inputs, out_dir, overwrite, s, reporter, base)
+    todo = plan_masks(inputs, out_dir, overwrite, s, reporter, base, single)
     mask_planned(todo, s, landmarker, effects, feather, copy_unmasked, quality, draw, reporter)
     return s
 
@@ -141,11 +141,13 @@ def mask_planned(todo, s: Summary, landmarker, effects: dict, feather=None, copy
 
 
 def plan_masks(inputs, out_dir, overwrite: bool, s: Summary, reporter: Reporter = Reporter(),
-               base: str | None = None) -> list[tuple[Path, Path]]:
+               base: str | None = None, single: bool | None = None) -> list[tuple[Path, Path]]:
     """The (input, output) pairs still to mask, in order.  An output that would overwrite an input
     is a failure and an existing output (without ``overwrite``) is skipped, both counted in ``s``.
-    Shared by one process (mask_files) and several (landmask.parallel)."""
-    single = single_output(inputs, out_dir)
+    ``single``: whether ``out_dir`` names the one output file (None: decided from these inputs;
+    the CLI decides once for photos and videos together).  Shared by one process (mask_files)
+    and several (landmask.parallel)."""
+    single = single_output(inputs, out_dir) if single is None else single
     out_dir = Path(out_dir)
     if single:    # -o out.jpg for one photo: that file (its format from the name)
         src = Path(inputs[0])
@@ -218,8 +220,8 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
     faces = landmarker.faces(image)
     if not faces:
         if copy_unmasked:
-            if FORMATS.get(dst.suffix.lower().lstrip(".")) == FORMATS.get(meta.fmt):
-                write_bytes_atomic(dst, data)     # the very bytes
+            if suffix_kind(dst) in (None, meta.fmt):
+                write_bytes_atomic(dst, data)     # the very bytes (a name without a known suffix: as it was)
             else:                                 # -o photo.png for a JPEG: the format the name asks for
                 write_image(dst, image, quality, metadata=meta)
         return False

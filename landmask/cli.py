@@ -209,9 +209,16 @@ def cmd_mask(a):
             pass
     from landmask.batch import Summary, check_out_dir, layout_base, single_output
     from landmask.imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-    if not single_output(a.inputs, a.out, IMAGE_SUFFIXES | VIDEO_SUFFIXES):
-        check_out_dir(a.inputs, a.out)      # a file, or an input folder (photos or videos): refused before any work
     videos, others = split_videos(a.inputs)
+    # -o NAME.jpg / NAME.mp4 for one photo / video: that file; decided once, for photos and videos alike
+    a.single = single_output(a.inputs, a.out, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+    if a.single:
+        kind, names = ("video", VIDEO_SUFFIXES) if videos else ("photo", IMAGE_SUFFIXES)
+        if Path(a.out).suffix.lower() not in names:
+            raise LandmaskError(f"-o {a.out}: a {kind}'s output needs a {kind} file name "
+                                f"({', '.join(sorted(names)[:4])}, ...) or a folder")
+    else:
+        check_out_dir(a.inputs, a.out)      # a file, or an input folder (photos or videos): refused before any work
     a.layout_base = layout_base(a.inputs)   # photos and videos laid out from one root
     # photos first: their worker processes are forked before this process starts any codec or
     # inference threads (a fork after them can deadlock)
@@ -223,7 +230,7 @@ def cmd_mask(a):
                                            lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
                                            feather=a.feather, smooth=a.smooth, detect_every=a.detect_every,
                                            overwrite=a.overwrite, base=a.layout_base, draw=a.debug,
-                                           reporter=console(a)))
+                                           single=a.single, reporter=console(a)))
     report_failures(a, s)
     print(s.line() + (" (use --overwrite to replace existing outputs)" if s.skipped else ""))
     return 1 if s.failed else 0
@@ -249,7 +256,7 @@ def mask_photos(a, inputs):
     from landmask.parallel import mask_files_parallel
     opts = dict(lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face, feather=a.feather,
                 overwrite=a.overwrite, copy_unmasked=a.copy_unmasked, quality=a.quality, draw=a.debug,
-                base=getattr(a, "layout_base", None), reporter=console(a))
+                base=getattr(a, "layout_base", None), single=getattr(a, "single", None), reporter=console(a))
     if a.jobs is not None and a.jobs < 1:
         raise LandmaskError(f"--jobs {a.jobs}: give 1 or more worker processes")
     worker = runtime_options(a)               # what make_landmarker reads: it travels to worker processes
@@ -719,7 +726,7 @@ OPTION_RANGES = {
     "threads": ("--threads", True, 1, 1024), "quality": ("--quality", True, 1, 100),
     "drop_partial": ("--drop-partial", False, 0, 1), "int8_faces": ("--int8-faces", True, 2, 1_000_000),
     "smooth": ("--smooth", False, 0, 1000), "detect_every": ("--detect-every", True, 1, 1_000_000),
-    "seed": ("--seed", True, 0, 2**32 - 1), "max_upload_mb": ("--max-upload-mb", False, 0.001, 1_000_000),
+ "max_upload_mb": ("--max-upload-mb", False, 0.001, 1_000_000),
     "max_megapixels": ("--max-megapixels", False, 0.001, 100_000), "timeout": ("--timeout", False, 0.001, 86_400),
 }
 DETECTOR_TRAIN_RANGES = {
@@ -737,6 +744,8 @@ def check_options(a) -> None:
     if a.command in ("train", "train-detector") and Path(a.out).is_file():
         raise LandmaskError(f"--out {a.out}: is a file; give a run folder")
     ranges = dict(OPTION_RANGES, **(DETECTOR_TRAIN_RANGES if a.command == "train-detector" else {}))
+    if a.command == "convert":     # numpy's shuffling seed
+        ranges["seed"] = ("--seed", True, 0, 2**32 - 1)
     for attr, (opt, whole, lo, hi) in ranges.items():
         v = getattr(a, attr, None)
         if v is None:

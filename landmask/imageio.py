@@ -201,8 +201,9 @@ def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.dtype not in (np.uint8, np.uint16):    # float (TIFF, EXR-like) or 32-bit integer samples
+        floating = arr.dtype.kind == "f"
         arr = np.nan_to_num(arr.astype(np.float64))
-        if arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1.0:
+        if floating and arr.size and 0 <= arr.min() and arr.max() <= 1.0:
             arr = arr * 255.0                        # floating point light levels run 0..1
         arr = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
     if arr.ndim == 3:
@@ -420,11 +421,11 @@ def _tiff_pages(t: bytes) -> int:
         return 1
     (ifd,) = struct.unpack(e + "I", t[4:8])
     pages, seen = 0, set()
-    while ifd and ifd not in seen and len(seen) < 10_000 and ifd + 2 <= len(t):
+    while ifd and ifd not in seen and len(seen) < 256 and ifd + 2 <= len(t):   # enough to tell one from many
         seen.add(ifd)
         (n,) = struct.unpack(e + "H", t[ifd:ifd + 2])
         reduced = False
-        for k in range(min(n, 1000)):
+        for k in range(min(n, 64)):            # tags are sorted: NewSubfileType (254) comes first
             off = ifd + 2 + 12 * k
             if struct.unpack(e + "H", t[off:off + 2])[0] == 254:
                 reduced = bool((_tiff_value(t, e, off) or 0) & 1)
@@ -597,7 +598,10 @@ def part_prefix(path) -> str:
     random part and ``.part``).  HOST (a hash of this machine's name) and PID let a later run on
     this machine tell a temporary that a killed landmask process left (batch.remove_stale_parts)
     from anything else: another machine's writes into a shared folder, the user's own files."""
-    return f".{Path(path).name}.landmask-{HOST_TAG}-{os.getpid()}."
+    name = Path(path).name
+    while len(name.encode("utf-8", "surrogateescape")) > 120:   # room for the rest within a 255-byte name
+        name = name[:-1]
+    return f".{name}.landmask-{HOST_TAG}-{os.getpid()}."
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
@@ -641,6 +645,16 @@ def write_text_atomic(path, text: str) -> None:
     """UTF-8; file names that are not UTF-8 (held by Python as surrogate escapes) are written back
     as the bytes they were."""
     write_bytes_atomic(path, text.encode("utf-8", "surrogateescape"))
+
+
+_SUFFIX_KIND = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".jfif": "jpeg", ".png": "png", ".bmp": "bmp",
+                ".dib": "bmp", ".tif": "tiff", ".tiff": "tiff", ".webp": "webp", ".gif": "gif", ".ppm": "pnm",
+                ".pgm": "pnm", ".pbm": "pnm", ".pnm": "pnm", ".pam": "pnm"}
+
+
+def suffix_kind(path) -> str | None:
+    """The format a file name's suffix asks for, as ``sniff`` names formats (None: no known suffix)."""
+    return _SUFFIX_KIND.get(Path(path).suffix.lower())
 
 
 def is_image_path(path) -> bool:

@@ -57,10 +57,9 @@ def parse_effect(spec: str | Effect | None, option: str = "effect") -> Effect:
             return Effect("color", parse_color(text), 0.0, opacity)
         except ValueError:
             pass
+    if kind in EFFECT_KINDS and text.endswith(":") and not value:
+        raise LandmaskError(f"--{option} {spec!r}: nothing after ':' (give a value, or plain {kind} for its default)")
     if kind in ("color", "solid"):
-        if text.endswith(":") and not value:
-            raise LandmaskError(f"--{option} {spec!r}: no colour after ':' (give a CSS colour name or #hex, "
-                                f"or plain {kind} for its default)")
         try:
             rgb = parse_color(value or ("#b0123a" if kind == "color" else "black"))
         except ValueError:
@@ -73,7 +72,7 @@ def parse_effect(spec: str | Effect | None, option: str = "effect") -> Effect:
                                 f"above 0 and at most {MAX_EFFECT_PX:g}")
         return Effect(kind, amount=amount, opacity=opacity)
     if kind == "none":
-        if value or "@" in spec:
+        if value or "@" in spec or ":" in text:
             raise LandmaskError(f"--{option} {spec!r}: none takes no value or opacity")
         return Effect("none")
     import difflib

@@ -99,9 +99,12 @@ def watch_parent(pid: int, every: float = 0.5) -> None:
             time.sleep(every)
             try:
                 os.kill(pid, 0)
+                with open(f"/proc/{pid}/stat", "rb") as f:    # killed but not yet reaped: a zombie
+                    if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                        os._exit(1)
             except ProcessLookupError:
                 os._exit(1)
-            except PermissionError:
+            except (OSError, IndexError):   # another user's process (PermissionError), no /proc: keep going
                 pass
     threading.Thread(target=watch, name="landmask-parent-watch", daemon=True).start()
 
@@ -170,7 +173,8 @@ def run_dask(todo, task: MaskTask, scheduler, reporter: Reporter = Reporter(), r
 def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None = None, scheduler=None,
                         lips=None, eyes=None, eyebrows=None, face=None, feather=None, overwrite=False,
                         copy_unmasked=False, quality: int = 95, threads: int = 1, photos_per_task: int | None = None,
-                        draw: bool = False, base: str | None = None, reporter: Reporter = Reporter()) -> Summary:
+                        draw: bool = False, base: str | None = None, reporter: Reporter = Reporter(),
+                        single: bool | None = None) -> Summary:
     """landmask.batch.mask_files on ``jobs`` local processes or on the Dask cluster at
     ``scheduler``: the same plan (existing outputs skipped, so a stopped run resumes), the same
     outputs and the same Summary (failures in input order).  ``loader`` builds a Landmarker in each
@@ -182,7 +186,7 @@ def mask_files_parallel(inputs, out_dir, loader: Callable, *, jobs: int | None =
     effects = resolve_effects(lips, eyes, eyebrows, face)   # a bad option fails before any file
     task = MaskTask(loader, effects, feather, copy_unmasked, quality, threads, draw)
     s = Summary()
-    todo = plan_masks(inputs, out_dir, overwrite, s, reporter, base)
+    todo = plan_masks(inputs, out_dir, overwrite, s, reporter, base, single)
     if not todo:
         return s
     if scheduler is not None:

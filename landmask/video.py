@@ -355,7 +355,21 @@ class VideoWriter:
             _copy_tags(self.stream, video_metadata)
             _copy_tags(self.out, metadata)
             self.audio = {}
+            self._pcm = {}       # input stream index → (input stream, resampler): audio decoded to PCM
             for a in audio_templates:
+                if fmt == "avi" and a.codec_context.name == "aac":
+                    # FFmpeg's AVI muxer writes copied AAC with a fixed-block header, so players
+                    # mistime it; the decoded sound goes in as 16-bit PCM instead (AVI's own audio)
+                    layout = a.codec_context.layout.name
+                    out_a = self.out.add_stream("pcm_s16le", rate=a.codec_context.sample_rate, layout=layout)
+                    self.audio[a.index] = out_a
+                    self._pcm[a.index] = (a, av.AudioResampler(format="s16", layout=layout,
+                                                               rate=a.codec_context.sample_rate))
+                    if notes is not None:
+                        notes.append(f"audio stream {a.index} (aac) written as PCM: AVI cannot hold copied AAC "
+                                     f"with the right timing")
+                    _copy_tags(out_a, a.metadata)
+                    continue
                 try:
                     self.audio[a.index] = self.out.add_stream_from_template(a)
                 except (av.FFmpegError, ValueError) as e:
@@ -394,6 +408,9 @@ class VideoWriter:
         stream = self.audio.get(packet.stream.index)
         if stream is None:
             return
+        if packet.stream.index in self._pcm:
+            self._encode_pcm(packet.stream.index, packet.decode())
+            return
         last = self._last_dts.get(stream.index)
         if packet.dts is not None and last is not None and packet.dts <= last:
             # repeated decoding times (AAC read back from AVI): the muxer refuses them; the next tick
@@ -405,10 +422,26 @@ class VideoWriter:
         packet.stream = stream
         self.out.mux(packet)
 
+    def _encode_pcm(self, index: int, frames) -> None:
+        _, resampler = self._pcm[index]
+        stream = self.audio[index]
+        for frame in frames:
+            frame.pts = None
+            for f in resampler.resample(frame):
+                for p in stream.encode(f):
+                    self.out.mux(p)
+
     def close(self) -> None:
         try:
             for packet in self.stream.encode(None):
                 self.out.mux(packet)
+            for index, (source, resampler) in self._pcm.items():   # the decoder's and resampler's last samples
+                self._encode_pcm(index, source.codec_context.decode(None))
+                for f in resampler.resample(None):
+                    for p in self.audio[index].encode(f):
+                        self.out.mux(p)
+                for p in self.audio[index].encode(None):
+                    self.out.mux(p)
             self.out.close()
         except BaseException:
             self.file.discard()
@@ -475,16 +508,26 @@ class BackgroundWriter:
 def _frames_of(container, vstream, copied, path):
     """Demux once: yields ('copy', packet) for the streams in ``copied`` and ('video', av.VideoFrame)
     of ``vstream``, in file order."""
+    from collections import deque
     av = _av()
     vstream.thread_type = "AUTO"
     n = 0
+    # AVI stores decoding times only, and FFmpeg hands them on as the frames' times, out of order
+    # where there are B-frames.  Decoding times arrive in order, so the k-th frame shown takes the
+    # k-th decoding time of a picture: frame times in order, gaps (dropped frames) and start kept.
+    avi = "avi" in (container.format.name or "").split(",")
+    times = deque()
     try:
         for packet in container.demux(vstream, *copied):
             if packet.stream.index != vstream.index:
                 yield "copy", packet
                 continue
+            if avi and packet.size and packet.dts is not None:
+                times.append(packet.dts)
             for frame in packet.decode():
                 n += 1
+                if avi and times:
+                    frame.pts = times.popleft()
                 yield "video", frame
     except av.FFmpegError as e:
         raise LandmaskError(f"{path}: cannot decode the video after frame {n} ({_reason(e)}): "
@@ -580,9 +623,7 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
         frames = _decoded(container, v, copied, src, info.rotation)
         if threaded:      # three stages: decode | faces + mask | encode
             frames = reader = Prefetch(frames)
-        # AVI keeps decoding times only: its frames' times are renumbered in order, as are any
-        # that do not increase in other files (the encoder refuses them)
-        avi = "avi" in (container.format.name or "").split(",")
+        # frame times that do not increase (a damaged file) are renumbered: the encoder refuses them
         step = max(1, round(1 / (info.fps * float(v.time_base)))) if v.time_base and info.fps else 1
         last = None
         for kind, item in frames:
@@ -590,8 +631,8 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
                 writer.mux_copy(item)
                 continue
             rgb, t, pts, time_base = item
-            if avi or (pts is not None and last is not None and pts <= last):
-                pts = stats["frames"] * step if avi else last + step
+            if pts is not None and last is not None and pts <= last:
+                pts = last + step
                 time_base, t = v.time_base, float(pts * v.time_base)
             last = pts if pts is not None else last
             masked, faces = masker.process(rgb, t)
@@ -723,18 +764,21 @@ def expand_videos(inputs, exclude: Path | None = None, base: str | None = None) 
 
 def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=None, face=None, feather=None,
                 smooth: bool | float = True, detect_every: int = 10, overwrite: bool = False,
-                base: str | None = None, draw: bool = False, reporter: Reporter = Reporter()):
+                base: str | None = None, draw: bool = False, reporter: Reporter = Reporter(),
+                single: bool | None = None):
     """Mask every video in ``inputs`` (files and folders) into ``out_dir``, keeping the folder
     layout and each file's name; one line per bad file, the batch goes on.  Returns a
     landmask.batch.Summary."""
     from landmask.batch import Summary
     masker = VideoMasker(landmarker, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather,
                          smooth=smooth, detect_every=detect_every, draw=draw)   # bad options fail before any file
-    from landmask.batch import single_output
-    single = single_output(inputs, out_dir, VIDEO_SUFFIXES)   # -o masked.mp4 for one video: that file
+    from landmask.batch import remove_stale_parts, single_output
+    if single is None:     # -o masked.mp4 for one video: that file (the CLI decides for photos and videos at once)
+        single = single_output(inputs, out_dir, VIDEO_SUFFIXES)
     out_dir = Path(out_dir)
     items = [(Path(inputs[0]), None)] if single else expand_videos(inputs, exclude=out_dir, base=base)
     sources = {f.resolve() for f, _ in items}
+    remove_stale_parts({(out_dir if rel is None else out_dir / rel).parent for _, rel in items})
     s = Summary()
     for src, rel in items:
         dst = out_dir if rel is None else out_dir / rel

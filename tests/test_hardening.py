@@ -519,6 +519,14 @@ def test_copy_unmasked_to_another_format_writes_that_format(tmp_path, capsys):
     assert (tmp_path / "wall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["mask", str(wall), "-o", str(tmp_path / "same"), "--copy-unmasked", "-q"]) == 0
     assert (tmp_path / "same" / "wall.jpg").read_bytes() == wall.read_bytes()     # same format: the very bytes
+    bare = tmp_path / "IMG_0001"                                                  # a camera name without suffix
+    bare.write_bytes(wall.read_bytes())
+    assert main(["mask", str(bare), "-o", str(tmp_path / "bare"), "--copy-unmasked", "-q"]) == 0
+    assert (tmp_path / "bare" / "IMG_0001").read_bytes() == wall.read_bytes()
+    long = tmp_path / ("n" * 230 + ".jpg")                                        # near the 255-byte limit
+    long.write_bytes(wall.read_bytes())
+    assert main(["mask", str(long), "-o", str(tmp_path / "long"), "--copy-unmasked", "-q"]) == 0
+    assert (tmp_path / "long" / long.name).read_bytes() == wall.read_bytes()
 
 
 def test_jpeg_with_an_icc_profile_over_64_kb_keeps_it(tmp_path):
@@ -545,7 +553,7 @@ def test_option_mistakes_found_before_any_file(tmp_path, capsys, photo):
     clip_free = tmp_path / "out"
     for args, msg in ((["--detect-every", "0"], "--detect-every 0: must be a whole number from 1"),
                       (["--lips", "none@0.5"], "none takes no value or opacity"),
-                      (["--lips", "color:"], "no colour after ':'")):
+                      (["--lips", "color:"], "nothing after ':'")):
         assert main(["mask", str(photo), "-o", str(clip_free)] + args) == 2
         assert msg in err_line(capsys)
         assert not clip_free.exists()

@@ -432,26 +432,40 @@ def test_subtitles_and_stream_tags_are_kept(tmp_path, clip):
 
 
 def test_h264_avi_with_b_frames_masks_and_reads_back(tmp_path):
-    """AVI keeps decoding times only: an H.264 AVI (B-frames) is masked, and landmask's own AVI
-    output, with its frames in order, can be masked again, the sound kept sample for sample."""
+    """AVI keeps decoding times only: an H.264 AVI (B-frames) is masked with its frames in order,
+    its AAC sound goes in as PCM with the right timing (FFmpeg's AVI muxer mistimes copied AAC),
+    the same samples, and landmask's own AVI can be masked again."""
     src = make_clip(tmp_path / "cam.avi", moving(scene(ASTRONAUT), 30))
     with av.open(str(src)) as c:
         read = [f.pts for f in c.decode(video=0)]
     assert read != sorted(read)        # the case: the frames' times as read are out of order
     r = run("mask", src, "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
+    assert "written as PCM" in r.stderr
     out = tmp_path / "out" / "cam.avi"
     with av.open(str(out)) as c:
         pts = [f.pts for f in c.decode(video=0)]
-    assert len(pts) == 30 and pts == sorted(pts)
+    assert len(pts) == 30 and pts == sorted(pts) and len(set(pts)) == 30
     r = run("mask", out, "-o", tmp_path / "again")
     assert r.returncode == 0, r.stderr
 
-    def samples(path):
+    def sound(path):
+        """(samples × channels as floats, audio packet times in seconds) of a file's first audio stream."""
         with av.open(str(path)) as c:
-            return np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
-    a, b = samples(src), samples(tmp_path / "again" / "cam.avi")
-    assert a.shape == b.shape and np.allclose(a, b, atol=1e-3)
+            a = c.streams.audio[0]
+            times = [float(p.pts * p.time_base) for p in c.demux(a) if p.size]
+        with av.open(str(path)) as c:
+            chunks = []
+            for f in c.decode(audio=0):
+                x = f.to_ndarray()
+                x = x.T if f.format.is_planar else x.reshape(-1, len(f.layout.channels))
+                chunks.append(x.astype(np.float64) / (32768.0 if x.dtype == np.int16 else 1.0))
+        return np.concatenate(chunks), times
+    a, _ = sound(src)
+    b, times = sound(tmp_path / "again" / "cam.avi")
+    assert a.shape == b.shape and np.abs(a - b).max() < 1e-3
+    assert times == sorted(times) and len(set(times)) == len(times)          # each packet its own time
+    assert times[-1] == pytest.approx(1.0, abs=0.1)                          # spread over the clip's second
 
 
 def test_sigterm_mid_video_leaves_nothing(tmp_path):
@@ -475,18 +489,30 @@ def test_sigterm_mid_video_leaves_nothing(tmp_path):
     assert not out.exists() or list(out.iterdir()) == []     # not even a hidden temporary
 
 
-def test_temporary_video_names_are_the_ones_a_later_run_removes(tmp_path, monkeypatch):
-    """Where the system has no unnamed files, the temporary's name carries the process id, so
-    batch.remove_stale_parts recognises what a killed run left."""
+def test_temporary_video_names_are_the_ones_a_later_run_removes(tmp_path, monkeypatch, clip):
+    """Where the system has no unnamed files, the temporary's name carries this machine's tag and
+    the process id, so a later video run removes what a killed one left (and nothing else)."""
     from landmask import batch, video
+    from landmask.imageio import HOST_TAG
     monkeypatch.setattr(video, "_unnamed_file", lambda folder, mode: None)
     f = video.AtomicFile(tmp_path / "out.mp4")
     try:
         m = batch._PART.match(Path(f.tmp).name)
-        assert m and int(m.group(2)) == os.getpid()
+        assert m and int(m.group(2)) == os.getpid() and m.group(1) == HOST_TAG
     finally:
         f.discard()
     assert list(tmp_path.iterdir()) == []
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    left = out / f".{clip.name}.landmask-{HOST_TAG}-{dead.pid}.x1y2.part"
+    mine = out / ".backup.part"
+    left.write_bytes(b"half a video")
+    mine.write_bytes(b"the user's")
+    r = run("mask", clip, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert not left.exists() and mine.exists() and (out / clip.name).exists()
 
 
 def test_folders_of_videos_odd_entries(tmp_path, clip):
@@ -520,6 +546,8 @@ def test_folders_of_videos_odd_entries(tmp_path, clip):
     # -o NAME.mp4 for one video: that file, as -o NAME.jpg is for one photo; an existing one is kept
     r = run("mask", clip, "-o", tmp_path / "masked.mp4")
     assert r.returncode == 0 and len(decode(tmp_path / "masked.mp4")) == 45
+    r = run("mask", clip, "-o", tmp_path / "still.jpg")
+    assert r.returncode == 2 and "a video's output needs a video file name" in r.stderr
     (tmp_path / "kept.mp4").write_bytes(b"x")
     r = run("mask", clip, "-o", tmp_path / "kept.mp4")
     assert r.returncode == 0 and "skipped (exists) 1" in r.stdout and (tmp_path / "kept.mp4").read_bytes() == b"x"
