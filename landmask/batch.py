@@ -36,13 +36,20 @@ def walk_images(root: Path, exclude: Path | None = None, problems: list[str] | N
     """Every image file under ``root`` (sorted), following symlinked folders once each: a symlink
     loop or a folder reached twice is walked once, an unreadable folder is added to ``problems``
     (one line naming it), and ``exclude`` (the output folder, when it lies inside) is skipped."""
+    return walk_files(root, lambda f: is_image_path(f), exclude, problems)
+
+
+def walk_files(root: Path, keep, exclude: Path | None = None, problems: list[str] | None = None) -> list[Path]:
+    """The files under ``root`` for which ``keep(path)`` is true, in sorted order per folder, as
+    walk_images describes (symlinked folders once each, ``exclude`` skipped, unreadable folders
+    in ``problems``); shared by the photo and the video walks."""
     problems = [] if problems is None else problems
     skip = os.path.realpath(exclude) if exclude is not None else None
     seen: dict[tuple[int, int], str] = {}
     found = []
 
     def unreadable(e: OSError):
-        problems.append(f"{e.filename}: cannot read this folder ({e.strerror or e}); its images were not masked")
+        problems.append(f"{e.filename}: cannot read this folder ({e.strerror or e}); its files were not masked")
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
         try:
@@ -59,7 +66,7 @@ def walk_images(root: Path, exclude: Path | None = None, problems: list[str] | N
             continue
         seen[key] = dirpath
         dirnames[:] = sorted(d for d in dirnames if skip is None or os.path.realpath(os.path.join(dirpath, d)) != skip)
-        found += [Path(dirpath) / f for f in sorted(filenames) if is_image_path(f)]
+        found += [f for f in (Path(dirpath) / n for n in sorted(filenames)) if keep(f)]
     return found
 
 

@@ -712,36 +712,22 @@ def split_inputs(inputs) -> tuple[list, list]:
 def _walk_videos(root: Path, exclude: Path | None = None) -> list[Path]:
     """Video files under ``root``, sorted: found by content (image files are not opened), and files
     named as videos whose content is not one (so the batch reports them rather than passing over
-    them).  Regular files only (a FIFO or a device is never opened); hidden names are skipped;
-    symlinked folders are followed once each, as the photo walk does (batch.walk_images)."""
+    them).  Regular files only (a FIFO or a device is never opened); hidden names (temporaries
+    among them) are skipped; folders are walked as for photos (batch.walk_files)."""
     import stat
+    from landmask.batch import walk_files
     from landmask.imageio import is_image_path
-    skip = os.path.realpath(exclude) if exclude is not None else None
-    seen, out = set(), []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def keep(f: Path) -> bool:
+        if f.name.startswith(".") or is_image_path(f):
+            return False
         try:
-            st = os.stat(dirpath)
+            if not stat.S_ISREG(os.stat(f).st_mode):
+                return False
         except OSError:
-            dirnames[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in seen:        # a symlink loop or a second link: walked once
-            dirnames[:] = []
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")
-                       and (skip is None or os.path.realpath(os.path.join(dirpath, d)) != skip)]
-        for name in filenames:
-            f = Path(dirpath) / name
-            if name.startswith(".") or is_image_path(f):
-                continue
-            try:
-                if not stat.S_ISREG(os.stat(f).st_mode):
-                    continue
-            except OSError:
-                continue
-            if f.suffix.lower() in VIDEO_SUFFIXES or is_video(f):
-                out.append(f)
-    return sorted(out)
+            return False
+        return f.suffix.lower() in VIDEO_SUFFIXES or is_video(f)
+    return sorted(walk_files(root, keep, exclude))
 
 
 def expand_videos(inputs, exclude: Path | None = None, base: str | None = None) -> list[tuple[Path, Path]]:
