@@ -15,7 +15,7 @@ def __getattr__(name):  # lazy: importing landmask costs nothing until a name is
         from landmask import imageio
         return getattr(imageio, name)
     if name == "draw":
-        from landmask.draw import draw_faces
+        from landmask.drawing import draw_faces
         return draw_faces
     if name == "VideoMasker":
         from landmask.video import VideoMasker

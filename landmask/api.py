@@ -18,7 +18,7 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.errors import LandmaskError
-from landmask.imageio import to_grey
+from landmask.imageio import check_image, to_grey
 from landmask.masking import hidden_parts, mask_image, part_polygons
 from landmask.runtime import LandmarkModel, load as load_model
 from landmask.schemes import get_scheme
@@ -113,7 +113,15 @@ class Landmarker:
 
     def predict(self, image: np.ndarray, boxes, scores=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """A Face for every box, none dropped, the crops' face confidences (N,) and the crops."""
-        boxes = np.asarray(boxes, float).reshape(-1, 4)
+        image = _pixels(image)
+        try:
+            boxes = np.asarray(boxes, float).reshape(-1, 4)
+        except (TypeError, ValueError):
+            raise LandmaskError(f"boxes: give (x0, y0, x1, y1) per face, not {boxes!r:.60}") from None
+        bad = ~(np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+        if bad.any():
+            raise LandmaskError(f"boxes: box {int(np.flatnonzero(bad)[0])} is {boxes[bad][0].tolist()}; each must be "
+                                f"finite (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
         if len(boxes) == 0:
             return [], np.zeros(0), np.zeros((0, self.model.input_size, self.model.input_size), np.uint8)
         scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, float)
@@ -128,7 +136,7 @@ class Landmarker:
         again from the box of the first prediction (and a third time where that box still moved).
         Detector boxes whose landmarks do not span about the box, or whose refined crop fails the
         landmark model's face check (diffuse heatmaps), are dropped."""
-        grey = to_grey(image)   # once: the detector and every landmark pass use the same pixels
+        grey = to_grey(_pixels(image))   # once: the detector and every landmark pass use the same pixels
         return self.detect_faces(grey, self.detector.detect(grey))
 
     def candidates(self, image: np.ndarray, dets) -> tuple[list[Face], np.ndarray, np.ndarray]:
@@ -188,6 +196,9 @@ def load(model=None, detector: str = "landmask", threads: int | None = None,
     than this many pixels (the landmarks' box, longer side) are not looked for or kept;
     ``max_faces``: keep only the N largest; ``min_score``: the least detector score kept."""
     from landmask.detect import detector_options, get_detector
+    for name, v in (("--threads", threads), ("--max-faces", max_faces)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise LandmaskError(f"{name} {v!r}: must be 1 or more (a whole number)")
     opts = detector_options(detector, threads=threads, detect_size=detect_size, min_face=min_face,
                             min_score=min_score)
     return Landmarker(load_model(model, "ibug68", threads=threads),
@@ -200,4 +211,30 @@ def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, face=Non
     """A masked copy of ``image``.  With no part given, the defaults of ``landmask mask``
     (``masking.DEFAULT_EFFECTS``: red lips, tinted eyes); naming any part paints only the parts
     named.  Effects: ``EFFECT[:VALUE][@OPACITY]`` or a plain colour (see landmask.masking)."""
-    return mask_image(image, faces, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather)
+    check_image(image)
+    if feather is not None and not (isinstance(feather, (int, float, np.number)) and 0 <= feather <= 1000):
+        raise LandmaskError(f"feather {feather!r}: a number of pixels from 0 to 1000")
+    return mask_image(np.asarray(image), face_list(faces), lips=lips, eyes=eyes, eyebrows=eyebrows, face=face,
+                      feather=feather)
+
+
+def face_list(faces) -> list:
+    """``faces`` as a list of faces: None → [], one Face → [it]; each must have finite points."""
+    if faces is None:
+        return []
+    if hasattr(faces, "points"):
+        faces = [faces]
+    try:
+        faces = list(faces)
+    except TypeError:
+        raise LandmaskError(f"faces: give a list of faces (from Landmarker.faces), not {type(faces).__name__}") from None
+    for i, f in enumerate(faces):
+        if not hasattr(f, "points") or not np.isfinite(np.asarray(f.points, float)).all():
+            raise LandmaskError(f"faces[{i}]: not a face with finite points")
+    return faces
+
+
+def _pixels(image) -> np.ndarray:
+    """check_image, with (H, W, 1) as (H, W)."""
+    arr = check_image(image)
+    return arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr

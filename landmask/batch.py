@@ -234,7 +234,7 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
         return False
     out = mask(image, faces, feather=feather, **_none_for_missing(effects))
     if draw:
-        from landmask.draw import draw_faces
+        from landmask.drawing import draw_faces
         out = draw_faces(out, faces)
     write_image(dst, out, quality, metadata=meta)
     return True
@@ -289,6 +289,9 @@ def _alive(pid: int) -> bool:
 
 # ---------------------------------------------------------------- landmarks
 
+MODEL_SUFFIXES = {".onnx", ".safetensors", ".pt", ".pth", ".npz", ".ort"}
+
+
 def check_output_file(path, option: str, inputs=(), image: bool = False, data_root=None) -> None:
     """Refuse, before any input is read, an output file (--json, --csv; ``image``: a plot) that is
     an input, a folder, an existing file inside ``data_root`` (a data set's own files), lies in a
@@ -296,6 +299,8 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
     if not path or path == "-":
         return
     p = Path(path)
+    if p.suffix.lower() in MODEL_SUFFIXES:
+        raise LandmaskError(f"{option} {p}: names a model file; it would be replaced (give a .{option[2:]} name)")
     if not image and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         raise LandmaskError(f"{option} {p}: names an image or video file; it would be replaced by the {option[2:].upper()} "
                             f"(did the shell put an input after {option}? write {option} FILE before the inputs)")

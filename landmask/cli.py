@@ -111,6 +111,14 @@ def cmd_train(a):
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
+    if a.resume:   # a resumed run keeps its own settings (its config.yaml): say which options go unused
+        keys = ("data", "scheme", "epochs", "batch_size", "lr", "loss", "arch", "input_size", "width", "depth8",
+                "depth16", "head_stride", "block", "crop_scale", "augment", "box_jitter", "rotate", "flip_prob",
+                "mirror_shift", "heat_reg", "val_fraction", "seed", "limit", "init", "teacher", "teacher_weight")
+        ignored = [k for k in keys if getattr(a, k, None) not in (None, False)]
+        if ignored:
+            print("landmask: --resume continues the run as it was set up; ignored: "
+                  + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
     from landmask.distributed import env_info
     path = train(cfg, console(a), resume=a.resume)   # under torchrun: one of N processes
     if env_info().is_main:
@@ -336,6 +344,7 @@ def add_camera(sub):
                    "http://127.0.0.1:PORT/; no GUI toolkit needed)")
     p.add_argument("--port", type=int, default=8001, help="port for --show (default 8001)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--overwrite", action="store_true", help="replace -o if it exists")
     add_effect_options(p)
     p.add_argument("--feather", type=float, help="soft edge in pixels (default: 2%% of the eye distance)")
     add_video_options(p)
@@ -348,8 +357,22 @@ def cmd_camera(a):
     from landmask.video import VideoMasker
     if a.out and Path(a.out).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"):
         raise LandmaskError(f"-o {a.out}: give a video file name ending in .mp4, .mov, .mkv, .webm or .avi")
-    if a.url is not None and a.out and Path(a.url).resolve() == Path(a.out).resolve():
-        raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
+    if a.url is not None and a.out:
+        from urllib.parse import unquote, urlparse
+        u = urlparse(a.url)
+        local = unquote(u.path) if u.scheme == "file" else a.url if u.scheme in ("", ) or len(u.scheme) == 1 else None
+        if local is not None and Path(local).exists() and Path(a.out).exists() and os.path.samefile(local, a.out):
+            raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
+        if local is not None and Path(local).resolve() == Path(a.out).resolve():
+            raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
+    if a.out and Path(a.out).exists() and not a.overwrite:
+        raise LandmaskError(f"-o {a.out}: already exists; give --overwrite to replace it, or another name")
+    if a.device is not None and a.device < 0:
+        raise LandmaskError(f"--device {a.device}: give a camera index, 0 or more")
+    if a.frames is not None and a.frames < 1:
+        raise LandmaskError(f"--frames {a.frames}: give 1 or more frames")
+    if not 0 < a.port < 65536:
+        raise LandmaskError(f"--port {a.port}: must be from 1 to 65535")
     masker = VideoMasker(make_landmarker(video_threads(a)), lips=a.lips, eyes=a.eyes, eyebrows=a.eyebrows, face=a.face,
                          feather=a.feather, smooth=a.smooth, detect_every=a.detect_every)
     source = FrameSource(device=a.device if a.url is None else None, url=a.url)
@@ -744,7 +767,7 @@ def check_options(a) -> None:
     if a.command in ("train", "train-detector") and Path(a.out).is_file():
         raise LandmaskError(f"--out {a.out}: is a file; give a run folder")
     ranges = dict(OPTION_RANGES, **(DETECTOR_TRAIN_RANGES if a.command == "train-detector" else {}))
-    if a.command == "convert":     # numpy's shuffling seed
+    if a.command in ("convert", "train-face-check"):     # numpy's seeds
         ranges["seed"] = ("--seed", True, 0, 2**32 - 1)
     for attr, (opt, whole, lo, hi) in ranges.items():
         v = getattr(a, attr, None)

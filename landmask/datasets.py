@@ -305,7 +305,7 @@ def read_ljson(path) -> list[Sample]:
             data = next(iter(data["groups"].values()))
         pts = np.array([p if p is not None else [np.nan, np.nan]
                         for p in data["landmarks"]["points"]], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration, RecursionError) as e:
         raise LandmaskError(f"{path}: not a menpo LJSON landmark file ({type(e).__name__}: {e})") from None
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise LandmaskError(f"{path}: LJSON points must be [y, x] pairs; found {len(pts)} entries of another shape")

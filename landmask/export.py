@@ -243,6 +243,9 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
         raise LandmaskError(f"--model {model}: export needs the .safetensors model file ({src} is missing)")
     if Path(onnx_path).suffix.lower() != ".onnx":
         raise LandmaskError(f"--onnx {onnx_path}: give a file name ending in .onnx")
+    if Path(str(model)).is_file() and os.path.realpath(str(model)) == os.path.realpath(onnx_path):
+        raise LandmaskError(f"--onnx {onnx_path}: is the --model file given; it would be replaced (an 8-bit "
+                            f"export by a float one); choose another name")
     scores = [(o, v) for o, v in (("--min-score", min_score), ("--min-score-plain", min_score_plain)) if v is not None]
     if scores:   # checked before anything is written
         from landmask.checkpoint import read_meta

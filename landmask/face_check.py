@@ -416,8 +416,9 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         try:
             with np.load(candidates) as f:
                 x, y, kind, group = f["x"], f["y"], f["kind"], f["group"]
-        except (OSError, ValueError, KeyError) as e:
-            raise LandmaskError(f"--candidates {candidates}: not a file of mined candidates ({e})") from None
+        except (OSError, ValueError, KeyError, EOFError, __import__("zipfile").BadZipFile) as e:
+            raise LandmaskError(f"--candidates {candidates}: not a file of mined candidates "
+                                f"({type(e).__name__}: {e or 'empty'})") from None
         width = x.shape[1] if x.ndim == 2 else -1
         if width not in (k + CROP * CROP, k + CROP * CROP + 2) or not len(x) == len(y) == len(kind) == len(group):
             raise LandmaskError(f"--candidates {candidates}: mined for another model "

@@ -607,8 +607,20 @@ def part_prefix(path) -> str:
 def write_bytes_atomic(path, data: bytes) -> None:
     """Write bytes to a unique temporary name next to ``path`` (see part_prefix), then rename it
     over ``path``; the temporary is removed on any failure, so a half-written file never
-    carries the final name.  An OSError becomes a LandmaskError naming ``path``."""
+    carries the final name.  A path that is a device, FIFO or terminal (or a link to one, like
+    /dev/stdout) is written into instead.  An OSError becomes a LandmaskError naming ``path``."""
     path = Path(path)
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)      # follows a symlink (/dev/stdout → a pipe)
+    except OSError:
+        special = False
+    if special:   # a device, FIFO or terminal: written into, never renamed over (that would replace /dev/null)
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        except OSError as e:
+            raise LandmaskError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=part_prefix(path), suffix=".part", dir=path.parent)
@@ -655,6 +667,23 @@ _SUFFIX_KIND = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".jfif": "jpeg"
 def suffix_kind(path) -> str | None:
     """The format a file name's suffix asks for, as ``sniff`` names formats (None: no known suffix)."""
     return _SUFFIX_KIND.get(Path(path).suffix.lower())
+
+
+def check_image(image, what: str = "image") -> np.ndarray:
+    """An array the library can work on — (H, W) grey, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA,
+    uint8 or uint16, at least 1×1 — returned as an ndarray; anything else is one LandmaskError
+    naming its dtype or shape (not an error from deep inside OpenCV, nor a silent wrong result)."""
+    if isinstance(image, (str, bytes, os.PathLike)) or image is None:
+        raise LandmaskError(f"{what}: {type(image).__name__}, not pixels (read a file with landmask.read_image)")
+    arr = np.asarray(image)
+    if arr.dtype not in (np.uint8, np.uint16):
+        hint = (" (for 0..1 floats: (image * 255).round().astype(numpy.uint8))" if arr.dtype.kind == "f" else "")
+        raise LandmaskError(f"{what}: {arr.dtype} pixels; give uint8 (0..255) or uint16{hint}")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
+        raise LandmaskError(f"{what}: shape {arr.shape}; give (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise LandmaskError(f"{what}: empty ({arr.shape[1]}×{arr.shape[0]} pixels)")
+    return arr
 
 
 def is_image_path(path) -> bool:

@@ -40,11 +40,23 @@ def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool 
     if resume:
         if not (out / "config.yaml").exists():
             raise LandmaskError(f"--resume: {out} has no config.yaml of an earlier run")
+        if not (out / "last.safetensors").exists():
+            raise LandmaskError(f"--resume: {out} holds no checkpoint to resume (no last.safetensors: it was "
+                                f"removed, or the run stopped before its first epoch ended); start a new run "
+                                f"in another --out")
         # the run is where --out says now (a copied or moved run resumes there, not at its old path)
         cfg = replace(read_config(out / "config.yaml"), out=str(out)).check()
-    elif (out / "last.safetensors").exists():
-        raise LandmaskError(f"{out} already holds a training run; use --resume to continue it "
-                            f"or choose another --out")
+    else:
+        held = [n for n in ("last.safetensors", "model.safetensors", "best.safetensors", "history.json")
+                if (out / n).exists()]
+        if held:
+            raise LandmaskError(f"{out} already holds a training run ({', '.join(held)}); use --resume to continue "
+                                f"it or choose another --out")
+        for d in cfg.data if isinstance(cfg.data, (list, tuple)) else [cfg.data]:
+            folder = Path(d)           # a folder of faces (.pts and photos); a CSV file's folder is the user's own
+            if folder.is_dir() and (out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents):
+                raise LandmaskError(f"--out {out}: is inside the data set {d}; the run's files would be "
+                                    f"written among its faces (choose another --out)")
     if not write:
         return cfg
     out.mkdir(parents=True, exist_ok=True)

@@ -82,8 +82,8 @@ class VideoMasker:
         self.strength = 1.0 if smooth is True else float(smooth or 0.0)
         if not (self.strength >= 0 and np.isfinite(self.strength)):
             raise LandmaskError(f"--smooth {smooth}: must be a number >= 0 (0 = off, 1 = default)")
-        if not detect_every >= 1:
-            raise LandmaskError(f"--detect-every {detect_every}: give 1 or more frames")
+        if isinstance(detect_every, bool) or not isinstance(detect_every, (int, np.integer)) or not detect_every >= 1:
+            raise LandmaskError(f"--detect-every {detect_every}: give a whole number of frames, 1 or more")
         self.tracker = Tracker(landmarker, detect_every=detect_every)
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.reset()
@@ -97,6 +97,8 @@ class VideoMasker:
     def faces(self, frame: np.ndarray, t: float | None = None) -> list[TrackedFace]:
         """The faces of this frame (RGB (H, W, 3) uint8 or grey), tracked and smoothed; ``t`` is
         the frame's time in seconds (default: frame index / fps)."""
+        from landmask.api import _pixels
+        frame = _pixels(frame)
         t = self.index / self.fps if t is None else float(t)
         self.index += 1
         faces = self.tracker.update(frame)
@@ -116,7 +118,7 @@ class VideoMasker:
             return frame.copy(), faces
         out = mask_image(frame, faces, feather=self.feather, **self.effects) if self.effects else frame.copy()
         if self.draw:
-            from landmask.draw import draw_faces
+            from landmask.drawing import draw_faces
             out = draw_faces(out, faces)
         return out, faces
 

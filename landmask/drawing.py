@@ -14,7 +14,10 @@ BOX, POINT, UNSURE, OUTLINE = (0, 220, 0), (255, 255, 0), (255, 80, 0), (255, 0,
 
 def draw_faces(image: np.ndarray, faces) -> np.ndarray:
     """A copy of ``image`` (grey, RGB or RGBA; 8 or 16 bit) with boxes, points and part outlines."""
-    out = image.copy()
+    from landmask.api import face_list
+    from landmask.imageio import check_image
+    out = check_image(image).copy()
+    faces = face_list(faces)
     colour_of = _colour_for(out)
     for f in faces:
         eye = float(np.linalg.norm(np.ptp(f.points, axis=0))) or 1.0
