@@ -50,7 +50,9 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     preds, gts, norms, skipped, n_missed = r["preds"], r["gts"], r["norms"], r["skipped"], r["missed"]
     partial, outside = r["partial"], r["outside"]
     if not preds:
-        raise LandmaskError(f"{data}: no face could be scored")
+        why = "; ".join(skipped[:3] + ([f"{n_missed} face(s) not found by the detector"] if n_missed else []))
+        why += f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        raise LandmaskError(f"{data}: no face could be scored" + (f" ({why})" if why else ""))
     pred, gt, norm = np.stack(preds), np.stack(gts), np.array(norms)
     result = summarize(pred, gt, norm, lm.scheme.points)
     nme = result.pop("nme_per_face")
