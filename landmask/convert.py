@@ -11,7 +11,7 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.crops import warp
-from landmask.datasets import Sample
+from landmask.datasets import Sample, unique_id
 from landmask.errors import LandmaskError
 from landmask.imageio import decode_image, read_file_bytes, write_bytes_atomic, write_image, write_text_atomic
 from landmask.metrics import KAGGLE_EYE_DISTANCE
@@ -244,13 +244,7 @@ def _submission_rows(lookup_csv, preds: dict) -> tuple[str, int]:
             except (KeyError, TypeError, ValueError):
                 raise LandmaskError(f"{where}: unknown ImageId or FeatureName "
                                     f"({row.get('ImageId')!r}, {row.get('FeatureName')!r})") from None
-            try:
-                row_id = int(row["RowId"])
-            except (TypeError, ValueError):
-                raise LandmaskError(f"{where}: RowId {row.get('RowId')!r} is not an integer") from None
-            if row_id in seen:
-                raise LandmaskError(f"{where}: RowId {row_id} again (first on line {seen[row_id]})")
-            seen[row_id] = lineno
+            row_id = unique_id(row, "RowId", seen, lineno, where)
             w.writerow([row_id, f"{np.clip(p[j, k], 0, 96):.4f}"])
             n += 1
     if n == 0:
@@ -267,16 +261,14 @@ def score_submission(submission_csv, solution_csv) -> float:
                 raise LandmaskError(f"{p}, line 1: expected columns RowId,Location")
             out, lines = {}, {}
             for lineno, r in enumerate(rows, 2):
+                row_id = unique_id(r, "RowId", lines, lineno, f"{p}, line {lineno}")
                 try:
-                    row_id, v = int(r["RowId"]), float(r["Location"])
+                    v = float(r["Location"])
                 except (TypeError, ValueError):
-                    raise LandmaskError(f"{p}, line {lineno}: RowId {r['RowId']!r} or Location {r['Location']!r} "
-                                        "is not a number") from None
+                    raise LandmaskError(f"{p}, line {lineno}: Location {r['Location']!r} is not a number") from None
                 if not np.isfinite(v):
                     raise LandmaskError(f"{p}, line {lineno}: Location {r['Location']!r} is not a finite number")
-                if row_id in out:
-                    raise LandmaskError(f"{p}, line {lineno}: RowId {row_id} again (first on line {lines[row_id]})")
-                out[row_id], lines[row_id] = v, lineno
+                out[row_id] = v
             if not out:
                 raise LandmaskError(f"{p}: no rows (only a header)")
             return out

@@ -190,6 +190,19 @@ def read_kaggle_training(csv_path) -> list[Sample]:
     return samples
 
 
+def unique_id(row: dict, column: str, seen: dict, lineno: int, where: str) -> int:
+    """A Kaggle CSV row's integer id in ``column``, not seen on an earlier line (``seen``: id →
+    line, updated); an error naming the line otherwise."""
+    try:
+        value = int(row[column])
+    except (TypeError, ValueError):
+        raise LandmaskError(f"{where}: {column} {row.get(column)!r} is not an integer") from None
+    if value in seen:
+        raise LandmaskError(f"{where}: {column} {value} again (first on line {seen[value]})")
+    seen[value] = lineno
+    return value
+
+
 def read_kaggle_test(csv_path) -> list[tuple[int, np.ndarray]]:
     """Kaggle ``test.csv`` (``ImageId,Image``) → [(image id, 96×96 uint8)]."""
     csv_path = Path(csv_path)
@@ -200,13 +213,7 @@ def read_kaggle_test(csv_path) -> list[tuple[int, np.ndarray]]:
             raise LandmaskError(f"{csv_path}, line 1: expected columns ImageId,Image")
         for lineno, row in enumerate(rows, 2):
             where = f"{csv_path}, line {lineno}"
-            try:
-                image_id = int(row["ImageId"])
-            except (TypeError, ValueError):
-                raise LandmaskError(f"{where}: ImageId {row['ImageId']!r} is not an integer") from None
-            if image_id in seen:
-                raise LandmaskError(f"{where}: ImageId {image_id} again (first on line {seen[image_id]})")
-            seen[image_id] = lineno
+            image_id = unique_id(row, "ImageId", seen, lineno, where)
             out.append((image_id, _parse_pixels(row["Image"] or "", where)))
     if not out:
         raise LandmaskError(f"{csv_path}: no images (only a header)")

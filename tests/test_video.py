@@ -182,21 +182,27 @@ def test_video_without_a_face_keeps_its_picture(tmp_path):
     assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 38    # only re-encoding loss, no painting
 
 
-def test_killed_run_leaves_no_partial_output(tmp_path):
-    frames = moving(scene(EINSTEIN), 60)
-    src = make_clip(tmp_path / "long.mp4", frames * 8)       # 480 frames: seconds of work
-    out = tmp_path / "out"
+def masking_under_way(src, out, stderr) -> subprocess.Popen:
+    """`landmask mask SRC -o OUT` started, once it is writing its output (an open file in OUT)."""
     p = subprocess.Popen(LANDMASK + ["mask", str(src), "-o", str(out)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=stderr, text=True)
     deadline, writing = time.monotonic() + 60, False
     while time.monotonic() < deadline and p.poll() is None and not writing:
-        try:   # the output being written: an open file in the output folder
+        try:
             writing = any(str(out) in os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd"))
         except OSError:
             pass
         time.sleep(0.05)
-    assert writing and p.poll() is None, "the run finished before it could be killed"
+    assert writing and p.poll() is None, "the run finished before it could be stopped"
     time.sleep(0.3)
+    return p
+
+
+def test_killed_run_leaves_no_partial_output(tmp_path):
+    frames = moving(scene(EINSTEIN), 60)
+    src = make_clip(tmp_path / "long.mp4", frames * 8)       # 480 frames: seconds of work
+    out = tmp_path / "out"
+    p = masking_under_way(src, out, stderr=subprocess.DEVNULL)
     p.kill()
     assert p.wait() == -signal.SIGKILL
     assert not out.exists() or [f.name for f in out.iterdir() if not f.name.startswith(".")] == []
@@ -472,17 +478,7 @@ def test_sigterm_mid_video_leaves_nothing(tmp_path):
     frames = moving(scene(EINSTEIN), 60)
     src = make_clip(tmp_path / "long.mp4", frames * 8)
     out = tmp_path / "out"
-    p = subprocess.Popen(LANDMASK + ["mask", str(src), "-o", str(out)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
-    deadline, writing = time.monotonic() + 60, False
-    while time.monotonic() < deadline and p.poll() is None and not writing:
-        try:
-            writing = any(str(out) in os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd"))
-        except OSError:
-            pass
-        time.sleep(0.05)
-    assert writing and p.poll() is None, "the run finished before it could be stopped"
-    time.sleep(0.3)
+    p = masking_under_way(src, out, stderr=subprocess.PIPE)
     p.terminate()
     assert p.wait(timeout=30) == 143
     assert "terminated" in p.stderr.read()
