@@ -39,7 +39,8 @@ def walk_images(root: Path, exclude: Path | None = None, problems: list[str] | N
     return walk_files(root, lambda f: is_image_path(f), exclude, problems)
 
 
-def walk_files(root: Path, keep, exclude: Path | None = None, problems: list[str] | None = None) -> list[Path]:
+def walk_files(root: Path, keep, exclude: Path | None = None, problems: list[str] | None = None,
+               skip_hidden_folders: bool = False) -> list[Path]:
     """The files under ``root`` for which ``keep(path)`` is true, in sorted order per folder, as
     walk_images describes (symlinked folders once each, ``exclude`` skipped, unreadable folders
     in ``problems``); shared by the photo and the video walks."""
@@ -65,7 +66,8 @@ def walk_files(root: Path, keep, exclude: Path | None = None, problems: list[str
             dirnames[:] = []
             continue
         seen[key] = dirpath
-        dirnames[:] = sorted(d for d in dirnames if skip is None or os.path.realpath(os.path.join(dirpath, d)) != skip)
+        dirnames[:] = sorted(d for d in dirnames if (skip is None or os.path.realpath(os.path.join(dirpath, d)) != skip)
+                             and not (skip_hidden_folders and d.startswith(".")))
         found += [f for f in (Path(dirpath) / n for n in sorted(filenames)) if keep(f)]
     return found
 
@@ -300,7 +302,11 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
         return
     p = Path(path)
     if p.suffix.lower() in MODEL_SUFFIXES:
-        raise LandmaskError(f"{option} {p}: names a model file; it would be replaced (give a .{option[2:]} name)")
+        raise LandmaskError(f"{option} {p}: names a model file; it would be replaced "
+                            f"(give a {'.png' if image else '.' + option[2:]} name)")
+    from landmask.imageio import is_special_file
+    if p.exists() and is_special_file(p):     # /dev/stdout, /dev/null, a FIFO: written into
+        return
     if not image and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         raise LandmaskError(f"{option} {p}: names an image or video file; it would be replaced by the {option[2:].upper()} "
                             f"(did the shell put an input after {option}? write {option} FILE before the inputs)")

