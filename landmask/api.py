@@ -124,7 +124,9 @@ class Landmarker:
                                 f"finite (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
         if len(boxes) == 0:
             return [], np.zeros(0), np.zeros((0, self.model.input_size, self.model.input_size), np.uint8)
-        scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, float)
+        scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, float).reshape(-1)
+        if len(scores) != len(boxes):
+            raise LandmaskError(f"scores: {len(scores)} for {len(boxes)} boxes; give one per box (or none)")
         pts, conf, point_conf, crops = self.model.predict_all(image, boxes, flip=self.flip, with_crops=True)
         if not self.model.point_confidence_calibrated:   # raw confidences have no usual level
             point_conf = [None] * len(boxes)

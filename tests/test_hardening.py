@@ -670,6 +670,7 @@ def test_api_refuses_what_it_cannot_work_on_with_one_clear_error():
                       (lambda: lm.faces(np.zeros((0, 0, 3), np.uint8)), "empty"),
                       (lambda: lm.landmarks(img, [[np.nan] * 4]), "box 0 is"),
                       (lambda: lm.landmarks(img, [[0, 0, np.inf, np.inf]]), "box 0 is"),
+                      (lambda: lm.landmarks(img, [faces[0].box], scores=[1, 2, 3]), "scores: 3 for 1 boxes"),
                       (lambda: landmask.mask((img / 255.0).astype(np.float32), faces), "float32 pixels"),
                       (lambda: landmask.mask(img, faces, feather=float("nan")), "feather nan"),
                       (lambda: landmask.load(threads=0), "--threads 0"),
