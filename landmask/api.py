@@ -18,8 +18,8 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.errors import LandmaskError
-from landmask.imageio import check_image, to_grey
-from landmask.masking import hidden_parts, mask_image, part_polygons
+from landmask.imageio import check_image, pixels, to_grey
+from landmask.masking import face_list, hidden_parts, mask_image, part_polygons
 from landmask.runtime import LandmarkModel, load as load_model
 from landmask.schemes import get_scheme
 
@@ -113,7 +113,7 @@ class Landmarker:
 
     def predict(self, image: np.ndarray, boxes, scores=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """A Face for every box, none dropped, the crops' face confidences (N,) and the crops."""
-        image = _pixels(image)
+        image = pixels(image)
         try:
             boxes = np.asarray(boxes, float).reshape(-1, 4)
         except (TypeError, ValueError):
@@ -138,7 +138,7 @@ class Landmarker:
         again from the box of the first prediction (and a third time where that box still moved).
         Detector boxes whose landmarks do not span about the box, or whose refined crop fails the
         landmark model's face check (diffuse heatmaps), are dropped."""
-        grey = to_grey(_pixels(image))   # once: the detector and every landmark pass use the same pixels
+        grey = to_grey(pixels(image))   # once: the detector and every landmark pass use the same pixels
         return self.detect_faces(grey, self.detector.detect(grey))
 
     def candidates(self, image: np.ndarray, dets) -> tuple[list[Face], np.ndarray, np.ndarray]:
@@ -219,24 +219,3 @@ def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, face=Non
     return mask_image(np.asarray(image), face_list(faces), lips=lips, eyes=eyes, eyebrows=eyebrows, face=face,
                       feather=feather)
 
-
-def face_list(faces) -> list:
-    """``faces`` as a list of faces: None → [], one Face → [it]; each must have finite points."""
-    if faces is None:
-        return []
-    if hasattr(faces, "points"):
-        faces = [faces]
-    try:
-        faces = list(faces)
-    except TypeError:
-        raise LandmaskError(f"faces: give a list of faces (from Landmarker.faces), not {type(faces).__name__}") from None
-    for i, f in enumerate(faces):
-        if not hasattr(f, "points") or not np.isfinite(np.asarray(f.points, float)).all():
-            raise LandmaskError(f"faces[{i}]: not a face with finite points")
-    return faces
-
-
-def _pixels(image) -> np.ndarray:
-    """check_image, with (H, W, 1) as (H, W)."""
-    arr = check_image(image)
-    return arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr

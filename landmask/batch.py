@@ -36,7 +36,7 @@ def walk_images(root: Path, exclude: Path | None = None, problems: list[str] | N
     """Every image file under ``root`` (sorted), following symlinked folders once each: a symlink
     loop or a folder reached twice is walked once, an unreadable folder is added to ``problems``
     (one line naming it), and ``exclude`` (the output folder, when it lies inside) is skipped."""
-    return walk_files(root, lambda f: is_image_path(f), exclude, problems)
+    return walk_files(root, is_image_path, exclude, problems)
 
 
 def walk_files(root: Path, keep, exclude: Path | None = None, problems: list[str] | None = None,

@@ -547,8 +547,6 @@ def cmd_evaluate(a):
     check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root)
     if a.ced and Path(a.ced).suffix.lower() != ".png":
         raise LandmaskError(f"--ced {a.ced}: the plot is written as PNG; give a .png name")
-    if a.json and a.ced and a.json != "-" and os.path.abspath(a.json) == os.path.abspath(a.ced):
-        raise LandmaskError(f"--json and --ced name the same file {a.json}")
     detector = None
     if a.boxes == "detect":
         from landmask.detect import get_detector
@@ -789,7 +787,8 @@ def check_options(a) -> None:
             kind = "a whole number" if whole else "a number"
             show = (lambda x: f"{int(x)}") if whole else (lambda x: f"{x:g}")
             raise LandmaskError(f"{opt} {v}: must be {kind} from {show(lo)} to {show(hi)}")
-    threads, cores = getattr(a, "threads", None), os.cpu_count() or 1
+    from landmask.pool import usable_cores
+    threads, cores = getattr(a, "threads", None), usable_cores()
     if threads is not None and threads > 2 * cores:
         print(f"landmask: warning: --threads {threads} is far more than this machine's {cores} cores; "
               f"it will run much slower than --threads {cores}", file=sys.stderr)

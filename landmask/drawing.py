@@ -14,8 +14,8 @@ BOX, POINT, UNSURE, OUTLINE = (0, 220, 0), (255, 255, 0), (255, 80, 0), (255, 0,
 
 def draw_faces(image: np.ndarray, faces) -> np.ndarray:
     """A copy of ``image`` (grey, RGB or RGBA; 8 or 16 bit) with boxes, points and part outlines."""
-    from landmask.api import face_list
     from landmask.imageio import check_image
+    from landmask.masking import face_list
     out = check_image(image).copy()
     faces = face_list(faces)
     colour_of = _colour_for(out)

@@ -35,6 +35,7 @@ the model file's ``face_check.learned``; the runtime applies it (runtime.learned
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -416,7 +417,7 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         try:
             with np.load(candidates) as f:
                 x, y, kind, group = f["x"], f["y"], f["kind"], f["group"]
-        except (OSError, ValueError, KeyError, EOFError, __import__("zipfile").BadZipFile) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise LandmaskError(f"--candidates {candidates}: not a file of mined candidates "
                                 f"({type(e).__name__}: {e or 'empty'})") from None
         width = x.shape[1] if x.ndim == 2 else -1

@@ -7,7 +7,9 @@ stated once here and kept everywhere (OpenCV's BGR stays inside this module).
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import stat
 import struct
 import sys
@@ -656,7 +658,7 @@ def write_bytes_atomic(path, data: bytes) -> None:
 
 
 _UMASK = None
-HOST_TAG = __import__("hashlib").sha1(__import__("socket").gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]   # see part_prefix
 
 
 def _umask() -> int:
@@ -700,6 +702,12 @@ def check_image(image, what: str = "image") -> np.ndarray:
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise LandmaskError(f"{what}: empty ({arr.shape[1]}×{arr.shape[0]} pixels)")
     return arr
+
+
+def pixels(image, what: str = "image") -> np.ndarray:
+    """check_image, with (H, W, 1) as (H, W): the array the detector and the landmark models take."""
+    arr = check_image(image, what)
+    return arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr
 
 
 def is_image_path(path) -> bool:

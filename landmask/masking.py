@@ -354,3 +354,20 @@ def mask_image(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, fa
                 apply_effect(out, part_polygons(f.points, f.scheme, part), eff,
                              soft if group != "face" else max(soft, 0.1 * eye_dist))
     return out
+
+
+def face_list(faces) -> list:
+    """``faces`` as a list of faces: None → [], one Face → [it]; each must have finite points."""
+    if faces is None:
+        return []
+    if hasattr(faces, "points"):
+        faces = [faces]
+    try:
+        faces = list(faces)
+    except TypeError:
+        raise LandmaskError(f"faces: give a list of faces (from Landmarker.faces), not {type(faces).__name__}") from None
+    for i, f in enumerate(faces):
+        if not hasattr(f, "points") or not np.isfinite(np.asarray(f.points, float)).all():
+            raise LandmaskError(f"faces[{i}]: not a face with finite points")
+    return faces
+

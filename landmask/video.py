@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmask.errors import LandmaskError
-from landmask.imageio import VIDEO_SUFFIXES, part_prefix
+from landmask.imageio import VIDEO_SUFFIXES, part_prefix, pixels
 from landmask.masking import mask_image, resolve_effects
 from landmask.report import Reporter
 from landmask.smoothing import LandmarkSmoother
@@ -50,6 +50,12 @@ def sniff_video(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"
     return None
+
+
+def named_or_is_video(path) -> bool:
+    """Whether a file goes to the video batch: named as a video (a bad one then gets the video's
+    message) or holding a video container whatever its name."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES or is_video(path)
 
 
 def is_video(path) -> bool:
@@ -97,8 +103,7 @@ class VideoMasker:
     def faces(self, frame: np.ndarray, t: float | None = None) -> list[TrackedFace]:
         """The faces of this frame (RGB (H, W, 3) uint8 or grey), tracked and smoothed; ``t`` is
         the frame's time in seconds (default: frame index / fps)."""
-        from landmask.api import _pixels
-        frame = _pixels(frame)
+        frame = pixels(frame)
         t = self.index / self.fps if t is None else float(t)
         self.index += 1
         faces = self.tracker.update(frame)
@@ -227,7 +232,7 @@ def _display_rotation(path: Path, index: int) -> int:
     av = _av()
     try:
         with av.open(str(path), "r") as c:
-            for frame in c.decode(c.streams.video[[s.index for s in c.streams.video].index(index)]):
+            for frame in c.decode(c.streams[index]):
                 return frame_rotation(frame)
     except (av.FFmpegError, OSError, ValueError, AttributeError):
         pass
@@ -356,7 +361,7 @@ class VideoWriter:
                 self.stream.set_display_rotation(float(rotation))
             _copy_tags(self.stream, video_metadata)
             _copy_tags(self.out, metadata)
-            self.audio = {}
+            self.copies = {}       # input stream index → output stream: audio and subtitles copied
             self._pcm = {}       # input stream index → (input stream, resampler): audio decoded to PCM
             for a in audio_templates:
                 if fmt == "avi" and a.codec_context.name == "aac":
@@ -364,7 +369,7 @@ class VideoWriter:
                     # mistime it; the decoded sound goes in as 16-bit PCM instead (AVI's own audio)
                     layout = a.codec_context.layout.name
                     out_a = self.out.add_stream("pcm_s16le", rate=a.codec_context.sample_rate, layout=layout)
-                    self.audio[a.index] = out_a
+                    self.copies[a.index] = out_a
                     self._pcm[a.index] = (a, av.AudioResampler(format="s16", layout=layout,
                                                                rate=a.codec_context.sample_rate))
                     if notes is not None:
@@ -373,20 +378,20 @@ class VideoWriter:
                     _copy_tags(out_a, a.metadata)
                     continue
                 try:
-                    self.audio[a.index] = self.out.add_stream_from_template(a)
+                    self.copies[a.index] = self.out.add_stream_from_template(a)
                 except (av.FFmpegError, ValueError) as e:
                     raise LandmaskError(f"{path}: cannot copy audio stream {a.index} ({a.codec_context.name}) "
                                         f"into {fmt} ({_reason(e)})") from None
-                _copy_tags(self.audio[a.index], a.metadata)
+                _copy_tags(self.copies[a.index], a.metadata)
             for t in copy_templates:      # subtitles: copied where the container can hold them
                 try:
-                    self.audio[t.index] = self.out.add_stream_from_template(t)
+                    self.copies[t.index] = self.out.add_stream_from_template(t)
                 except (av.FFmpegError, ValueError) as e:
                     if notes is not None:
                         notes.append(f"{t.type} stream {t.index} ({t.codec_context.name}) not copied: "
                                      f"{fmt} cannot hold it ({_reason(e)})")
                     continue
-                _copy_tags(self.audio[t.index], t.metadata)
+                _copy_tags(self.copies[t.index], t.metadata)
         except BaseException:
             self.file.discard()
             raise
@@ -407,7 +412,7 @@ class VideoWriter:
         """Mux a packet of a copied (audio or subtitle) stream; packets of streams not copied are dropped."""
         if packet.dts is None and packet.pts is None:      # a demuxer's flush packet
             return
-        stream = self.audio.get(packet.stream.index)
+        stream = self.copies.get(packet.stream.index)
         if stream is None:
             return
         if packet.stream.index in self._pcm:
@@ -426,7 +431,7 @@ class VideoWriter:
 
     def _encode_pcm(self, index: int, frames) -> None:
         _, resampler = self._pcm[index]
-        stream = self.audio[index]
+        stream = self.copies[index]
         for frame in frames:
             frame.pts = None
             for f in resampler.resample(frame):
@@ -440,9 +445,9 @@ class VideoWriter:
             for index, (source, resampler) in self._pcm.items():   # the decoder's and resampler's last samples
                 self._encode_pcm(index, source.codec_context.decode(None))
                 for f in resampler.resample(None):
-                    for p in self.audio[index].encode(f):
+                    for p in self.copies[index].encode(f):
                         self.out.mux(p)
-                for p in self.audio[index].encode(None):
+                for p in self.copies[index].encode(None):
                     self.out.mux(p)
             self.out.close()
         except BaseException:
@@ -620,7 +625,7 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
         writer = VideoWriter(dst, info.width, info.height, v.average_rate or v.guessed_rate or 30,
                              v.time_base, astreams, fmt, rotation=info.rotation, copy_templates=subs,
                              metadata=container.metadata, video_metadata=v.metadata, notes=notes)
-        copied = astreams + [s for s in subs if s.index in writer.audio]
+        copied = astreams + [s for s in subs if s.index in writer.copies]
         writer = BackgroundWriter(writer) if threaded else writer
         frames = _decoded(container, v, copied, src, info.rotation)
         if threaded:      # three stages: decode | faces + mask | encode
@@ -706,8 +711,7 @@ def split_inputs(inputs) -> tuple[list, list]:
             if not has_videos or walk_images(p):
                 photos.append(raw)
         else:
-            named = p.suffix.lower() in VIDEO_SUFFIXES   # a bad file named as a video gets the video's message
-            (videos if p.is_file() and (named or is_video(p)) else photos).append(raw)
+            (videos if p.is_file() and named_or_is_video(p) else photos).append(raw)
     return videos, photos
 
 
@@ -729,7 +733,7 @@ def _walk_videos(root: Path, exclude: Path | None = None) -> list[Path]:
                 return False
         except OSError:
             return False
-        return f.suffix.lower() in VIDEO_SUFFIXES or is_video(f)
+        return named_or_is_video(f)
     return sorted(walk_files(root, keep, exclude, skip_hidden_folders=True))
 
 
@@ -742,8 +746,7 @@ def expand_videos(inputs, exclude: Path | None = None, base: str | None = None) 
     base = (layout_base(inputs) if inputs else "") if base is None else base
     out, seen = [], set()
     for p in inputs:
-        for f in (_walk_videos(p, exclude) if p.is_dir()
-                  else [p] if p.suffix.lower() in VIDEO_SUFFIXES or is_video(p) else []):
+        for f in (_walk_videos(p, exclude) if p.is_dir() else [p] if named_or_is_video(p) else []):
             key = os.path.abspath(f)
             if key not in seen:
                 seen.add(key)
@@ -758,19 +761,18 @@ def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=N
     """Mask every video in ``inputs`` (files and folders) into ``out_dir``, keeping the folder
     layout and each file's name; one line per bad file, the batch goes on.  Returns a
     landmask.batch.Summary."""
-    from landmask.batch import Summary
+    from landmask.batch import Summary, remove_stale_parts, single_output
     masker = VideoMasker(landmarker, lips=lips, eyes=eyes, eyebrows=eyebrows, face=face, feather=feather,
                          smooth=smooth, detect_every=detect_every, draw=draw)   # bad options fail before any file
-    from landmask.batch import remove_stale_parts, single_output
     if single is None:     # -o masked.mp4 for one video: that file (the CLI decides for photos and videos at once)
         single = single_output(inputs, out_dir, VIDEO_SUFFIXES)
     out_dir = Path(out_dir)
-    items = [(Path(inputs[0]), None)] if single else expand_videos(inputs, exclude=out_dir, base=base)
-    sources = {f.resolve() for f, _ in items}
-    remove_stale_parts({(out_dir if rel is None else out_dir / rel).parent for _, rel in items})
+    pairs = ([(Path(inputs[0]), out_dir)] if single
+             else [(f, out_dir / rel) for f, rel in expand_videos(inputs, exclude=out_dir, base=base)])
+    sources = {f.resolve() for f, _ in pairs}
+    remove_stale_parts({dst.parent for _, dst in pairs})
     s = Summary()
-    for src, rel in items:
-        dst = out_dir if rel is None else out_dir / rel
+    for src, dst in pairs:
         if dst.resolve() in sources:
             s.failed.append(f"{src}: the output {dst} would overwrite an input; choose another -o")
             continue
