@@ -41,10 +41,10 @@ def dlib_predictor_path() -> Path:
 # ------------------------------------------------------------------ tools
 
 class LandmaskTool:
-    def __init__(self, model="ibug68", backend="onnx"):
+    def __init__(self, model="ibug68", backend="onnx", scout="auto"):
         from landmask.api import load
         from landmask.torch_backend import load_landmark_model
-        self.lm = load(load_landmark_model(model, threads=1, backend=backend), "landmask", threads=1)
+        self.lm = load(load_landmark_model(model, threads=1, backend=backend), "landmask", threads=1, scout=scout)
         self.scheme = self.lm.scheme          # the scheme's name
 
     def landmarks(self, img, box):
@@ -94,8 +94,12 @@ class DlibTool:
         return out
 
 
-# landmask tools: name → (shipped model, backend)
-LANDMASK_TOOLS = {"landmask-onnx": ("ibug68", "onnx"), "landmask-int8-onnx": ("ibug68-int8", "onnx"),
+# landmask tools: name → (shipped model, backend[, scout]).  landmask-default: no model named, as the
+# CLI runs it (ibug68, as ibug68-int8 on a CPU with 8-bit dot products, and its scout);
+# landmask-onnx-no-scout: the float ibug68 doing every landmark pass itself (the default before the
+# sixteenth session)
+LANDMASK_TOOLS = {"landmask-default": (None, "onnx"), "landmask-onnx-no-scout": ("ibug68", "onnx", "none"),
+                  "landmask-onnx": ("ibug68", "onnx"), "landmask-int8-onnx": ("ibug68-int8", "onnx"),
                   "landmask-fast-onnx": ("ibug68-fast", "onnx"), "landmask-fast-int8-onnx": ("ibug68-fast-int8", "onnx"),
                   "landmask-tiny-onnx": ("ibug68-tiny", "onnx"), "landmask-torch": ("ibug68", "torch")}
 
@@ -165,7 +169,7 @@ def paired_landmarks(data, n_faces, repeat, rounds=4):
     """Landmark step of landmask (ONNX) and dlib in one process, interleaved face by face and in
     ``rounds`` alternating turns, so both see the same machine load: per-face median ms of each."""
     from landmask.imageio import read_image
-    tools = {k: make_tool(k).landmarks for k in LANDMASK_TOOLS if k.endswith("-onnx")}
+    tools = {k: make_tool(k).landmarks for k in LANDMASK_TOOLS if k.endswith("-onnx") or k == "landmask-default"}
     dlib_tool = make_tool("dlib")
     tools["dlib"] = dlib_tool.landmarks
     # the predictor call alone, without reading its 68 points into Python (which every caller
@@ -216,13 +220,14 @@ def report(results, sizes, install_mb, args) -> str:
              f"{len(d['landmark_ms'])} faces of `{args.data}`; command:", "",
              f"    python benchmarks/bench.py --data {args.data} --faces {args.faces} --repeat {args.repeat} --seed-model {args.seed_model}", "",
              "| tool | landmark step, median ms/face | ratio to dlib (median of per-face ratios) | "
-             "640×480 photo: detect + landmarks + mask, median ms | NME % (own detector) | faces found | "
-             "NME % (same box: dlib's) | model file MB | peak memory MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "640×480 photo: detect + landmarks + mask, median ms | its ratio to dlib (median of per-photo ratios) | "
+             "NME % (own detector) | faces found | NME % (same box: dlib's) | model file MB | peak memory MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in by.items():
         ratio = np.median(np.array(r["landmark_ms"]) / np.array(d["landmark_ms"]))
+        pipe_ratio = np.median(np.array(r["pipeline_ms"]) / np.array(d["pipeline_ms"]))
         lines.append(f"| {name} | {np.median(r['landmark_ms']):.3f} | {ratio:.3f} | "
-                     f"{np.median(r['pipeline_ms']):.1f} | {100 * np.mean(r['nme_own_detector']):.2f} | "
+                     f"{np.median(r['pipeline_ms']):.1f} | {pipe_ratio:.3f} | {100 * np.mean(r['nme_own_detector']):.2f} | "
                      f"{r['found']}/{len(r['landmark_ms'])} | "
                      f"{100 * np.mean(r['nme_same_box']) if r['nme_same_box'] else float('nan'):.2f} | "
                      f"{sizes.get(name, float('nan')):.2f} | {r['peak_rss_mb']:.0f} |")
@@ -254,7 +259,7 @@ def main():
     ap.add_argument("--data", default="../shared/data/helen-68/testset")
     ap.add_argument("--faces", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=50)
-    ap.add_argument("--tools", nargs="+", default=["landmask-onnx", "landmask-int8-onnx", "landmask-fast-onnx", "landmask-fast-int8-onnx",
+    ap.add_argument("--tools", nargs="+", default=["landmask-default", "landmask-onnx", "landmask-int8-onnx", "landmask-fast-onnx", "landmask-fast-int8-onnx",
                                                    "landmask-tiny-onnx", "landmask-torch", "dlib", "seed"])
     ap.add_argument("--out", help="write the markdown table here")
     ap.add_argument("--seed-model", default="runs/seed-v1/model.safetensors",
@@ -287,8 +292,11 @@ def main():
                              capture_output=True, text=True).stdout
         args.paired = json.loads(out.strip().splitlines()[-1])
     m = ROOT / "landmask" / "models"
-    sizes = {k: (m / f"{model}.{'onnx' if b == 'onnx' else 'safetensors'}").stat().st_size / 1e6
-             for k, (model, b) in LANDMASK_TOOLS.items()}
+    from landmask.runtime import runtime_name
+    sizes = {}
+    for k, (model, backend, *_) in LANDMASK_TOOLS.items():
+        name = model or runtime_name("ibug68")
+        sizes[k] = (m / f"{name}.{'onnx' if backend == 'onnx' else 'safetensors'}").stat().st_size / 1e6
     sizes["dlib"] = dlib_predictor_path().stat().st_size / 1e6
     if "seed" in args.tools:
         sizes["seed"] = Path(args.seed_model).stat().st_size / 1e6

@@ -13,6 +13,7 @@ top-left pixel's centre at (0, 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -73,8 +74,11 @@ class Landmarker:
 
     def __init__(self, model: LandmarkModel, detector, refine: bool = True, flip: bool = False,
                  min_overlap: float = 0.3, min_face: float | None = None, max_faces: int | None = None,
-                 min_score: float | None = None):
+                 min_score: float | None = None, scout: LandmarkModel | None = None):
         self.model, self.detector = model, detector
+        # a smaller model for the first landmark pass on detector candidates (only with ``refine``):
+        # it only frames each candidate for the landmark model's own pass, which the face check judges
+        self.scout = scout
         self.refine, self.flip, self.min_overlap = refine, flip, min_overlap
         # --min-face PX (landmark box's longer side), --max-faces N (largest first), --min-score
         self.min_face, self.max_faces, self.min_score = min_face, max_faces, min_score
@@ -148,8 +152,10 @@ class Landmarker:
         when the detector's box was off).  A first crop far below the check's bar is dropped at once,
         saving its second pass: detector candidates on texture (the faces found in helen-68/trainset,
         lfpw-68/trainset and the dlib photos score 0.109 and up there with ibug68, whose bar is
-        0.1325, and 0.6 of it is 0.08)."""
-        faces = self.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], floor=FIRST_PASS_FLOOR)
+        0.1325, and 0.6 of it is 0.08).  With a ``scout`` model, the first pass is the scout's (and
+        the floor a fraction of its own bar)."""
+        first = self if self.scout is None else Landmarker(self.scout, self.detector, refine=False, flip=self.flip)
+        faces = first.landmarks(image, [d.landmark_box for d in dets], [d.score for d in dets], floor=FIRST_PASS_FLOOR)
         kept = [f for f in faces if G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
         return self.predict(image, [G.points_box(f.points) for f in kept], [f.score for f in kept])
 
@@ -192,20 +198,51 @@ class Landmarker:
 
 def load(model=None, detector: str = "landmask", threads: int | None = None,
          refine: bool = True, flip: bool = False, detect_size: int | None = None, min_face: float | None = None,
-         max_faces: int | None = None, min_score: float | None = None) -> Landmarker:
+         max_faces: int | None = None, min_score: float | None = None, scout="auto") -> Landmarker:
     """A ready Landmarker: ``model`` is ``ibug68`` (default), ``kaggle15`` or a model file;
     ``detector`` is ``landmask`` (default), ``haar`` or ``dlib``.  ``min_face``: faces smaller
     than this many pixels (the landmarks' box, longer side) are not looked for or kept;
-    ``max_faces``: keep only the N largest; ``min_score``: the least detector score kept."""
+    ``max_faces``: keep only the N largest; ``min_score``: the least detector score kept;
+    ``scout``: the model of the first landmark pass on detector candidates (``auto``: the shipped
+    ibug68-fast(-int8) for the shipped ibug68 and ibug68-int8, none for other models; ``none``; or a model)."""
     from landmask.detect import detector_options, get_detector
     for name, v in (("--threads", threads), ("--max-faces", max_faces)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
             raise LandmaskError(f"{name} {v!r}: must be 1 or more (a whole number)")
     opts = detector_options(detector, threads=threads, detect_size=detect_size, min_face=min_face,
                             min_score=min_score)
-    return Landmarker(load_model(model, "ibug68", threads=threads),
-                      get_detector(detector, **opts), refine=refine, flip=flip, min_face=min_face,
-                      max_faces=max_faces, min_score=min_score)
+    lm = load_model(model, "ibug68", threads=threads)
+    return Landmarker(lm, get_detector(detector, **opts), refine=refine, flip=flip, min_face=min_face,
+                      max_faces=max_faces, min_score=min_score, scout=scout_model(scout, lm, threads))
+
+
+# the shipped models the shipped scout frames candidates for, and the scout (run as runtime_name
+# picks: ibug68-fast-int8 on a CPU with 8-bit dot products); measured in docs/benchmarks.md, sixteenth session
+SCOUTED = ("ibug68", "ibug68-int8")
+SCOUT = "ibug68-fast"
+
+
+def scout_model(scout, model: LandmarkModel, threads: int | None = None) -> LandmarkModel | None:
+    """The first-pass model for ``model``: ``scout`` is ``auto`` (the shipped ibug68-fast, or its
+    8-bit export where the CPU has 8-bit dot products, when ``model`` is a shipped SCOUTED model),
+    ``none``/None, a model name or file, or a LandmarkModel.
+    A scout must use the landmark model's point scheme, one whose points span the face."""
+    from landmask.runtime import MODELS_DIR, runtime_name
+    if scout is None or scout == "none":
+        return None
+    if isinstance(scout, str) and scout == "auto":
+        shipped = {(MODELS_DIR / f"{n}{suffix}").resolve() for n in SCOUTED for suffix in (".onnx", ".safetensors")}
+        if Path(model.path).resolve() not in shipped:
+            return None
+        scout = runtime_name(SCOUT)
+    try:
+        s = load_model(scout, model.scheme.name, threads=threads)
+    except LandmaskError as e:   # its message names --model
+        raise LandmaskError(str(e).replace("--model", "--scout", 1)) from None
+    if s.scheme.name != model.scheme.name or not s.scheme.spans_face:
+        raise LandmaskError(f"--scout {scout}: a {s.scheme.name} model; the scout must be a model of the landmark "
+                            f"model's {model.scheme.name} points, which span the face (or none)")
+    return s
 
 
 def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, face=None,

@@ -125,10 +125,17 @@ def cmd_train(a):
     return 0
 
 
+SCOUT_HELP = ("model of the first landmark pass on detector candidates, which only frames each one for the "
+              "landmark model's own pass (default auto: ibug68-fast, run as ibug68-fast-int8 on CPUs with 8-bit "
+              "dot products, for the shipped ibug68 and ibug68-int8; none: the landmark model itself)")
+
+
 def add_runtime_options(p):
-    p.add_argument("--model", help="landmark model: ibug68 (default), ibug68-int8, ibug68-fast, ibug68-fast-int8, "
-                                   "ibug68-tiny, kaggle15, or a model file")
+    p.add_argument("--model", help="landmark model: ibug68, ibug68-int8, ibug68-fast, ibug68-fast-int8, ibug68-tiny, "
+                                   "kaggle15, or a model file (default: ibug68, run as ibug68-int8 on CPUs with 8-bit "
+                                   "dot products, AVX-512 VNNI / AVX-VNNI / Arm dotprod)")
     p.add_argument("--detector", default="landmask", help="face detector: landmask (default), haar, dlib")
+    p.add_argument("--scout", default="auto", metavar="MODEL", help=SCOUT_HELP)
     p.add_argument("--detect-size", type=int, help="run landmask's detector at one scale, the image's longer side "
                                                    "scaled to this (default: an image pyramid, faces of any size)")
     p.add_argument("--min-face", type=float, metavar="PX", help="smallest face to find, in pixels (the landmarks' box; "
@@ -178,7 +185,7 @@ def make_landmarker(a):
     from landmask.api import load
     from landmask.torch_backend import load_landmark_model   # ONNX; a run folder's .safetensors in PyTorch
     return load(load_landmark_model(a.model, threads=a.threads), a.detector, threads=a.threads, detect_size=a.detect_size,
-                min_face=a.min_face, max_faces=a.max_faces, min_score=a.min_score)
+                min_face=a.min_face, max_faces=a.max_faces, min_score=a.min_score, scout=a.scout)
 
 
 def add_mask(sub):
@@ -530,6 +537,7 @@ def add_evaluate(sub):
                    help="face boxes from the ground-truth points, or from the face detector")
     p.add_argument("--flip", action="store_true", help="test-time flip averaging")
     p.add_argument("--detector", default="landmask", help="with --boxes detect: landmask, haar or dlib")
+    p.add_argument("--scout", default="auto", metavar="MODEL", help="with --boxes detect: " + SCOUT_HELP)
     p.add_argument("--backend", choices=["onnx", "torch"])
     p.add_argument("--threads", type=int)
     p.add_argument("--json", metavar="FILE", help="write the results as JSON (- for stdout)")
@@ -554,7 +562,7 @@ def cmd_evaluate(a):
     from functools import partial
     from landmask.torch_backend import load_landmark_model
     r = evaluate(a.data, a.model, a.boxes, flip=a.flip, ced_path=a.ced or None, threads=a.threads,
-                 detector=detector, load_model=partial(load_landmark_model, backend=a.backend),
+                 detector=detector, scout=a.scout, load_model=partial(load_landmark_model, backend=a.backend),
                  reporter=console(a))
     if a.json == "-":
         print(json.dumps(r, indent=1))
@@ -567,7 +575,8 @@ def cmd_evaluate(a):
 
 def format_table(r: dict) -> str:
     lines = [f"model {r['model']} ({r['scheme']}, {r['backend']}) on {r['data']} ({r['data_scheme']}), "
-             f"boxes from {r['boxes']}" + (", flip" if r["flip"] else "")]
+             f"boxes from {r['boxes']}" + (", flip" if r["flip"] else "")
+             + (f", first pass by {Path(r['scout']).name}" if r.get("scout") else "")]
     keys = [("n_faces", "faces", "{:d}"), ("detected_percent", "detected %", "{:.2f}"),
             ("nme_percent", "NME %", "{:.3f}"), ("rmse_px96", "RMSE (Kaggle px)", "{:.3f}"),
             ("failure_percent", "failures (NME>8%) %", "{:.2f}"), ("auc8", "AUC@8%", "{:.4f}"),
@@ -702,7 +711,7 @@ def cmd_serve(a):
                    ("--max-megapixels", a.max_megapixels), ("--timeout", a.timeout)):
         if not v > 0 or (opt == "--port" and v > 65535):
             raise LandmaskError(f"{opt} {v}: must be positive" + (" and at most 65535" if opt == "--port" else ""))
-    settings = Settings(model=a.model, detector=a.detector, detect_size=a.detect_size, min_face=a.min_face,
+    settings = Settings(model=a.model, detector=a.detector, scout=a.scout, detect_size=a.detect_size, min_face=a.min_face,
                         max_faces=a.max_faces, min_score=a.min_score, threads=a.threads or 1,
                         max_upload_bytes=int(a.max_upload_mb * 2**20), max_pixels=int(a.max_megapixels * 1e6),
                         timeout_s=a.timeout)

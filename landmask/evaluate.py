@@ -23,11 +23,12 @@ def default_scheme_for(data_scheme: str) -> str:
 
 
 def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced_path=None,
-             threads: int | None = None, detector=None, load_model=load,
+             threads: int | None = None, detector=None, load_model=load, scout="auto",
              reporter: Reporter = Reporter()) -> dict:
     """Evaluate ``model`` (a path, a shipped name, or None for the data scheme's default) on the
     data set at ``data``.  ``boxes``: ``landmarks`` (box from the ground-truth points) or ``detect``
-    (the face detector's box, matched to the annotated face)."""
+    (the face detector's box, matched to the annotated face); ``scout``: with ``detect``, the model
+    of the first landmark pass on the detector's candidates (landmask.api.scout_model)."""
     if boxes not in ("landmarks", "detect"):
         raise LandmaskError(f"--boxes {boxes!r}: choose landmarks or detect")
     samples = load_dataset(data)
@@ -41,9 +42,9 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
         raise LandmaskError(f"model scheme {lm.scheme.name} cannot be scored on {data_scheme} data")
     pipeline = None
     if boxes == "detect":
-        from landmask.api import Landmarker
+        from landmask.api import Landmarker, scout_model
         from landmask.detect import get_detector
-        pipeline = Landmarker(lm, detector or get_detector())
+        pipeline = Landmarker(lm, detector or get_detector(), flip=flip, scout=scout_model(scout, lm, threads))
 
     t0 = time.perf_counter()
     r = _predict_faces(samples, data_scheme, lm, pipeline, flip, reporter)
@@ -62,6 +63,7 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     if boxes == "detect":
         result["detected_percent"] = 100.0 * len(preds) / (len(preds) + n_missed)
         result["detector"] = getattr(pipeline.detector, "name", type(pipeline.detector).__name__)
+        result["scout"] = None if pipeline.scout is None else str(pipeline.scout.path)
     if skipped:
         result["skipped"] = skipped
     # scored on their known points only / annotated beyond the image's edge: said, not hidden

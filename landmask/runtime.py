@@ -23,14 +23,49 @@ MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODELS = ("ibug68", "kaggle15")          # the default model of each scheme, by scheme name
 # every model in MODELS_DIR, by name
 SHIPPED_MODELS = DEFAULT_MODELS + ("ibug68-fast", "ibug68-tiny", "ibug68-int8", "ibug68-fast-int8")
+# a default model that runs as its shipped 8-bit export where the CPU has 8-bit dot products
+INT8_EXPORTS = {"ibug68": "ibug68-int8", "ibug68-fast": "ibug68-fast-int8"}
+# /proc/cpuinfo flags of 8-bit dot-product instructions: x86 AVX-512 VNNI and AVX-VNNI, Arm's dot product
+INT8_DOT_FLAGS = {"avx512_vnni", "avx_vnni", "asimddp"}
+
+
+@functools.cache
+def int8_dot_product() -> bool:
+    """Whether this CPU has 8-bit dot-product instructions (INT8_DOT_FLAGS; Linux's /proc/cpuinfo).
+    There ONNX Runtime runs an 8-bit model in about half the float time with the float's points
+    (docs/benchmarks.md); without them x86 CPUs multiply 8-bit values in 16-bit sums that can
+    saturate, so landmask's defaults stay float there (and where the flags cannot be read)."""
+    try:
+        return has_int8_dot(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return False
+
+
+def has_int8_dot(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text lists an 8-bit dot-product flag (INT8_DOT_FLAGS) on its
+    ``flags`` (x86) or ``Features`` (Arm) lines."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & INT8_DOT_FLAGS)
+
+
+def runtime_name(name: str) -> str:
+    """The shipped model a shipped name runs as by default: its 8-bit export on a CPU with 8-bit
+    dot products (INT8_EXPORTS), else itself."""
+    return INT8_EXPORTS.get(name, name) if int8_dot_product() else name
 
 
 def resolve_model_path(model: str | Path | None, scheme: str = "ibug68", prefer: str = ".onnx") -> Path:
     """The one place a model reference is resolved.  ``model``: a shipped model name (one of
     SHIPPED_MODELS), a model file, a training run folder, or None (the default model of ``scheme``)
     → the file to load.  For a name or run folder holding both an ONNX and a .safetensors file,
-    ``prefer`` picks the suffix (run time: ``.onnx``; training and export: ``.safetensors``)."""
-    name = str(model) if model is not None else scheme
+    ``prefer`` picks the suffix (run time: ``.onnx``; training and export: ``.safetensors``).
+    The default (None) at run time is ``runtime_name`` of the scheme's: ibug68 runs as ibug68-int8
+    on a CPU with 8-bit dot products; a model named is always that model."""
+    name = str(model) if model is not None else (runtime_name(scheme) if prefer == ".onnx" else scheme)
     other = ".safetensors" if prefer == ".onnx" else ".onnx"
     if name in SHIPPED_MODELS:
         stem = MODELS_DIR / name

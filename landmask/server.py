@@ -45,6 +45,7 @@ class Settings:
     """Everything the server is configured by: the models and every limit."""
     model: str | None = None             # landmark model (None: the default ibug68)
     detector: str = "landmask"
+    scout: str = "auto"                  # first-pass model (landmask.load's scout)
     detect_size: int | None = None
     min_face: float | None = None         # detector options, as landmask.load takes them
     max_faces: int | None = None
@@ -425,7 +426,7 @@ def stream_frame(masker, data: bytes, t: float, max_pixels: int):
 # ---------------------------------------------------------------- running it
 
 def load_landmarker(settings: Settings):
-    return landmask.load(settings.model, settings.detector, threads=settings.threads,
+    return landmask.load(settings.model, settings.detector, threads=settings.threads, scout=settings.scout,
                          detect_size=settings.detect_size, min_face=settings.min_face,
                          max_faces=settings.max_faces, min_score=settings.min_score)
 

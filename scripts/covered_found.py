@@ -18,10 +18,11 @@ from landmask.imageio import to_grey
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data")
-    ap.add_argument("--model", default="ibug68")
+    ap.add_argument("--model", help="default: landmask's")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scout", default="auto", help="the first-pass model (auto, none or a model)")
     a = ap.parse_args()
-    pipe = landmask.load(a.model)
+    pipe = landmask.load(a.model, scout=a.scout)
     rng = np.random.default_rng(a.seed)
     found = {"clean": 0, "covered": 0}
     samples = load_dataset(a.data)
@@ -32,7 +33,7 @@ def main():
             truth = G.points_box(s.points)
             found[name] += any(G.box_iou(G.points_box(f.points), truth) > 0.5 for f in pipe.faces(img))
     n = len(samples)
-    print(f"{a.model} on {a.data}: found {found['clean']}/{n} faces as they are, "
+    print(f"{pipe.model.path.name} (first pass: {pipe.scout.path.name if pipe.scout else 'its own'}) on {a.data}: found {found['clean']}/{n} faces as they are, "
           f"{found['covered']}/{n} with the mouth or an eye covered ({100 * found['covered'] / n:.1f} %)")
 
 

@@ -93,7 +93,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path, help="the shared data folder (../shared/data)")
     ap.add_argument("--detector", default="landmask")
-    ap.add_argument("--model", default="ibug68", help="the landmark model (its face check judges the candidates)")
+    ap.add_argument("--model", help="the landmark model (its face check judges the candidates; default: landmask's)")
+    ap.add_argument("--scout", default="auto", help="the first-pass model (auto, none or a model)")
     ap.add_argument("--detect-size", type=int)
     ap.add_argument("--min-score", type=float)
     ap.add_argument("--min-face", type=float)
@@ -107,11 +108,12 @@ def main():
     root = a.data
     opts = {k: v for k, v in (("detect_size", a.detect_size), ("min_score", a.min_score), ("min_face", a.min_face))
             if v is not None}
-    lm = landmask.load(a.model, detector=a.detector, **opts)
+    lm = landmask.load(a.model, detector=a.detector, scout=a.scout, **opts)
     if a.detector_model:
         from landmask.detect import LandmaskDetector, detector_options
         lm.detector = LandmaskDetector(a.detector_model, **detector_options("landmask", **opts))
-    report = {"detector": a.detector_model or a.detector, **opts}
+    report = {"detector": a.detector_model or a.detector, "model": str(lm.model.path),
+              "scout": None if lm.scout is None else str(lm.scout.path), **opts}
 
     if not a.speed_only:
         accuracy(lm, root, a, report, log)

