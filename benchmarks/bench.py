@@ -97,8 +97,10 @@ class DlibTool:
 # landmask tools: name → (shipped model, backend[, scout]).  landmask-default: no model named, as the
 # CLI runs it (ibug68, as ibug68-int8 on a CPU with 8-bit dot products, and its scout);
 # landmask-onnx-no-scout: the float ibug68 doing every landmark pass itself (the default before the
-# sixteenth session)
+# sixteenth session); landmask-float: the default on a CPU without 8-bit dot products (float ibug68,
+# float ibug68-fast scout)
 LANDMASK_TOOLS = {"landmask-default": (None, "onnx"), "landmask-onnx-no-scout": ("ibug68", "onnx", "none"),
+                  "landmask-float": ("ibug68", "onnx", "ibug68-fast"),
                   "landmask-onnx": ("ibug68", "onnx"), "landmask-int8-onnx": ("ibug68-int8", "onnx"),
                   "landmask-fast-onnx": ("ibug68-fast", "onnx"), "landmask-fast-int8-onnx": ("ibug68-fast-int8", "onnx"),
                   "landmask-tiny-onnx": ("ibug68-tiny", "onnx"), "landmask-torch": ("ibug68", "torch")}
@@ -285,7 +287,7 @@ def main():
                               str(args.faces), "--repeat", str(args.repeat)], env=env, check=True,
                              capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
-    if "landmask-onnx" in args.tools and "dlib" in args.tools:
+    if "dlib" in args.tools and any(t in LANDMASK_TOOLS for t in args.tools):
         print("running the landmask ONNX models and dlib interleaved ...", file=sys.stderr, flush=True)
         out = subprocess.run([sys.executable, __file__, "--one", "paired", "--data", args.data, "--faces",
                               str(args.faces), "--repeat", str(args.repeat)], env=env, check=True,
