@@ -26,7 +26,9 @@ learns what the pipeline will see:
   ``--negative-photos``) pasted on.
 
 The candidates are mined without ``--flip``; with ``--flip`` the check scores the flip-averaged
-confidences (close, not measured separately).  Only refined crops are judged by it: without
+confidences (close, not measured separately).  They are mined without a scout (the model's own first
+pass); since the sixteenth session the pipeline's first pass is a scout's, which frames candidates
+a little differently, with the same faces found (MODELS.md, "The scout").  Only refined crops are judged by it: without
 refinement the plain bar decides.
 
 Its threshold keeps all but ``KEEP_LOSS`` % of the clean training faces, judged by cross-validation
