@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from landmask.runtime import runtime_name  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "helen-68" / "testset"
 EFFECTS = [{}, {"lips": "blur", "eyes": "none"}, {"lips": "color:#b0123a@0.6", "eyes": "pixelate"},
@@ -223,7 +225,7 @@ def main():
 
     lat = np.array([dt for _, dt in results]) * 1000
     report = {
-        "clients": a.clients, "duration_s": round(wall, 2), "workers": a.workers, "model": a.model or "ibug68",
+        "clients": a.clients, "duration_s": round(wall, 2), "workers": a.workers, "model": a.model or runtime_name("ibug68"),
         "detect_size": a.detect_size, "commit": git_commit(),
         "photos": f"{len(photos)} × 640×480 JPEG", "requests": len(results) + len(errors), "ok": len(results),
         "errors": len(errors), "requests_per_s": round(len(results) / wall, 1),

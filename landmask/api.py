@@ -204,7 +204,9 @@ def load(model=None, detector: str = "landmask", threads: int | None = None,
     than this many pixels (the landmarks' box, longer side) are not looked for or kept;
     ``max_faces``: keep only the N largest; ``min_score``: the least detector score kept;
     ``scout``: the model of the first landmark pass on detector candidates (``auto``: the shipped
-    ibug68-fast(-int8) for the shipped ibug68 and ibug68-int8, none for other models; ``none``; or a model)."""
+    ibug68-fast for the shipped ibug68, ibug68-fast-int8 for ibug68-int8, none for other models;
+    ``none``; or a model).  With no ``model``: ibug68, run as ibug68-int8 on a CPU with 8-bit dot
+    products (landmask.runtime.runtime_name)."""
     from landmask.detect import detector_options, get_detector
     for name, v in (("--threads", threads), ("--max-faces", max_faces)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
@@ -213,35 +215,56 @@ def load(model=None, detector: str = "landmask", threads: int | None = None,
                             min_score=min_score)
     lm = load_model(model, "ibug68", threads=threads)
     return Landmarker(lm, get_detector(detector, **opts), refine=refine, flip=flip, min_face=min_face,
-                      max_faces=max_faces, min_score=min_score, scout=scout_model(scout, lm, threads))
+                      max_faces=max_faces, min_score=min_score,
+                      scout=scout_model(scout if refine else None, lm, threads))   # only refining pipelines scout
 
 
-# the shipped models the shipped scout frames candidates for, and the scout (run as runtime_name
-# picks: ibug68-fast-int8 on a CPU with 8-bit dot products); measured in docs/benchmarks.md, sixteenth session
-SCOUTED = ("ibug68", "ibug68-int8")
-SCOUT = "ibug68-fast"
+# the shipped models the shipped scout frames candidates for → their scout: the float network gets
+# the float scout, the 8-bit one the 8-bit scout (measured: docs/benchmarks.md, sixteenth session)
+SCOUTS = {"ibug68": "ibug68-fast", "ibug68-int8": "ibug68-fast-int8"}
+
+
+def auto_scout(model_path) -> str:
+    """What ``--scout auto`` means for a landmark model file: the name of its shipped scout
+    (SCOUTS), or ``none`` for a model that is not a shipped SCOUTS one."""
+    from landmask.runtime import MODELS_DIR
+    path = Path(model_path).resolve()
+    for name, scout in SCOUTS.items():
+        if path in {(MODELS_DIR / f"{name}{suffix}").resolve() for suffix in (".onnx", ".safetensors")}:
+            return scout
+    return "none"
 
 
 def scout_model(scout, model: LandmarkModel, threads: int | None = None) -> LandmarkModel | None:
-    """The first-pass model for ``model``: ``scout`` is ``auto`` (the shipped ibug68-fast, or its
-    8-bit export where the CPU has 8-bit dot products, when ``model`` is a shipped SCOUTED model),
-    ``none``/None, a model name or file, or a LandmarkModel.
+    """The first-pass model for ``model``: ``scout`` is ``auto`` (``auto_scout``: ibug68-fast for
+    the shipped ibug68, ibug68-fast-int8 for ibug68-int8, none for other models), ``none``/None,
+    a model name, file or run folder (a .safetensors one runs in PyTorch), or a LandmarkModel.
     A scout must use the landmark model's point scheme, one whose points span the face."""
-    from landmask.runtime import MODELS_DIR, runtime_name
+    from landmask.runtime import resolve_model_path
+    if isinstance(scout, str) and scout == "auto":
+        scout = auto_scout(model.path)
     if scout is None or scout == "none":
         return None
-    if isinstance(scout, str) and scout == "auto":
-        shipped = {(MODELS_DIR / f"{n}{suffix}").resolve() for n in SCOUTED for suffix in (".onnx", ".safetensors")}
-        if Path(model.path).resolve() not in shipped:
-            return None
-        scout = runtime_name(SCOUT)
-    try:
-        s = load_model(scout, model.scheme.name, threads=threads)
-    except LandmaskError as e:   # its message names --model
-        raise LandmaskError(str(e).replace("--model", "--scout", 1)) from None
-    if s.scheme.name != model.scheme.name or not s.scheme.spans_face:
+    if not model.scheme.spans_face:
+        raise LandmaskError(f"--scout {scout}: a {model.scheme.name} model's points do not span the face, so its "
+                            "faces get no refining pass to scout for; give --scout none (or leave it out)")
+    if isinstance(scout, LandmarkModel):
+        s = scout
+    else:
+        try:
+            path = resolve_model_path(scout, model.scheme.name)
+            if path.suffix == ".safetensors":   # a training run's file: PyTorch, as --model runs it
+                from landmask.torch_backend import load_torch_model
+                s = load_torch_model(path, threads, model.scheme.name)
+            else:
+                s = load_model(path, model.scheme.name, threads=threads)
+        except LandmaskError as e:   # name the option: messages that begin with --model, or with the file
+            msg = str(e)
+            raise LandmaskError("--scout" + msg[len("--model"):] if msg.startswith("--model")
+                                else f"--scout {scout}: {msg}") from None
+    if s.scheme.name != model.scheme.name:
         raise LandmaskError(f"--scout {scout}: a {s.scheme.name} model; the scout must be a model of the landmark "
-                            f"model's {model.scheme.name} points, which span the face (or none)")
+                            f"model's {model.scheme.name} points (or none)")
     return s
 
 

@@ -126,8 +126,8 @@ def cmd_train(a):
 
 
 SCOUT_HELP = ("model of the first landmark pass on detector candidates, which only frames each one for the "
-              "landmark model's own pass (default auto: ibug68-fast, run as ibug68-fast-int8 on CPUs with 8-bit "
-              "dot products, for the shipped ibug68 and ibug68-int8; none: the landmark model itself)")
+              "landmark model's own pass (default auto: ibug68-fast for the shipped ibug68, ibug68-fast-int8 for "
+              "ibug68-int8, none for other models; none: the landmark model itself)")
 
 
 def add_runtime_options(p):
@@ -284,7 +284,16 @@ def runtime_options(a) -> argparse.Namespace:
     pickles (the full one may hold a reporter and its stream)."""
     p = argparse.ArgumentParser(add_help=False)
     add_runtime_options(p)
-    return argparse.Namespace(**{x.dest: getattr(a, x.dest, x.default) for x in p._actions})
+    ns = argparse.Namespace(**{x.dest: getattr(a, x.dest, x.default) for x in p._actions})
+    # the default model and its scout are decided here, once, from this machine's CPU: every worker
+    # (a pool's, a cluster's on other machines) then runs the same files and writes the same bytes
+    from landmask.api import SCOUTS
+    from landmask.runtime import runtime_name
+    if ns.model is None:
+        ns.model = runtime_name("ibug68")
+    if ns.scout == "auto" and ns.model in SCOUTS:
+        ns.scout = SCOUTS[ns.model]
+    return ns
 
 
 def split_videos(inputs) -> tuple[list, list]:
@@ -532,7 +541,8 @@ def add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a model on an annotated data set", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="annotated data set (format found by itself)")
-    p.add_argument("--model", help="model file, run folder or shipped name (default: the data scheme's)")
+    p.add_argument("--model", help="model file, run folder or shipped name (default: the data scheme's; ibug68 "
+                                   "runs as ibug68-int8 on CPUs with 8-bit dot products)")
     p.add_argument("--boxes", default="landmarks", choices=["landmarks", "detect"],
                    help="face boxes from the ground-truth points, or from the face detector")
     p.add_argument("--flip", action="store_true", help="test-time flip averaging")

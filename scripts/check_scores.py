@@ -27,7 +27,8 @@ def main() -> None:
     check = lm.learned_check
     if check is None or check.get("kind", "hog") != "hog":
         raise SystemExit(f"{a.model}: no learned HOG face check")
-    pipe = Landmarker(lm, landmask.load().detector)
+    from landmask.api import scout_model
+    pipe = Landmarker(lm, landmask.load().detector, scout=scout_model("auto", lm))   # as the pipeline frames them
     w = np.asarray(check["weights"])
     print(f"threshold {check['threshold']}, judged from face confidence {check['min_confidence']}")
     for path in a.photos:

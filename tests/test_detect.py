@@ -166,6 +166,8 @@ def test_the_scout_frames_the_candidates_and_the_landmark_model_places_the_point
 
 
 @pytest.mark.parametrize("model, scout, expected", [("kaggle15", "auto", None), ("ibug68-tiny", "auto", None),
+                                                    ("ibug68", "auto", "ibug68-fast.onnx"),
+                                                    ("ibug68-int8", "auto", "ibug68-fast-int8.onnx"),
                                                     ("ibug68", "ibug68-tiny", "ibug68-tiny.onnx"),
                                                     ("ibug68-int8", "none", None)])
 def test_which_models_get_a_scout(model, scout, expected):
@@ -175,7 +177,8 @@ def test_which_models_get_a_scout(model, scout, expected):
 
 
 @pytest.mark.parametrize("scout, message", [("kaggle15", "--scout kaggle15: a kaggle15 model"),
-                                            ("nosuch.onnx", "--scout nosuch.onnx: no such file")])
+                                            ("nosuch.onnx", "--scout nosuch.onnx: no such file"),
+                                            ("landmask/models/detector.onnx", "--scout landmask/models/detector.onnx: ")])
 def test_a_bad_scout_is_refused_by_name(scout, message, tmp_path, capsys):
     import landmask
     from landmask.cli import main
@@ -715,3 +718,17 @@ def test_a_min_score_must_be_a_number_and_a_stored_one_a_score(tmp_path):
         with pytest.raises(LandmaskError, match="edited.onnx: its min_score .* is not a score"):
             LandmaskDetector(path)
         assert LandmaskDetector(path, threshold=0.5).threshold == 0.5     # an explicit --min-score still works
+
+
+def test_the_default_model_and_scout_are_decided_once_for_every_worker(monkeypatch):
+    """runtime_options (what --jobs and --scheduler workers receive) names the files this CPU
+    picks, so a worker on another CPU runs the same ones."""
+    import argparse
+    from landmask import runtime
+    from landmask.cli import runtime_options
+    for has, model, scout in ((True, "ibug68-int8", "ibug68-fast-int8"), (False, "ibug68", "ibug68-fast")):
+        monkeypatch.setattr(runtime, "int8_dot_product", lambda has=has: has)
+        ns = runtime_options(argparse.Namespace(model=None, scout="auto"))
+        assert (ns.model, ns.scout) == (model, scout)
+    ns = runtime_options(argparse.Namespace(model="ibug68-tiny", scout="auto"))
+    assert (ns.model, ns.scout) == ("ibug68-tiny", "auto")
