@@ -21,7 +21,7 @@ from landmask import geometry as G
 from landmask.errors import LandmaskError
 from landmask.imageio import check_image, pixels, to_grey
 from landmask.masking import face_list, hidden_parts, mask_image, part_polygons
-from landmask.runtime import LandmarkModel, load as load_model
+from landmask.runtime import INT8_EXPORTS, LandmarkModel, load as load_model
 from landmask.schemes import get_scheme
 
 
@@ -219,9 +219,10 @@ def load(model=None, detector: str = "landmask", threads: int | None = None,
                       scout=scout_model(scout if refine else None, lm, threads))   # only refining pipelines scout
 
 
-# the shipped models the shipped scout frames candidates for → their scout: the float network gets
-# the float scout, the 8-bit one the 8-bit scout (measured: docs/benchmarks.md, sixteenth session)
-SCOUTS = {"ibug68": "ibug68-fast", "ibug68-int8": "ibug68-fast-int8"}
+# the shipped models the shipped scout frames candidates for → their scout (measured: docs/benchmarks.md,
+# sixteenth session), and each one's 8-bit export → the scout's 8-bit export
+SCOUTS = {"ibug68": "ibug68-fast"}
+SCOUTS.update({INT8_EXPORTS[m]: INT8_EXPORTS[s] for m, s in SCOUTS.items()})
 
 
 def auto_scout(model_path) -> str:
