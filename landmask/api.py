@@ -236,11 +236,13 @@ def auto_scout(model_path) -> str:
     return "none"
 
 
-def scout_model(scout, model: LandmarkModel, threads: int | None = None) -> LandmarkModel | None:
+def scout_model(scout, model: LandmarkModel, threads: int | None = None, loader=None) -> LandmarkModel | None:
     """The first-pass model for ``model``: ``scout`` is ``auto`` (``auto_scout``: ibug68-fast for
     the shipped ibug68, ibug68-fast-int8 for ibug68-int8, none for other models), ``none``/None,
     a model name, file or run folder (a .safetensors one runs in PyTorch), or a LandmarkModel.
-    A scout must use the landmark model's point scheme, one whose points span the face."""
+    A scout must use the landmark model's point scheme, one whose points span the face.
+    ``loader(ref, scheme, threads=)``: how to load it instead (``evaluate --backend`` runs the
+    scout on the landmark model's backend)."""
     from landmask.runtime import resolve_model_path
     if isinstance(scout, str) and scout == "auto":
         scout = auto_scout(model.path)
@@ -254,7 +256,9 @@ def scout_model(scout, model: LandmarkModel, threads: int | None = None) -> Land
     else:
         try:
             path = resolve_model_path(scout, model.scheme.name)
-            if path.suffix == ".safetensors":   # a training run's file: PyTorch, as --model runs it
+            if loader is not None:
+                s = loader(scout, model.scheme.name, threads=threads)
+            elif path.suffix == ".safetensors":   # a training run's file: PyTorch, as --model runs it
                 from landmask.torch_backend import load_torch_model
                 s = load_torch_model(path, threads, model.scheme.name)
             else:

@@ -31,6 +31,9 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     of the first landmark pass on the detector's candidates (landmask.api.scout_model)."""
     if boxes not in ("landmarks", "detect"):
         raise LandmaskError(f"--boxes {boxes!r}: choose landmarks or detect")
+    if boxes != "detect" and scout != "auto":
+        raise LandmaskError(f"--scout {scout}: a scout only frames detector candidates; it is used with "
+                            "--boxes detect (leave --scout out with --boxes landmarks)")
     samples = load_dataset(data)
     if not samples:
         raise LandmaskError(f"{data}: no annotated faces")
@@ -44,7 +47,8 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     if boxes == "detect":
         from landmask.api import Landmarker, scout_model
         from landmask.detect import get_detector
-        pipeline = Landmarker(lm, detector or get_detector(), flip=flip, scout=scout_model(scout, lm, threads))
+        scout = scout_model(scout, lm, threads, loader=None if load_model is load else load_model)
+        pipeline = Landmarker(lm, detector or get_detector(), flip=flip, scout=scout)
 
     t0 = time.perf_counter()
     r = _predict_faces(samples, data_scheme, lm, pipeline, flip, reporter)

