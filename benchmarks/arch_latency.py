@@ -20,15 +20,18 @@ from timing import median_ms  # benchmarks/timing.py
 
 
 def multiply_adds(model, size: int) -> int:
-    """Convolution multiply-adds of one forward pass at batch 1."""
+    """Convolution and linear-layer multiply-adds of one forward pass at batch 1."""
     import torch
     total = 0
 
     def hook(mod, _inp, out):
         nonlocal total
-        total += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        if isinstance(mod, torch.nn.Linear):
+            total += out.numel() * mod.in_features
+        else:
+            total += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
 
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     with torch.no_grad():
         model(torch.zeros(1, 1, size, size))
     for h in hooks:

@@ -126,9 +126,10 @@ def load_init_weights(model, mcfg, path) -> None:
     size may differ: lmnet is fully convolutional and its soft-argmax works on any heatmap size.
     An lmnet may also be deeper (more blocks at 1/8 or 1/16): the blocks the init model lacks start
     as identities (their last batch-norm scale is zero, so block(x) = relu(x) = x), and the model
-    first computes exactly what the init model did.  It may also have the other head stride: the
-    encoder and the 1/8 top-down block are kept, and the layers after them (the 1/4 path, the
-    heatmap convolution) start fresh or are dropped."""
+    first computes exactly what the init model did.  It may also have the other head stride or
+    head: the encoder and the 1/8 top-down block are kept, and the layers after them (the 1/4 path,
+    the heatmap convolution, the simcc layers) start fresh or are dropped; a simcc head's layers,
+    sized by the input, also start fresh when the input size changes."""
     from safetensors.torch import load_file
     from landmask.model import ModelConfig
     theirs = ModelConfig(**read_meta(path)["model"]).to_dict()   # fields newer than the file: defaults
@@ -136,15 +137,18 @@ def load_init_weights(model, mcfg, path) -> None:
     lmnet = ours["arch"] == "lmnet"
     free = {"input_size"} if lmnet else set()
     grow = {k for k in ("depth8", "depth16") if lmnet and theirs.get(k) is not None and theirs[k] < ours[k]}
-    rehead = lmnet and theirs["head_stride"] != ours["head_stride"]
+    rehead = lmnet and (theirs["head_stride"], theirs["head"]) != (ours["head_stride"], ours["head"])
     if rehead:
-        free.add("head_stride")
+        free |= {"head_stride", "head"}
     diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v and k not in free | grow}
     if diff:
         raise LandmaskError(f"--init {path}: its model differs from this run's: "
                             + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items()))
     state = load_file(str(path))
-    head = ("lat4.", "top8.", "fuse4.", "heat.")    # what differs between the two head strides
+    head = ("lat4.", "top8.", "fuse4.", "heat.", "simcc_")    # what differs between the heads
+    if not rehead and ours.get("head") == "simcc" and theirs["input_size"] != ours["input_size"]:
+        head = ("simcc_",)                       # its layers are sized by the input: they start fresh
+        rehead = True
     if rehead:
         state = {k: v for k, v in state.items() if not k.startswith(head)}
     new = [(stage, i) for k, stage in (("depth8", "s8"), ("depth16", "s16")) if k in grow

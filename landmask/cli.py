@@ -65,6 +65,9 @@ def add_train(sub):
     p.add_argument("--head-stride", type=int, choices=[4, 8],
                    help="lmnet heatmaps at 1/4 of the input (default) or 1/8: no top-down path to 1/4, about "
                         "2/3 of the step in 8 bits")
+    p.add_argument("--head", choices=["heatmap", "simcc"],
+                   help="lmnet head: heatmap (a 2-D soft-argmax per point, default) or simcc (each point's 1/8 "
+                        "map read by a small shared MLP into x and y distributions; implies --head-stride 8)")
     p.add_argument("--block", choices=["sep", "dense"],
                    help="lmnet blocks: sep (depthwise 3x3 + pointwise 1x1, default) or dense (one full 3x3 "
                         "convolution: more multiply-adds for the time in 8 bits)")
@@ -106,7 +109,7 @@ def cmd_train(a):
     cfg = make_config(a.preset, data=a.data, out=a.out, scheme=a.scheme, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, loss=a.loss, arch=a.arch, input_size=a.input_size,
                       width=a.width, depth8=a.depth8, depth16=a.depth16, head_stride=a.head_stride,
-                      block=a.block, crop_scale=a.crop_scale,
+                      head=a.head, block=a.block, crop_scale=a.crop_scale,
                       augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate, flip_prob=a.flip_prob,
                       mirror_shift=a.mirror_shift, heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,

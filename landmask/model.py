@@ -24,6 +24,7 @@ class ModelConfig:
     depth16: int = 3             # blocks at 1/16 resolution
     head_stride: int = 4         # heatmaps at 1/4 of the input (with a top-down path to 1/4) or 1/8
     block: str = "sep"           # lmnet's blocks: "sep" (depthwise + pointwise) or "dense" (one full 3×3)
+    head: str = "heatmap"        # lmnet's head: "heatmap" (2-D soft-argmax) or "simcc" (x and y read apart)
     # "SRC>DST" (e.g. "ibug68>kaggle15"): the net predicts SRC's points and outputs DST's through
     # the scheme conversion table, so a 68-point model also serves as a 15-point one.
     reduce: str = ""
@@ -83,6 +84,9 @@ class DenseBlock(nn.Module):
 BLOCKS = {"sep": (SepBlock, (24, 32, 64, 128, 192), 1),
           "dense": (DenseBlock, (16, 16, 32, 64, 128), 0)}
 HEAD_STRIDES = (4, 8)
+HEADS = ("heatmap", "simcc")
+SIMCC_HIDDEN = 64           # the simcc head's hidden layer (shared by every point)
+SIMCC_SPLIT = 1              # simcc bins per crop pixel
 LMNET_STRIDE = 16            # lmnet halves its maps four times
 
 
@@ -98,13 +102,18 @@ def lmnet_config_error(cfg: ModelConfig) -> tuple[str, str] | None:
         return "block", f"{cfg.block!r}: one of {', '.join(BLOCKS)}"
     if cfg.head_stride not in HEAD_STRIDES:
         return "head_stride", f"{cfg.head_stride}: one of {', '.join(map(str, HEAD_STRIDES))}"
+    if cfg.head not in HEADS:
+        return "head", f"{cfg.head!r}: one of {', '.join(HEADS)}"
+    if cfg.head == "simcc" and cfg.head_stride != 8:
+        return "head_stride", f"{cfg.head_stride}: the simcc head reads the 1/8 maps (head stride 8)"
     return None
 
 
 class LMNet(nn.Module):
     """Depthwise-separable encoder (strides 2..16) with a small top-down path to a heatmap per point
     at 1/4 resolution (or 1/8, ``head_stride``), decoded by soft-argmax (integral regression) into
-    sub-pixel coordinates."""
+    sub-pixel coordinates; or (``head="simcc"``) each point's 1/8 map read by a small shared MLP
+    into one distribution over x and one over y, whose expectations are the coordinates."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -137,6 +146,13 @@ class LMNet(nn.Module):
             self.register_buffer("reduce_matrix", m, persistent=False)   # weights stay the SRC model's
         self.stride = cfg.head_stride
         self.heat = nn.Conv2d(c[2] if self.stride == 4 else c[3], n_heat, 1)
+        if cfg.head == "simcc":
+            # SimCC (Li et al. 2022, as RTMPose uses it): each point's 1/8 map, flattened, through a
+            # small MLP shared by all points into a distribution over x and one over y at 1/SPLIT px
+            cells = (cfg.input_size // self.stride) ** 2
+            self.simcc_hidden = nn.Linear(cells, SIMCC_HIDDEN)
+            self.simcc_x = nn.Linear(SIMCC_HIDDEN, SIMCC_SPLIT * cfg.input_size)
+            self.simcc_y = nn.Linear(SIMCC_HIDDEN, SIMCC_SPLIT * cfg.input_size)
 
     def forward_features(self, x):
         x = self.s2(self.stem(x))
@@ -163,15 +179,24 @@ class LMNet(nn.Module):
         exp(−Shannon entropy) and better than the peak probability, and unlike the entropy's
         logarithm it costs nothing measurable (docs/experiments.md, seventh session).  For
         ``reduce`` models: the mean over source points."""
-        pts, prob = self._decode(self.heat(p))
-        point = (prob * prob).sum(dim=-1)                             # (B, K_heat)
+        if self.cfg.head == "simcc":
+            pts, px, py = self._decode_simcc(self.heat(p))
+            # the 2-D figures of a distribution that is the product of the two
+            point = (px * px).sum(dim=-1) * (py * py).sum(dim=-1)
+            face = (px.amax(dim=-1) * py.amax(dim=-1)).mean(dim=-1)
+        else:
+            pts, prob = self._decode(self.heat(p))
+            point = (prob * prob).sum(dim=-1)                         # (B, K_heat)
+            face = prob.amax(dim=-1).mean(dim=-1)
         if self.cfg.reduce:
             point = torch.einsum("dk,bk->bd", self.reduce_matrix, point)
-        return pts, prob.amax(dim=-1).mean(dim=-1), point
+        return pts, face, point
 
     def points_and_heatmaps(self, x):
         """Points (B, K, 2) and the heatmaps as probabilities (B, K, H, W), for training losses
-        that shape the heatmaps (not available for ``reduce`` models)."""
+        that shape the heatmaps (not available for ``reduce`` or simcc models)."""
+        if self.cfg.head != "heatmap":
+            raise ValueError(f"the {self.cfg.head} head has no heatmaps")
         h = self.heat(self.forward_features(x))
         pts, prob = self._decode(h)
         return pts, prob.unflatten(2, h.shape[2:])
@@ -185,6 +210,21 @@ class LMNet(nn.Module):
         if self.cfg.reduce:
             pts = torch.einsum("dk,bkc->bdc", self.reduce_matrix, pts)
         return pts, prob
+
+    def _decode_simcc(self, h):
+        """Points (B, K, 2) in crop pixels from the 1/8 maps (B, K, H, W), and the x and y
+        probabilities (B, K, SPLIT·S) each, whose expectations they are."""
+        z = F.relu(self.simcc_hidden(h.flatten(2)))                  # (B, K, hidden)
+        px = F.softmax(self.simcc_x(z), dim=-1)
+        py = F.softmax(self.simcc_y(z), dim=-1)
+        import numpy as np
+        n = SIMCC_SPLIT * self.cfg.input_size
+        centres = torch.from_numpy(((np.arange(n) + 0.5) / SIMCC_SPLIT - 0.5).astype(np.float32))
+        centres = centres.to(dtype=h.dtype, device=h.device)
+        pts = torch.stack([px @ centres, py @ centres], dim=-1)
+        if self.cfg.reduce:
+            pts = torch.einsum("dk,bkc->bdc", self.reduce_matrix, pts)
+        return pts, px, py
 
     def _grid(self, hh: int, ww: int, dtype, device):
         """(H·W, 2) crop-pixel centre of each heatmap cell (cell i covers pixels [s·i, s·i + s) for the

@@ -113,7 +113,8 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     train_idx, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
 
     mcfg = ModelConfig(arch=cfg.arch, num_points=len(scheme), input_size=cfg.input_size, width=cfg.width,
-                       depth8=cfg.depth8, depth16=cfg.depth16, head_stride=cfg.head_stride, block=cfg.block)
+                       depth8=cfg.depth8, depth16=cfg.depth16, head_stride=cfg.head_stride, head=cfg.head,
+                       block=cfg.block)
     model = build_model(mcfg).to(memory_format=torch.channels_last)
     if cfg.init:
         ckpt.load_init_weights(model, mcfg, cfg.init)

