@@ -49,6 +49,7 @@ from landmask.report import Reporter
 
 KEEP_LOSS = 0.3       # percent of clean training faces (cross-validated) the threshold may reject
 BAR_FRACTION = 0.9    # the learned check judges crops down to this fraction of the plain check's bar
+BLUR_SIGMA = (0.015, 0.035)   # train-face-check --blurred-faces: the blur's sigma, × the face's size
 HOG = {"size": 64, "block": 16, "stride": 8, "cell": 8, "bins": 9}   # 1764 numbers per crop
 CROP = HOG["size"]    # side of the crops the candidates are mined at (the HOG's size, the CNN's input)
 CNN = {"width": 8, "epochs": 12, "batch": 128, "lr": 3e-3}   # the CNN check's network and schedule
@@ -88,10 +89,11 @@ def paste(canvas: np.ndarray, photo, rng) -> tuple[np.ndarray, tuple[int, int, i
 
 
 def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporter = Reporter(),
-         haar: dict | None = None):
+         haar: dict | None = None, bar_fraction: float = BAR_FRACTION, blurred: bool = False):
     """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+S*S[+2]): see
     ``features``, label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came
-    from)."""
+    from).  ``blurred``: each face once more in the photo blurred (a Gaussian of BLUR_SIGMA × the
+    face's size: out of focus, or moving in a video frame)."""
     from landmask.detect_train import background
     from landmask.imageio import to_grey
     rng = np.random.default_rng(seed)
@@ -124,14 +126,20 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
         truth = [s.points for s in faces]
         add(matched(found, truth), 1, "face", path, grey)
         others = matched(found, truth, keep=False)
-        if not (others[1] >= BAR_FRACTION * pipe.model.min_confidence).any():   # no other face: a face-free background
+        if not (others[1] >= bar_fraction * pipe.model.min_confidence).any():   # no other face: a face-free background
             photos.append((grey, np.concatenate(truth)))
         for s in faces:   # each face once more with the mouth or an eye covered
             covered = random_cover(grey, s.points, scheme, rng, parts)
             add(matched(candidates(covered), [s.points]), 1, "covered face", path, covered)
+        if blurred:
+            import cv2
+            side = max(float(np.ptp(s.points, axis=0).max()) for s in faces)
+            soft = cv2.GaussianBlur(grey, (0, 0), rng.uniform(*BLUR_SIGMA) * side)
+            add(matched(candidates(soft), truth), 1, "blurred face", path, soft)
         reporter.item(n + 1, len(by_photo), Path(path).name)
     reporter.info(f"faces: {sum(r[2] == 'face' for r in rows)} found in {len(by_photo)} photos, "
-                  f"{sum(r[2] == 'covered face' for r in rows)} with a part covered; backgrounds from the "
+                  f"{sum(r[2] == 'covered face' for r in rows)} with a part covered, "
+                  f"{sum(r[2] == 'blurred face' for r in rows)} blurred; backgrounds from the "
                   f"{len(photos)} photos where no other face was found")
     if not photos:
         raise LandmaskError(f"--data: in none of its {len(by_photo)} photos were the annotated faces the only ones "
@@ -214,7 +222,7 @@ def _judge(cv: np.ndarray, conf: np.ndarray, kind: np.ndarray, bar: float, n_pho
     figures = {k: {"candidates": int((judged & (kind == k)).sum()),
                    "kept_percent": round(100 * float((cv[judged & (kind == k)] >= threshold).mean()), 2)
                    if (judged & (kind == k)).any() else None}
-               for k in ("face", "covered face", "background", "negative photo")}
+               for k in ("face", "covered face", "blurred face", "background", "negative photo")}
     return threshold, figures
 
 
@@ -380,14 +388,17 @@ def fit_cnn_check(conf_feats, crops, y, kind, group, bar: float, seed: int = 0, 
 
 def train_face_check(model_file, data, negative_photos=(), composites: int = 8000, seed: int = 0,
                      reporter: Reporter = Reporter(), check_kind: str = "hog", haar: bool = False,
-                     candidates: str | Path | None = None) -> dict:
+                     candidates: str | Path | None = None, bar_fraction: float = BAR_FRACTION,
+                     blurred: bool = False) -> dict:
     """Fit the learned face check of ``model_file`` (.safetensors, already calibrated) on the
     training photos of ``data`` and the face-free canvases, and write it into the file's
     ``face_check.learned``.  ``check_kind``: "hog" (a logistic regression over the confidences
     and the crop's HOG) or "cnn" (a small CNN over the crop and the confidences).  ``haar`` (hog
     only): OpenCV's face cascade's [found, level weight] around the box join the features.
     ``candidates``: an .npz file the mined candidates are saved to, or read from where it exists
-    (mining is most of the time; the file is only valid for the same model, data and photos)."""
+    (mining is most of the time; the file is only valid for the same model, data and photos).
+    ``bar_fraction``: the check judges crops down to this fraction of the plain bar; ``blurred``:
+    blurred copies of the training photos' faces join the faces (``mine``)."""
     from landmask.api import Landmarker
     from landmask.checkpoint import read_meta, update_meta
     from landmask.datasets import load_training_data
@@ -399,6 +410,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         raise LandmaskError(f"--check {check_kind}: cnn or hog")
     if haar and check_kind != "hog":
         raise LandmaskError("--haar: only with --check hog")
+    if not 0 < bar_fraction <= 1:
+        raise LandmaskError(f"--bar-fraction {bar_fraction}: give a number above 0, at most 1")
     model_file = Path(model_file)
     if model_file.suffix != ".safetensors":
         raise LandmaskError(f"--model {model_file}: train the face check of a .safetensors file (then export it)")
@@ -431,7 +444,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         x = x[:, :k + CROP * CROP + (2 if haar else 0)]   # the cascade's columns: mined with --haar, not used here
         reporter.info(f"candidates: {len(x)} read from {candidates}")
     else:
-        x, y, kind, group = mine(pipe, samples, negatives, composites, seed, reporter, HAAR if haar else None)
+        x, y, kind, group = mine(pipe, samples, negatives, composites, seed, reporter, HAAR if haar else None,
+                                 bar_fraction, blurred)
         if candidates is not None:
             import io
             from landmask.imageio import write_bytes_atomic
@@ -440,7 +454,7 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
             write_bytes_atomic(candidates, buf.getvalue())
     conf_feats, crops = x[:, :k], x[:, k:k + CROP * CROP].reshape(len(x), CROP, CROP).astype(np.uint8)
     cascade = x[:, k + CROP * CROP:]   # (N, 2) with haar, else (N, 0)
-    bar = BAR_FRACTION * lm.min_confidence
+    bar = bar_fraction * lm.min_confidence
     if check_kind == "cnn":
         check = fit_cnn_check(conf_feats, crops, y, kind, group, bar, seed, reporter=reporter,
                               point_mirror=lm.scheme.flip_permutation)
@@ -448,14 +462,14 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
                     f"({CNN['width']}-{4 * CNN['width']} channels, four stride-2 blocks), its global mean joined by the "
                     "standardised face confidence and calibrated point confidences")
         rule = (f"CNN trained {CNN['epochs']} epochs (AdamW, one-cycle lr {CNN['lr']}, classes weighted equally, "
-                f"mirrored crops, contrast and shift jitter) on faces at or above min_confidence ({BAR_FRACTION} x the face "
+                f"mirrored crops, contrast and shift jitter) on faces at or above min_confidence ({bar_fraction} x the face "
                 f"check's bar) against every non-face candidate")
     else:
         check = fit_check(np.concatenate([conf_feats, crop_hog(crops, HOG), cascade], axis=1), y, kind, group, bar, seed,
                           second=cascade.shape[1])
         features = ("the crop's face confidence, its calibrated point confidences, the HOG of the crop "
                     "resized to hog.size pixels (OpenCV's HOGDescriptor)")
-        rule = (f"logistic regression (L2 {L2}) of faces at or above min_confidence ({BAR_FRACTION} x the face "
+        rule = (f"logistic regression (L2 {L2}) of faces at or above min_confidence ({bar_fraction} x the face "
                 f"check's bar) against every non-face candidate")
         if haar:
             check["haar"] = dict(HAAR)
@@ -467,7 +481,7 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
                   "rule": f"{rule}; threshold: {KEEP_LOSS} % of those training faces below it, {FOLDS}-fold "
                           "cross-validated by photo",
                   "data": [str(d) for d in data], "negative_photos": len(negatives), "canvases": composites,
-                  "seed": seed})
+                  "seed": seed, **({"blurred_faces": list(BLUR_SIGMA)} if blurred else {})})
     update_meta(model_file, {"face_check": {**meta["face_check"], "learned": check}})
     f = check["cross_validated"]
     reporter.info(f"learned face check ({check_kind}; cross-validated, candidates at or above {check['min_confidence']}): keeps " + ", ".join(

