@@ -83,6 +83,10 @@ def add_train(sub):
                    help="crop pixels added to the x of mirrored training points: twice the annotations' x offset "
                         "from the mirror-symmetric position (the 'mirror shift' `landmask calibrate` measures on "
                         "a model trained with --flip-prob 0)")
+    p.add_argument("--blur-prob", type=float,
+                   help="probability of a blurred training crop (default 0.2)")
+    p.add_argument("--blur-max", type=float, metavar="PX",
+                   help="the blur's largest sigma in crop pixels (default 1.2; from 0.3): out-of-focus and moving faces")
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
@@ -111,7 +115,7 @@ def cmd_train(a):
                       width=a.width, depth8=a.depth8, depth16=a.depth16, head_stride=a.head_stride,
                       head=a.head, block=a.block, crop_scale=a.crop_scale,
                       augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate, flip_prob=a.flip_prob,
-                      mirror_shift=a.mirror_shift, heat_reg=a.heat_reg,
+                      mirror_shift=a.mirror_shift, blur_prob=a.blur_prob, blur_max=a.blur_max, heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)

