@@ -38,8 +38,8 @@ FLAT_STD, STRETCHED_STD, MAX_STRETCH = 16.0, 40.0, 4.0
 
 def stretch_flat(crops: np.ndarray) -> np.ndarray:
     """(N, S, S) uint8 crops → float32 grey levels (0-255), each flat crop (FLAT_STD) stretched.
-    On helen-68/testset photos made 4 × darker the default finds 96 faces of 100 instead of 93, NME
-    3.52 % instead of 3.85 (docs/experiments.md, seventeenth session)."""
+    On 84 held-out training faces made 4 × darker the default finds 81 instead of 76, NME 3.56 %
+    instead of 3.99 (docs/experiments.md, seventeenth session)."""
     x = crops.astype(np.float32)
     if not len(x):
         return x
