@@ -31,7 +31,7 @@ def evaluate(data, model=None, boxes: str = "landmarks", flip: bool = False, ced
     of the first landmark pass on the detector's candidates (landmask.api.scout_model)."""
     if boxes not in ("landmarks", "detect"):
         raise LandmaskError(f"--boxes {boxes!r}: choose landmarks or detect")
-    if boxes != "detect" and scout != "auto":
+    if boxes != "detect" and scout not in ("auto", "none", None):
         raise LandmaskError(f"--scout {scout}: a scout only frames detector candidates; it is used with "
                             "--boxes detect (leave --scout out with --boxes landmarks)")
     samples = load_dataset(data)

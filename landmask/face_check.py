@@ -92,11 +92,15 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
          haar: dict | None = None, bar_fraction: float = BAR_FRACTION, blurred: bool = False):
     """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+S*S[+2]): see
     ``features``, label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came
-    from).  ``blurred``: each face once more in the photo blurred (a Gaussian of BLUR_SIGMA × the
-    face's size: out of focus, or moving in a video frame)."""
+    from).  ``blurred``: each photo once more blurred (a Gaussian of BLUR_SIGMA × the size of its
+    largest annotated face: out of focus, or moving in a video frame), its faces found there among
+    the faces; the blur's draws come from their own generator, so the other candidates stay as
+    they are without it.  ``bar_fraction``: which photos count as face-free (no other candidate
+    at or above that fraction of the bar)."""
     from landmask.detect_train import background
     from landmask.imageio import to_grey
     rng = np.random.default_rng(seed)
+    blur_rng = np.random.default_rng([seed, 1])   # its own: --blurred-faces leaves the other draws as they were
     rows = []
 
     def candidates(grey):
@@ -131,10 +135,10 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
         for s in faces:   # each face once more with the mouth or an eye covered
             covered = random_cover(grey, s.points, scheme, rng, parts)
             add(matched(candidates(covered), [s.points]), 1, "covered face", path, covered)
-        if blurred:
+        if blurred:   # the whole photo, by the size of its largest annotated face
             import cv2
             side = max(float(np.ptp(s.points, axis=0).max()) for s in faces)
-            soft = cv2.GaussianBlur(grey, (0, 0), rng.uniform(*BLUR_SIGMA) * side)
+            soft = cv2.GaussianBlur(grey, (0, 0), blur_rng.uniform(*BLUR_SIGMA) * side)
             add(matched(candidates(soft), truth), 1, "blurred face", path, soft)
         reporter.item(n + 1, len(by_photo), Path(path).name)
     reporter.info(f"faces: {sum(r[2] == 'face' for r in rows)} found in {len(by_photo)} photos, "
@@ -432,6 +436,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         try:
             with np.load(candidates) as f:
                 x, y, kind, group = f["x"], f["y"], f["kind"], f["group"]
+                mined = {"--blurred-faces": bool(f["blurred"]) if "blurred" in f else False,
+                         "--bar-fraction": float(f["bar_fraction"]) if "bar_fraction" in f else BAR_FRACTION}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise LandmaskError(f"--candidates {candidates}: not a file of mined candidates "
                                 f"({type(e).__name__}: {e or 'empty'})") from None
@@ -439,6 +445,13 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         if width not in (k + CROP * CROP, k + CROP * CROP + 2) or not len(x) == len(y) == len(kind) == len(group):
             raise LandmaskError(f"--candidates {candidates}: mined for another model "
                                 f"({width} features a candidate, not {k + CROP * CROP} or {k + CROP * CROP + 2})")
+        asked = {"--blurred-faces": bool(blurred), "--bar-fraction": float(bar_fraction)}
+        differ = [f"{o} {'on' if v is True else 'off' if v is False else v} (this run: "
+                  f"{'on' if asked[o] is True else 'off' if asked[o] is False else asked[o]})"
+                  for o, v in mined.items() if v != asked[o]]
+        if differ:
+            raise LandmaskError(f"--candidates {candidates}: mined with " + ", ".join(differ)
+                                + "; give the same options or another file")
         if haar and width == k + CROP * CROP:
             raise LandmaskError(f"--candidates {candidates}: mined without --haar")
         x = x[:, :k + CROP * CROP + (2 if haar else 0)]   # the cascade's columns: mined with --haar, not used here
@@ -450,7 +463,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
             import io
             from landmask.imageio import write_bytes_atomic
             buf = io.BytesIO()
-            np.savez(buf, x=x.astype(np.float32), y=y, kind=kind, group=group)
+            np.savez(buf, x=x.astype(np.float32), y=y, kind=kind, group=group, blurred=bool(blurred),
+                     bar_fraction=float(bar_fraction))
             write_bytes_atomic(candidates, buf.getvalue())
     conf_feats, crops = x[:, :k], x[:, k:k + CROP * CROP].reshape(len(x), CROP, CROP).astype(np.uint8)
     cascade = x[:, k + CROP * CROP:]   # (N, 2) with haar, else (N, 0)

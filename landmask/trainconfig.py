@@ -102,6 +102,11 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
     if bad:
         raise LandmaskError(f"unknown training option(s): {', '.join(sorted(bad))}")
     cfg = TrainConfig(preset=preset, **values).check()
+    if cfg.arch != "lmnet":
+        for name, default in (("head", "heatmap"), ("head_stride", 4), ("block", "sep")):
+            if getattr(cfg, name) != default:
+                raise LandmaskError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: an lmnet option; "
+                                    f"--arch {cfg.arch} has no such choice")
     if cfg.heat_reg and (cfg.arch != "lmnet" or cfg.head != "heatmap"):
         raise LandmaskError(f"--heat-reg needs heatmaps: " + (f"--arch {cfg.arch} has none (use lmnet)"
                             if cfg.arch != "lmnet" else f"--head {cfg.head} has none"))

@@ -104,13 +104,17 @@ class Landmask:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="+", help="annotated data sets (their photos in turn)")
-    ap.add_argument("--faces", type=int, default=100, help="the first N annotated photos of each (default 100)")
+    ap.add_argument("--faces", type=int, default=100, help="the first N annotated faces of each (default 100)")
     ap.add_argument("--model", help="landmask's landmark model (default: the default)")
     ap.add_argument("--dlib-upsample", type=int, default=1, help="dlib HOG upsampling (face_recognition's default: 1)")
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
+    if a.faces < 1:
+        ap.error(f"--faces {a.faces}: give 1 or more")
     tools = [Landmask(a.model)] + ([] if a.no_dlib else [Dlib(a.dlib_upsample)])
+    if tools[0].lm.model.scheme.name != "ibug68":
+        ap.error(f"--model {a.model}: a {tools[0].lm.model.scheme.name} model; this script scores 68-point models")
     samples = [s for d in a.data for s in load_dataset(d)[:a.faces]]
     names = list(conditions(100.0, None))
     stats = {(t.name, c): {"found": 0, "nme": [], "s": 0.0} for t in tools for c in names}
@@ -133,11 +137,11 @@ def main():
                     st["found"] += 1
                     st["nme"].append(float(np.linalg.norm(best - pts, axis=1).mean() / norm))
         if (i + 1) % 10 == 0:
-            print(f"{i + 1}/{len(samples)} photos, {time.time() - t0:.0f} s", flush=True)
+            print(f"{i + 1}/{len(samples)} faces, {time.time() - t0:.0f} s", flush=True)
     n = len(samples)
     rows = {}
     head = "| condition | " + " | ".join(f"{t.name}: found, NME %, failures" for t in tools) + " |"
-    print(f"\n{n} photos of {' + '.join(a.data)}\n\n{head}\n|---|" + "---|" * len(tools))
+    print(f"\n{n} faces of {' + '.join(a.data)}\n\n{head}\n|---|" + "---|" * len(tools))
     for c in names:
         cells = []
         for t in tools:

@@ -58,7 +58,7 @@ landmask train --data $H --init runs/nf-tiny-80ft/model.safetensors --width 0.75
   --flip-prob 0 --threads 2 --out runs/hl-tiny-80
 
 # seventeenth session: 30 more epochs with harder blur (40 % of the crops, sigma up to 3.5 crop px; was 20 %, up to
-# 1.2): blurred faces (out of focus, moving in a video frame) keep confident heatmaps; 8 min
+# 1.2): blurred faces (out of focus, moving in a video frame) keep confident heatmaps; 7 min
 landmask train --data $H --init runs/hl-ft-112/model.safetensors --input-size 112 $A --epochs 30 --lr 5e-4 \
   --box-jitter 0.5 --flip-prob 0 --blur-prob 0.4 --blur-max 3.5 --threads 2 --out runs/blur-ft-112
 cp runs/blur-ft-112/model.safetensors $M/ibug68.safetensors

@@ -145,6 +145,7 @@ def test_evaluate_runs_the_scout_on_the_landmark_models_backend(data, capsys):
     assert r["backend"] == "torch" and r["scout"].endswith("ibug68-fast.safetensors")
     assert main(["evaluate", "--data", str(data / "menpo"), "--boxes", "landmarks", "--scout", "ibug68-tiny"]) == 2
     assert "--scout ibug68-tiny: a scout only frames detector candidates" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(data / "menpo"), "--boxes", "landmarks", "--scout", "none", "--json", "-"]) == 0
 
 
 def test_the_scout_frames_the_candidates_and_the_landmark_model_places_the_points(astronaut):

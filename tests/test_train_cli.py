@@ -434,6 +434,8 @@ def test_simcc_head_trains_from_a_heatmap_model_exports_and_quantises(tiny_run, 
                  "--head", "simcc", "--out", str(again), *TINY[:TINY.index("--input-size")],
                  "--input-size", str(size), *TINY[TINY.index("--input-size") + 2:]]) == 0
     assert load_file(again / "model.safetensors")["simcc_x.weight"].shape[0] != b["simcc_x.weight"].shape[0]
+    assert main(["train", "--data", str(data / "menpo"), "--arch", "seed", "--head", "simcc", "--out", str(tmp_path / "x")]) == 2
+    assert "--head simcc: an lmnet option; --arch seed" in capsys.readouterr().err
     for extra, msg in ((["--head-stride", "4"], "--head-stride 4: the simcc head"), (["--heat-reg", "0.1"], "--head simcc has none")):
         assert main(["train", "--data", str(data / "menpo"), "--head", "simcc", *extra, "--out", str(tmp_path / "x"), *TINY]) == 2
         assert msg in capsys.readouterr().err
