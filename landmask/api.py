@@ -255,11 +255,10 @@ def scout_model(scout, model: LandmarkModel, threads: int | None = None, loader=
         s = scout
     else:
         try:
-            path = resolve_model_path(scout, model.scheme.name)
             if loader is not None:
                 s = loader(scout, model.scheme.name, threads=threads)
-            elif path.suffix == ".safetensors":   # a training run's file: PyTorch, as --model runs it
-                from landmask.torch_backend import load_torch_model
+            elif (path := resolve_model_path(scout, model.scheme.name)).suffix == ".safetensors":
+                from landmask.torch_backend import load_torch_model   # a run's file: PyTorch, as --model runs it
                 s = load_torch_model(path, threads, model.scheme.name)
             else:
                 s = load_model(path, model.scheme.name, threads=threads)

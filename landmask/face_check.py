@@ -446,9 +446,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
             raise LandmaskError(f"--candidates {candidates}: mined for another model "
                                 f"({width} features a candidate, not {k + CROP * CROP} or {k + CROP * CROP + 2})")
         asked = {"--blurred-faces": bool(blurred), "--bar-fraction": float(bar_fraction)}
-        differ = [f"{o} {'on' if v is True else 'off' if v is False else v} (this run: "
-                  f"{'on' if asked[o] is True else 'off' if asked[o] is False else asked[o]})"
-                  for o, v in mined.items() if v != asked[o]]
+        said = lambda v: ("off", "on")[v] if isinstance(v, bool) else v  # noqa: E731
+        differ = [f"{o} {said(v)} (this run: {said(asked[o])})" for o, v in mined.items() if v != asked[o]]
         if differ:
             raise LandmaskError(f"--candidates {candidates}: mined with " + ", ".join(differ)
                                 + "; give the same options or another file")
