@@ -87,6 +87,9 @@ def add_train(sub):
                    help="probability of a blurred training crop (default 0.2)")
     p.add_argument("--blur-max", type=float, metavar="PX",
                    help="the blur's largest sigma in crop pixels (default 1.2; from 0.3): out-of-focus and moving faces")
+    p.add_argument("--noise-max", type=float, metavar="LEVELS",
+                   help="each training crop gets Gaussian noise of a std drawn up to this, in grey levels 0-255 "
+                        "(default 7.65): grainy low-light photos and video frames")
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
@@ -115,7 +118,8 @@ def cmd_train(a):
                       width=a.width, depth8=a.depth8, depth16=a.depth16, head_stride=a.head_stride,
                       head=a.head, block=a.block, crop_scale=a.crop_scale,
                       augment=a.augment, box_jitter=a.box_jitter, rotate=a.rotate, flip_prob=a.flip_prob,
-                      mirror_shift=a.mirror_shift, blur_prob=a.blur_prob, blur_max=a.blur_max, heat_reg=a.heat_reg,
+                      mirror_shift=a.mirror_shift, blur_prob=a.blur_prob, blur_max=a.blur_max, noise_max=a.noise_max,
+                      heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
                       threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
@@ -463,6 +467,11 @@ def add_train_detector(sub):
                    help="share of faces drawn with a box of a random shade over the mouth or one eye (default 0)")
     p.add_argument("--occlude-min-face", type=float, metavar="PX",
                    help="cover only faces placed at least PX pixels on the canvas (default 0: any size)")
+    p.add_argument("--blur-faces", type=float, metavar="P",
+                   help="share of placed photos blurred by a Gaussian of a random sigma up to --blur-face-max "
+                        "x their face's size: out-of-focus and moving faces (default 0)")
+    p.add_argument("--blur-face-max", type=float, metavar="F",
+                   help="the largest blur sigma as a fraction of the face's size (default 0.04)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int)
@@ -475,7 +484,8 @@ def add_train_detector(sub):
 def cmd_train_detector(a):
     from landmask.detect_train import DetectTrainConfig, train_detector
     keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "channels", "seed", "threads", "limit", "init",
-            "steps", "negative_photos", "negatives", "animals", "occlude", "occlude_min_face")
+            "steps", "negative_photos", "negatives", "animals", "occlude", "occlude_min_face", "blur_faces",
+            "blur_face_max")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
     ignored = [k for k in keys if k not in ("data", "out", "threads") and getattr(a, k) is not None]
     if a.resume and ignored:   # a resumed run keeps its own settings (its config.yaml)
@@ -800,6 +810,7 @@ DETECTOR_TRAIN_RANGES = {
     "limit": ("--limit", True, 1, 10**12), "steps": ("--steps", True, 1, 10**9),
     "negatives": ("--negatives", False, 0, 1), "animals": ("--animals", False, 0, 1),
     "occlude": ("--occlude", False, 0, 1), "occlude_min_face": ("--occlude-min-face", False, 0, 4096),
+    "blur_faces": ("--blur-faces", False, 0, 1), "blur_face_max": ("--blur-face-max", False, 0, 1),
 }
 
 

