@@ -131,9 +131,10 @@ def paste_negative(tile: np.ndarray, negative, rng) -> np.ndarray:
 
 
 def blurred(tile: np.ndarray, face_px: float, cfg: DetectTrainConfig, rng) -> np.ndarray:
-    """``tile`` (a placed photo whose face is ``face_px`` wide) blurred with probability
-    ``cfg.blur_faces`` by a Gaussian of sigma up to ``cfg.blur_face_max`` × ``face_px``: the same blur
-    relative to every face, so a small face in a mosaic is not smeared away under a large one's.
+    """``tile`` (a placed photo whose face is ``face_px`` wide, or a face-free tile drawn for that
+    size) blurred with probability ``cfg.blur_faces`` by a Gaussian of sigma up to
+    ``cfg.blur_face_max`` × ``face_px``: the same blur relative to every face, so a small face in a
+    mosaic is not smeared away under a large one's.
     Draws nothing without ``blur_faces`` (older recipes' canvases stay as they were)."""
     if not cfg.blur_faces or rng.random() >= cfg.blur_faces:
         return tile
@@ -220,8 +221,8 @@ def make_canvas(images, cfg: DetectTrainConfig, rng, negatives=()):
             tile = paste_negative(tile, negatives[rng.integers(len(negatives))], rng)
         if tile is None:
             tile, box = place(img, pts, (th, tw), face, rng, cfg.rotate_deg)
-            tile = blurred(tile, face, cfg, rng)
             boxes.append(box + [ox * tw, oy * th, ox * tw, oy * th])
+        tile = blurred(tile, face, cfg, rng)   # background tiles too: blur alone must not mean a face
         canvas[oy * th:(oy + 1) * th, ox * tw:(ox + 1) * tw] = tile
     return canvas, np.array(boxes).reshape(-1, 4)
 
@@ -317,11 +318,11 @@ def train_detector(cfg: DetectTrainConfig, reporter: Reporter = Reporter(), resu
     model = build_detector(dcfg)
     if cfg.init and not resume:     # a resumed run's weights come from its last.safetensors
         init_weights(model, cfg.init)   # (before anything is written: an --init that does not fit leaves no run)
+    images = load_faces(cfg, reporter)   # before anything is written: bad --data leaves no run folder behind
+    negatives = load_negative_photos(cfg.negative_photos, reporter)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
     reporter.info(f"config: {json.dumps(asdict(cfg))}")
-    images = load_faces(cfg, reporter)
-    negatives = load_negative_photos(cfg.negative_photos, reporter)
     model = model.to(memory_format=torch.channels_last)
     reporter.info(f"detector: {count_parameters(model):,} parameters; {len(images)} faces")
     steps = cfg.steps or max(1, len(images) // cfg.batch_size)

