@@ -468,8 +468,9 @@ def add_train_detector(sub):
     p.add_argument("--occlude-min-face", type=float, metavar="PX",
                    help="cover only faces placed at least PX pixels on the canvas (default 0: any size)")
     p.add_argument("--blur-faces", type=float, metavar="P",
-                   help="share of placed photos blurred by a Gaussian of a random sigma up to --blur-face-max "
-                        "x their face's size: out-of-focus and moving faces (default 0)")
+                   help="share of canvas tiles (photos and face-free pieces) blurred by a Gaussian of a random "
+                        "sigma up to --blur-face-max x the face size drawn for the tile: out-of-focus and moving "
+                        "faces (default 0)")
     p.add_argument("--blur-face-max", type=float, metavar="F",
                    help="the largest blur sigma as a fraction of the face's size (default 0.04)")
     p.add_argument("--seed", type=int)

@@ -41,8 +41,8 @@ class DetectTrainConfig:
     animals: float = 0.6         # probability that a background tile gets one of negative_photos pasted on it
     occlude: float = 0.0         # probability that a face gets a box of a random shade over its mouth or one eye
     occlude_min_face: float = 0.0   # ... when it is placed at least this many px (a covered 12 px face is no face)
-    blur_faces: float = 0.0      # probability that a placed photo is blurred by a Gaussian of a random sigma ...
-    blur_face_max: float = 0.04  # ... up to this × its face's size (out of focus, moving; small faces barely)
+    blur_faces: float = 0.0      # probability that a tile (photo or face-free) is blurred by a Gaussian of sigma ...
+    blur_face_max: float = 0.04  # ... up to this × the tile's face size (out of focus, moving; small faces barely)
     min_face: float = 12.0       # face (landmark box) sizes on the canvas, log-uniform
     max_face: float = 192.0      # up to the whole canvas
     rotate_deg: float = 30.0
