@@ -544,13 +544,17 @@ def add_train_face_check(sub):
     p.add_argument("--candidates", metavar="FILE.npz",
                    help="save the mined candidates here, or read them from here where the file exists (mining "
                         "is most of the time; reuse it only with the same --model, --data, --negative-photos, "
-                        "--canvases and --seed; --blurred-faces and --bar-fraction must match the file's, which "
-                        "it records; a file mined with --haar serves fits with or without it)")
+                        "--canvases and --seed; --blurred-faces, --noisy-faces and --bar-fraction must match the "
+                        "file's, which it records; a file mined with --haar serves fits with or without it)")
     p.add_argument("--bar-fraction", type=float, default=0.9, metavar="F",
                    help="judge crops down to F x the plain face check's bar (default 0.9); below it a crop is no face")
     p.add_argument("--blurred-faces", action="store_true",
                    help="each training face once more in its photo blurred (a Gaussian of 1.5-3.5 %% of the face's "
                         "size: out of focus, or moving in a video frame), the faces found there among the faces")
+    p.add_argument("--noisy-faces", action="store_true",
+                   help="each training photo once more shrunk until its largest face is at most 100 px and given "
+                        "Gaussian noise of std 10-25 grey levels (a grainy video frame), the faces found there among "
+                        "the faces")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_face_check)
 
@@ -560,7 +564,7 @@ def cmd_train_face_check(a):
     if a.canvases < 1:
         raise LandmaskError(f"--canvases {a.canvases}: must be 1 or more")
     train_face_check(a.model, a.data, a.negative_photos, a.canvases, a.seed, console(a), a.check, a.haar,
-                     a.candidates, a.bar_fraction, a.blurred_faces)
+                     a.candidates, a.bar_fraction, a.blurred_faces, a.noisy_faces)
     return 0
 
 

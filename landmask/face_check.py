@@ -50,6 +50,8 @@ from landmask.report import Reporter
 KEEP_LOSS = 0.3       # percent of clean training faces (cross-validated) the threshold may reject
 BAR_FRACTION = 0.9    # the learned check judges crops down to this fraction of the plain check's bar
 BLUR_SIGMA = (0.015, 0.035)   # train-face-check --blurred-faces: the blur's sigma, × the face's size
+NOISE_SIGMA = (10.0, 25.0)    # train-face-check --noisy-faces: the noise's std, grey levels, ...
+NOISY_FACE = 100.0            # ... on the photo shrunk until its largest face is at most this many px
 HOG = {"size": 64, "block": 16, "stride": 8, "cell": 8, "bins": 9}   # 1764 numbers per crop
 CROP = HOG["size"]    # side of the crops the candidates are mined at (the HOG's size, the CNN's input)
 CNN = {"width": 8, "epochs": 12, "batch": 128, "lr": 3e-3}   # the CNN check's network and schedule
@@ -89,19 +91,24 @@ def paste(canvas: np.ndarray, photo, rng) -> tuple[np.ndarray, tuple[int, int, i
 
 
 def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporter = Reporter(),
-         haar: dict | None = None, bar_fraction: float = BAR_FRACTION, blurred: bool = False):
+         haar: dict | None = None, bar_fraction: float = BAR_FRACTION, blurred: bool = False,
+         noisy: bool = False):
     """The pipeline's refined candidates (all that get a second pass) as (features (N, 1+K+S*S[+2]): see
     ``features``, label (N,) 1 face / 0 not, kind (N,) str, group (N,) str: the photo each came
     from, score (N,): the detector's score of each, saved with ``--candidates`` for analysis).
     ``blurred``: each photo once more blurred (a Gaussian of BLUR_SIGMA × the size of its
     largest annotated face: out of focus, or moving in a video frame), its faces found there among
     the faces; the blur's draws come from their own generator, so the other candidates stay as
-    they are without it.  ``bar_fraction``: which photos count as face-free (no other candidate
+    they are without it.  ``noisy``: each photo once more shrunk until its largest annotated face is
+    at most NOISY_FACE px and given Gaussian noise of NOISE_SIGMA grey levels (a grainy video frame),
+    its faces found there among the faces (its own generator too).  ``bar_fraction``: which photos
+    count as face-free (no other candidate
     at or above that fraction of the bar)."""
     from landmask.detect_train import background
     from landmask.imageio import to_grey
     rng = np.random.default_rng(seed)
     blur_rng = np.random.default_rng([seed, 1])   # its own: --blurred-faces leaves the other draws as they were
+    noise_rng = np.random.default_rng([seed, 2])  # the same for --noisy-faces
     rows = []
 
     def candidates(grey):
@@ -141,10 +148,20 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
             side = max(float(np.ptp(s.points, axis=0).max()) for s in faces)
             soft = cv2.GaussianBlur(grey, (0, 0), blur_rng.uniform(*BLUR_SIGMA) * side)
             add(matched(candidates(soft), truth), 1, "blurred face", path, soft)
+        if noisy:
+            import cv2
+            side = max(float(np.ptp(s.points, axis=0).max()) for s in faces)
+            k = min(1.0, NOISY_FACE / side)
+            small = cv2.resize(grey, (max(1, round(grey.shape[1] * k)), max(1, round(grey.shape[0] * k))),
+                               interpolation=cv2.INTER_AREA) if k < 1 else grey
+            grain = np.clip(small + noise_rng.normal(0, noise_rng.uniform(*NOISE_SIGMA), small.shape), 0, 255)
+            grain = grain.astype(np.uint8)
+            add(matched(candidates(grain), [(t + 0.5) * k - 0.5 for t in truth]), 1, "noisy face", path, grain)
         reporter.item(n + 1, len(by_photo), Path(path).name)
     reporter.info(f"faces: {sum(r[2] == 'face' for r in rows)} found in {len(by_photo)} photos, "
                   f"{sum(r[2] == 'covered face' for r in rows)} with a part covered, "
-                  f"{sum(r[2] == 'blurred face' for r in rows)} blurred; backgrounds from the "
+                  f"{sum(r[2] == 'blurred face' for r in rows)} blurred, "
+                  f"{sum(r[2] == 'noisy face' for r in rows)} noisy; backgrounds from the "
                   f"{len(photos)} photos where no other face was found")
     if not photos:
         raise LandmaskError(f"--data: in none of its {len(by_photo)} photos were the annotated faces the only ones "
@@ -227,7 +244,7 @@ def _judge(cv: np.ndarray, conf: np.ndarray, kind: np.ndarray, bar: float, n_pho
     figures = {k: {"candidates": int((judged & (kind == k)).sum()),
                    "kept_percent": round(100 * float((cv[judged & (kind == k)] >= threshold).mean()), 2)
                    if (judged & (kind == k)).any() else None}
-               for k in ("face", "covered face", "blurred face", "background", "negative photo")}
+               for k in ("face", "covered face", "blurred face", "noisy face", "background", "negative photo")}
     return threshold, figures
 
 
@@ -394,7 +411,7 @@ def fit_cnn_check(conf_feats, crops, y, kind, group, bar: float, seed: int = 0, 
 def train_face_check(model_file, data, negative_photos=(), composites: int = 8000, seed: int = 0,
                      reporter: Reporter = Reporter(), check_kind: str = "hog", haar: bool = False,
                      candidates: str | Path | None = None, bar_fraction: float = BAR_FRACTION,
-                     blurred: bool = False) -> dict:
+                     blurred: bool = False, noisy: bool = False) -> dict:
     """Fit the learned face check of ``model_file`` (.safetensors, already calibrated) on the
     training photos of ``data`` and the face-free canvases, and write it into the file's
     ``face_check.learned``.  ``check_kind``: "hog" (a logistic regression over the confidences
@@ -403,7 +420,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
     ``candidates``: an .npz file the mined candidates are saved to, or read from where it exists
     (mining is most of the time; the file is only valid for the same model, data and photos).
     ``bar_fraction``: the check judges crops down to this fraction of the plain bar; ``blurred``:
-    blurred copies of the training photos' faces join the faces (``mine``)."""
+    blurred copies of the training photos' faces join the faces (``mine``); ``noisy``: small noisy
+    copies of them."""
     from landmask.api import Landmarker
     from landmask.checkpoint import read_meta, update_meta
     from landmask.datasets import load_training_data
@@ -438,6 +456,7 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
             with np.load(candidates) as f:
                 x, y, kind, group = f["x"], f["y"], f["kind"], f["group"]
                 mined = {"--blurred-faces": bool(f["blurred"]) if "blurred" in f else False,
+                         "--noisy-faces": bool(f["noisy"]) if "noisy" in f else False,
                          "--bar-fraction": float(f["bar_fraction"]) if "bar_fraction" in f else BAR_FRACTION}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise LandmaskError(f"--candidates {candidates}: not a file of mined candidates "
@@ -446,7 +465,7 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         if width not in (k + CROP * CROP, k + CROP * CROP + 2) or not len(x) == len(y) == len(kind) == len(group):
             raise LandmaskError(f"--candidates {candidates}: mined for another model "
                                 f"({width} features a candidate, not {k + CROP * CROP} or {k + CROP * CROP + 2})")
-        asked = {"--blurred-faces": bool(blurred), "--bar-fraction": float(bar_fraction)}
+        asked = {"--blurred-faces": bool(blurred), "--noisy-faces": bool(noisy), "--bar-fraction": float(bar_fraction)}
         said = lambda v: ("off", "on")[v] if isinstance(v, bool) else v  # noqa: E731
         differ = [f"{o} {said(v)} (this run: {said(asked[o])})" for o, v in mined.items() if v != asked[o]]
         if differ:
@@ -458,13 +477,13 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
         reporter.info(f"candidates: {len(x)} read from {candidates}")
     else:
         x, y, kind, group, score = mine(pipe, samples, negatives, composites, seed, reporter,
-                                        HAAR if haar else None, bar_fraction, blurred)
+                                        HAAR if haar else None, bar_fraction, blurred, noisy)
         if candidates is not None:
             import io
             from landmask.imageio import write_bytes_atomic
             buf = io.BytesIO()
             np.savez(buf, x=x.astype(np.float32), y=y, kind=kind, group=group, score=score, blurred=bool(blurred),
-                     bar_fraction=float(bar_fraction))
+                     noisy=bool(noisy), bar_fraction=float(bar_fraction))
             write_bytes_atomic(candidates, buf.getvalue())
     conf_feats, crops = x[:, :k], x[:, k:k + CROP * CROP].reshape(len(x), CROP, CROP).astype(np.uint8)
     cascade = x[:, k + CROP * CROP:]   # (N, 2) with haar, else (N, 0)
@@ -495,7 +514,8 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
                   "rule": f"{rule}; threshold: {KEEP_LOSS} % of those training faces below it, {FOLDS}-fold "
                           "cross-validated by photo",
                   "data": [str(d) for d in data], "negative_photos": len(negatives), "canvases": composites,
-                  "seed": seed, **({"blurred_faces": list(BLUR_SIGMA)} if blurred else {})})
+                  "seed": seed, **({"blurred_faces": list(BLUR_SIGMA)} if blurred else {}),
+                  **({"noisy_faces": {"sigma": list(NOISE_SIGMA), "face_px": NOISY_FACE}} if noisy else {})})
     update_meta(model_file, {"face_check": {**meta["face_check"], "learned": check}})
     f = check["cross_validated"]
     reporter.info(f"learned face check ({check_kind}; cross-validated, candidates at or above {check['min_confidence']}): keeps " + ", ".join(
