@@ -296,6 +296,31 @@ def test_camera_from_a_stream_stops_cleanly_on_ctrl_c(tmp_path):
     assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
 
 
+def test_camera_stops_on_a_ctrl_c_at_the_very_start(tmp_path):
+    """A Ctrl-C as the stream starts: the command ends (a KeyboardInterrupt raised inside PyAV's
+    decoding used to leave FFmpeg's decoder threads waiting, so that closing the stream hung), with
+    a whole file or none, never a partial one."""
+    src = make_clip(tmp_path / "stream.mp4", moving(scene(EINSTEIN), 60) * 4)
+    for k, delay in enumerate((0.0, 0.0, 0.03, 0.08)):
+        out = tmp_path / f"live{k}.mp4"
+        p = subprocess.Popen(LANDMASK + ["camera", "--url", str(src), "-o", str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        assert "Ctrl-C" in p.stdout.readline()
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise AssertionError(f"landmask camera hung after a Ctrl-C {delay} s into the stream")
+        assert (p.returncode, "stopped by Ctrl-C" in stdout) in ((0, True), (130, False)), (p.returncode, stderr)
+        if p.returncode == 0:
+            assert 0 < len(decode(out)) < 240
+        else:
+            assert not out.exists()
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
 def test_camera_bad_url_is_one_line(tmp_path):
     r = run("camera", "--url", tmp_path / "missing.mp4")
     assert r.returncode == 2
