@@ -490,7 +490,7 @@ def cmd_train_detector(a):
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
     ignored = [k for k in keys if k not in ("data", "out", "threads") and getattr(a, k) is not None]
     if a.blur_face_max is not None and not a.blur_faces and not a.resume:
-        print("landmask: --blur-face-max has no effect without --blur-faces P (the share of photos blurred)",
+        print("landmask: --blur-face-max has no effect without --blur-faces P (the share of tiles blurred)",
               file=sys.stderr)
     if a.resume and ignored:   # a resumed run keeps its own settings (its config.yaml)
         print("landmask: --resume continues the run as it was set up; ignored: "

