@@ -132,22 +132,24 @@ class MjpegServer:
 
 
 def _stop_on_ctrl_c():
-    """(event, the SIGINT handler it replaced): a first Ctrl-C only sets the event, which the frame
+    """(event, restore): a first Ctrl-C only sets the event, which the frame
     loop reads between frames.  A KeyboardInterrupt raised inside PyAV's decoding can leave FFmpeg's
     decoder threads waiting, so that closing the stream hangs, or be swallowed by one of its callbacks
     (both seen with a Ctrl-C early in a stream); a second Ctrl-C still interrupts at once (a source
-    that sends no frames).  Off the main thread (no signal handlers there): (event, None)."""
+    that sends no frames).  ``restore()`` puts the previous SIGINT handler back.  Off the main
+    thread (no signal handlers there) only the event, and ``restore`` does nothing."""
     import signal
     import threading
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        return stop, None
+        return stop, lambda: None
 
     def handler(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-    return stop, signal.signal(signal.SIGINT, handler)
+    previous = signal.signal(signal.SIGINT, handler)
+    return stop, lambda: signal.signal(signal.SIGINT, previous)
 
 
 def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegServer | None = None,
@@ -156,7 +158,7 @@ def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegSe
     finished cleanly either way.  Returns {"frames", "fps", "frames_with_faces", "interrupted"}."""
     from fractions import Fraction
     writer, n, with_faces, interrupted = None, 0, 0, False
-    stop, previous = _stop_on_ctrl_c()
+    stop, restore = _stop_on_ctrl_c()
     t0 = time.monotonic()
     last_pts = -1
     try:
@@ -180,9 +182,7 @@ def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegSe
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if previous is not None:   # from here a Ctrl-C interrupts again (while finishing: no partial file)
-            import signal
-            signal.signal(signal.SIGINT, previous)
+        restore()   # from here a Ctrl-C interrupts again (while finishing: no partial file)
         interrupted = interrupted or stop.is_set()
         source.close()
         if writer is not None:

@@ -102,8 +102,8 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
     they are without it.  ``noisy``: each photo once more shrunk until its largest annotated face is
     at most NOISY_FACE px and given Gaussian noise of NOISE_SIGMA grey levels (a grainy video frame),
     its faces found there among the faces (its own generator too).  ``bar_fraction``: which photos
-    count as face-free (no other candidate
-    at or above that fraction of the bar)."""
+    count as face-free (no other candidate at or above that fraction of the bar)."""
+    import cv2
     from landmask.detect_train import background
     from landmask.imageio import to_grey
     rng = np.random.default_rng(seed)
@@ -143,14 +143,11 @@ def mine(pipe, samples, negatives, composites: int, seed: int, reporter: Reporte
         for s in faces:   # each face once more with the mouth or an eye covered
             covered = random_cover(grey, s.points, scheme, rng, parts)
             add(matched(candidates(covered), [s.points]), 1, "covered face", path, covered)
-        if blurred:   # the whole photo, by the size of its largest annotated face
-            import cv2
-            side = max(float(np.ptp(s.points, axis=0).max()) for s in faces)
+        side = max(float(np.ptp(t, axis=0).max()) for t in truth)   # its largest annotated face
+        if blurred:   # the whole photo, by the size of that face
             soft = cv2.GaussianBlur(grey, (0, 0), blur_rng.uniform(*BLUR_SIGMA) * side)
             add(matched(candidates(soft), truth), 1, "blurred face", path, soft)
         if noisy:
-            import cv2
-            side = max(float(np.ptp(s.points, axis=0).max()) for s in faces)
             k = min(1.0, NOISY_FACE / side)
             small = cv2.resize(grey, (max(1, round(grey.shape[1] * k)), max(1, round(grey.shape[0] * k))),
                                interpolation=cv2.INTER_AREA) if k < 1 else grey
