@@ -93,6 +93,12 @@ def add_train(sub):
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
+    p.add_argument("--device", help="train on cpu (default), or cuda / cuda:N (a GPU, with PyTorch built for it); "
+                                    "a run started on one may be resumed on another")
+    p.add_argument("--save-every", type=int, metavar="N",
+                   help="write the model, resume state, history and curves every N epochs and after the last "
+                        "(default 1; best.safetensors still follows every epoch's validation): for epochs that take "
+                        "about a second, on a GPU; --resume goes on from the last one written")
     p.add_argument("--limit", type=int, help="use only the first N faces of each data set")
     p.add_argument("--init", help="start from this model file's weights (same architecture)")
     p.add_argument("--teacher", metavar="MODEL",
@@ -121,11 +127,11 @@ def cmd_train(a):
                       mirror_shift=a.mirror_shift, blur_prob=a.blur_prob, blur_max=a.blur_max, noise_max=a.noise_max,
                       heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
-                      threads=a.threads, limit=a.limit, init=a.init, teacher=a.teacher,
+                      threads=a.threads, device=a.device, save_every=a.save_every, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
     if a.resume:   # a resumed run keeps its own settings (its config.yaml): say which options go unused
         defaults = vars(build_parser().parse_args(["train", "--resume", "--out", a.out]))
-        ignored = [k for k, v in vars(a).items() if k not in ("resume", "out", "func", "command", "quiet")
+        ignored = [k for k, v in vars(a).items() if k not in ("resume", "out", "func", "command", "quiet", "device")
                    and k in defaults and v != defaults[k]]
         if ignored and env_info().is_main:
             print("landmask: --resume continues the run as it was set up; ignored: "

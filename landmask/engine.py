@@ -67,8 +67,8 @@ def heatmap_js(prob, target, stride: int, sigma: float = 1.0):
     regression: it keeps each heatmap one compact blob); points missing or off the map are ignored."""
     b, k, hh, ww = prob.shape
     c = (torch.nan_to_num(target) + 0.5) / stride - 0.5          # true points in heatmap cells
-    xs = torch.arange(ww, dtype=prob.dtype)
-    ys = torch.arange(hh, dtype=prob.dtype)
+    xs = torch.arange(ww, dtype=prob.dtype, device=prob.device)
+    ys = torch.arange(hh, dtype=prob.dtype, device=prob.device)
     gx = torch.exp(-0.5 * ((xs - c[..., :1]) / sigma) ** 2)       # (B, K, W)
     gy = torch.exp(-0.5 * ((ys - c[..., 1:]) / sigma) ** 2)       # (B, K, H)
     q = gy[..., :, None] * gx[..., None, :]
@@ -101,20 +101,23 @@ class Teacher:
             pts = self.model(x.contiguous(memory_format=torch.channels_last))
         else:
             both = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
-            out = self.model(both).numpy()
+            out = self.model(both).cpu().numpy()
             from landmask.geometry import flip_average
-            pts = torch.from_numpy(flip_average(out[:len(x)], out[len(x):], own, self.flip_perm, self.mirror_shift))
+            pts = torch.from_numpy(flip_average(out[:len(x)], out[len(x):], own, self.flip_perm,
+                                                self.mirror_shift)).to(x.device)
         return pts if own == size else (pts + 0.5) * (size / own) - 0.5
 
 
 def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, size, epoch, reporter,
-                    heat_reg: float = 0.0, teacher=None, teacher_weight: float = 0.5):
-    """One pass over ``loader``.  With a ``teacher`` (a model in eval mode), the loss is
-    (1 - teacher_weight) × the loss to the labels + teacher_weight × the loss to the teacher's
-    points on the same crops (knowledge distillation)."""
+                    heat_reg: float = 0.0, teacher=None, teacher_weight: float = 0.5, device=None):
+    """One pass over ``loader``, on ``device`` (default: where the batches are).  With a ``teacher``
+    (a model in eval mode), the loss is (1 - teacher_weight) × the loss to the labels +
+    teacher_weight × the loss to the teacher's points on the same crops (knowledge distillation)."""
     model.train()
     total, count, abs_err, n_err = 0.0, 0, 0.0, 0
     for step, (x, y) in enumerate(loader):
+        if device is not None:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if heat_reg > 0:
             pred, prob = model.points_and_heatmaps(x)
             loss = masked_loss(pred, y, loss_kind, size) + heat_reg * heatmap_js(prob, y, model.stride)
@@ -145,19 +148,19 @@ def train_one_epoch(model, optimizer, scheduler, loader, n_batches, loss_kind, s
 
 
 @torch.inference_mode()
-def predict_crops(model, crops: np.ndarray, mean, std, batch_size=256) -> np.ndarray:
-    """(N, S, S) uint8 crops → (N, K, 2) points in crop pixels."""
+def predict_crops(model, crops: np.ndarray, mean, std, batch_size=256, device=None) -> np.ndarray:
+    """(N, S, S) uint8 crops → (N, K, 2) points in crop pixels (the model run on ``device``)."""
     model.eval()
-    out = [model(to_tensor(crops[s:s + batch_size], mean, std)).numpy()
+    out = [model(to_tensor(crops[s:s + batch_size], mean, std).to(device or "cpu")).cpu().numpy()
            for s in range(0, len(crops), batch_size)]
     return np.concatenate(out).astype(np.float64)
 
 
-def evaluate(model, caches, points, norms, idx, size, loss_kind, mean, std) -> dict:
+def evaluate(model, caches, points, norms, idx, size, loss_kind, mean, std, device=None) -> dict:
     """Validation figures on unaugmented centre crops: loss, MAE/RMSE in crop px and NME."""
     crops, pts = zip(*(center_crop(caches[i], points[i], size) for i in idx))
     crops, gt = np.stack(crops), np.stack(pts).astype(np.float64)
-    pred = predict_crops(model, crops, mean, std)
+    pred = predict_crops(model, crops, mean, std, device=device)
     loss = masked_loss(torch.from_numpy(pred), torch.from_numpy(gt), loss_kind, size).item()
     d = pred - gt
     err = np.linalg.norm(d, axis=-1)
@@ -166,7 +169,7 @@ def evaluate(model, caches, points, norms, idx, size, loss_kind, mean, std) -> d
             "nme_percent": float(np.nanmean(np.nanmean(err, axis=1) / norms[idx]) * 100)}
 
 
-def load_teacher(cfg, mcfg):
+def load_teacher(cfg, mcfg, device=None):
     """The --teacher model (an engine.Teacher), checked to read the same crops as the run's model
     and to give the same points: scheme, crop scale and input normalisation must match.  The input
     size need not: the teacher sees the training crops resized to its own."""
@@ -189,5 +192,6 @@ def load_teacher(cfg, mcfg):
     for p in model.parameters():
         p.requires_grad_(False)
     perm = get_scheme(cfg.scheme).flip_permutation if cfg.teacher_flip else None
-    return Teacher(model.to(memory_format=torch.channels_last), meta["model"]["input_size"], perm,
+    model = model.to(memory_format=torch.channels_last)
+    return Teacher(model if device is None else model.to(device), meta["model"]["input_size"], perm,
                    meta.get("mirror", {}).get("shift_px", 0.0))

@@ -44,8 +44,9 @@ def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool 
             raise LandmaskError(f"--resume: {out} holds no checkpoint to resume (no last.safetensors: it was "
                                 f"removed, or the run stopped before its first epoch ended); start a new run "
                                 f"in another --out")
-        # the run is where --out says now (a copied or moved run resumes there, not at its old path)
-        cfg = replace(read_config(out / "config.yaml"), out=str(out)).check()
+        # the run is where --out says now (a copied or moved run resumes there, not at its old path), and
+        # on the device asked for now (a run begun on a GPU may go on on a CPU, or the other way)
+        cfg = replace(read_config(out / "config.yaml"), out=str(out), device=cfg.device).check()
     else:
         held = [n for n in ("last.safetensors", "model.safetensors", "best.safetensors", "history.json")
                 if (out / n).exists()]
@@ -86,6 +87,10 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     every batch and only rank 0 writes (landmask.distributed)."""
     from landmask import distributed as dist
     info = dist.init_distributed_mode("cpu")
+    if info.distributed and cfg.device != "cpu":
+        dist.cleanup(info)
+        raise LandmaskError(f"--device {cfg.device}: under torchrun training runs on CPUs (gloo); leave --device out")
+    training_device(cfg.device)     # refused before the run folder is made
     reporter = reporter if info.is_main else Reporter()
     try:
         cfg = prepare_run(cfg, resume, reporter, write=info.is_main)
@@ -93,6 +98,52 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         return _train(cfg, reporter, resume, info)
     finally:
         dist.cleanup(info)
+
+
+def training_device(name: str):
+    """The torch.device for --device, refused by name where it is not there."""
+    import torch
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise LandmaskError(f"--device {name}: no CUDA GPU is available to this PyTorch "
+                                f"({torch.__version__}); train with --device cpu")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise LandmaskError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                                f"numbered from 0")
+        torch.backends.cudnn.benchmark = True     # fixed input sizes: let cuDNN pick its fastest kernels
+    return torch.device(name)
+
+
+def prefetched(batches, depth: int = 2):
+    """``batches`` produced on a background thread, ``depth`` ahead of the consumer (same order,
+    same random draws: one producer); its error, if any, is raised in the consumer."""
+    import queue
+    import threading
+    q: queue.Queue = queue.Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for b in batches:
+                if stop.is_set():
+                    return
+                q.put(b)
+            q.put(done)
+        except BaseException as e:    # handed to the consumer
+            q.put(e)
+
+    threading.Thread(target=produce, daemon=True, name="landmask-batches").start()
+    try:
+        while (b := q.get()) is not done:
+            if isinstance(b, BaseException):
+                raise b
+            yield b
+    finally:
+        stop.set()
+        while not q.empty():          # let a producer blocked on a full queue see the stop
+            q.get_nowait()
 
 
 def augmentation(cfg: TrainConfig) -> AugmentConfig | None:
@@ -113,6 +164,7 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     from landmask.model import ModelConfig, build_model, count_parameters
 
     out, resume_path = Path(cfg.out), Path(cfg.out) / "last.safetensors"
+    device = training_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     scheme = get_scheme(cfg.scheme)
@@ -129,7 +181,8 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     if cfg.init:
         ckpt.load_init_weights(model, mcfg, cfg.init)
         reporter.info(f"weights from {cfg.init}")
-    teacher = load_teacher(cfg, mcfg) if cfg.teacher else None
+    model.to(device)
+    teacher = load_teacher(cfg, mcfg, device) if cfg.teacher else None
     if teacher is not None:
         reporter.info(f"teacher {cfg.teacher}: weight {cfg.teacher_weight}"
                       + (", averaged with its mirrored crops" if cfg.teacher_flip else ""))
@@ -143,7 +196,8 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         reporter.info(f"resuming {out} at epoch {start}")
     reporter.info(f"model {cfg.arch}: {count_parameters(model):,} parameters, input {cfg.input_size}px; "
                   f"{len(train_idx)} train / {len(val_idx)} validation faces"
-                  + (f"; {info.world_size} processes ({info.backend})" if info.distributed else ""))
+                  + (f"; {info.world_size} processes ({info.backend})" if info.distributed else "")
+                  + (f"; on {device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     net = dist.wrap_model(model, info)
     aug = augmentation(cfg)
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
@@ -152,15 +206,18 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
                          cfg.batch_size, rng, mcfg.mean, mcfg.std, part=lambda b: dist.shard(b, info),
                          aug_rng=dist.augment_rng(rng, cfg.seed, epoch, info))
+        if device.type != "cpu":     # the next batch is cut on the CPU while the GPU trains on this one
+            loader = prefetched(loader)
         tr = dist.epoch_totals(train_one_epoch(net, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch,
-                                               reporter, cfg.heat_reg, teacher, cfg.teacher_weight), info)
+                                               reporter, cfg.heat_reg, teacher, cfg.teacher_weight, device), info)
         if not info.is_main:
             continue   # rank 0 validates and writes; the others go on to the next epoch's first step
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
                "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t),
                "world_size": info.world_size}
         if len(val_idx):
-            va = evaluate(model, caches, points, norms, val_idx, cfg.input_size, cfg.loss, mcfg.mean, mcfg.std)
+            va = evaluate(model, caches, points, norms, val_idx, cfg.input_size, cfg.loss, mcfg.mean, mcfg.std,
+                          device)
             row.update({f"val_{k}": v for k, v in va.items()})
         history.append(row)
         reporter.epoch_end(epoch, row)
@@ -169,7 +226,8 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         if score <= best or not np.isfinite(best):
             best = score
             ckpt.save_model(out / "best.safetensors", model.state_dict(), meta)
-        save_epoch(out, model, opt, sched, rng, epoch, history, meta)
+        if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
+            save_epoch(out, model, opt, sched, rng, epoch, history, meta)
     if len(val_idx) and cfg.arch == "lmnet" and info.is_main:
         calibrate_run(out, reporter)
     return out / "model.safetensors"

@@ -43,6 +43,8 @@ class TrainConfig:
     val_fraction: float = 0.05
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"          # where training runs: cpu, or cuda / cuda:N (a GPU)
+    save_every: int = 1          # write the model, resume state, history and curves every N epochs (and the last)
     limit: int = 0               # use only the first N faces of each data set (0 = all)
     init: str = ""               # start from this model file's weights (same architecture)
     teacher: str = ""            # distil from this model: its points on each training crop are a second target
@@ -54,7 +56,7 @@ class TrainConfig:
               "heat_reg": (0, 1e6), "input_size": (16, 1024), "width": (0.05, 16.0), "depth8": (0, 64),
               "depth16": (0, 64), "crop_scale": (0.5, 5.0), "box_jitter": (0, 10.0), "rotate": (0, 180.0),
               "flip_prob": (0, 1), "mirror_shift": (-1000.0, 1000.0), "blur_prob": (0, 1), "blur_max": (0.3, 100.0), "noise_max": (0, 255.0), "val_fraction": (0, 0.99),
-              "seed": (0, 2**32 - 1), "threads": (1, 1024), "limit": (0, 10**12), "teacher_weight": (0, 1)}
+              "seed": (0, 2**32 - 1), "threads": (1, 1024), "save_every": (1, 100_000), "limit": (0, 10**12), "teacher_weight": (0, 1)}
     CHOICES = {"arch": ("lmnet", "seed"), "loss": ("l1", "wing", "mse"), "optimizer": ("adamw", "adam"),
                "block": ("sep", "dense"), "head_stride": (4, 8), "head": ("heatmap", "simcc"), "scheme": ("ibug68", "kaggle15", "muct76")}
 
@@ -63,6 +65,7 @@ class TrainConfig:
         nan/inf, the wrong type, an unknown choice, or an --out that is a file.  Reads no data
         and creates nothing."""
         import math
+        import re
         for name, (lo, hi) in self.RANGES.items():
             v, opt = getattr(self, name), "--" + name.replace("_", "-")
             whole = isinstance(getattr(TrainConfig, name, None), int) or name in ("epochs", "batch_size")
@@ -76,6 +79,8 @@ class TrainConfig:
                 close = difflib.get_close_matches(str(getattr(self, name)), map(str, choices), n=1)
                 raise LandmaskError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: choose one of "
                                     f"{', '.join(map(str, choices))}" + (f" (did you mean {close[0]}?)" if close else ""))
+        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise LandmaskError(f"--device {self.device!r}: choose cpu, cuda or cuda:N")
         if not isinstance(self.data, list) or not all(isinstance(d, str) and d for d in self.data):
             raise LandmaskError(f"--data {self.data!r}: give one or more data set paths")
         if not self.out or Path(self.out).is_file():

