@@ -4,8 +4,12 @@
 # (about 4000 a second on one core), so the runs share the GPU, one core each.
 #   1. a one-epoch smoke run (does CUDA training work here at all?);
 #   2. a probe: every run for 3 epochs on 800 faces, side by side, for its images/s;
-#   3. the runs themselves, side by side, with as many epochs as fit BUDGET seconds at 80 % of that pace
-#      (a one-cycle schedule must know its length: a run cut short would end at a high learning rate).
+#   3. the runs themselves, side by side, with as many epochs as fit BUDGET seconds at PACE × the probe's
+#      pace (a one-cycle schedule must know its length: a run cut short ends at a high learning rate).
+#      PACE 0.45: in the nineteenth session the six runs trained at 0.46-0.50 × their probes' pace (the
+#      probes' short epochs barely overlapped), so the runs planned at 0.8 × were cut off half-way;
+#   4. every run is stopped DEADLINE seconds after the start at the latest, so that their files are
+#      packed into OUTDIR before the machine's own limit (what a stopped run leaves: its last --save-every).
 # Data: a packed folder (scripts/pack_faces.py) of the HELEN + LFPW training faces minus the held-out ones.
 #   DATA=runs/pack-hl BUDGET=420 OUTDIR=$OUT bash scripts/gpu_runs.sh
 set -u
@@ -13,6 +17,8 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 DATA=${DATA:-runs/pack-hl}
 BUDGET=${BUDGET:-420}
+PACE=${PACE:-0.45}
+DEADLINE=${DEADLINE:-540}
 OUTDIR=${OUTDIR:-runs/gpu-out}
 DEVICE=${DEVICE:-cuda}
 PROBE_LIMIT=${PROBE_LIMIT:-800}   # faces in the probe runs
@@ -43,11 +49,11 @@ done
 wait
 declare -A EPOCHS
 for n in "${!RUNS[@]}"; do
-  EPOCHS[$n]=$(python3 - "$R/probe-$n/history.json" "$BUDGET" <<'EOF'
+  EPOCHS[$n]=$(python3 - "$R/probe-$n/history.json" "$BUDGET" "$PACE" <<'EOF'
 import json, sys
 h = json.load(open(sys.argv[1]))
 rate = max(r["images_per_s"] for r in h[1:])     # epoch 1 holds cuDNN's kernel search
-print(max(1, int(0.8 * float(sys.argv[2]) * rate / 1511)))   # 1511 training faces in the full pack
+print(max(1, int(float(sys.argv[3]) * float(sys.argv[2]) * rate / 1511)))   # 1511 training faces in the full pack
 EOF
 ) || { echo "probe $n failed:"; tail -5 $R/probe-$n.log; EPOCHS[$n]=0; }
   stamp "probe $n: ${EPOCHS[$n]} epochs"
@@ -55,7 +61,7 @@ done
 stamp runs
 for n in "${!RUNS[@]}"; do
   [ "${EPOCHS[$n]}" -gt 0 ] || continue
-  timeout $(( BUDGET + 60 )) python3 -m landmask train --data $DATA --limit $LIMIT --epochs ${EPOCHS[$n]} --save-every 50 --device $DEVICE \
+  timeout $(( DEADLINE - ($(date +%s) - T0) )) python3 -m landmask train --data $DATA --limit $LIMIT --epochs ${EPOCHS[$n]} --save-every 50 --device $DEVICE \
     ${RUNS[$n]} --out $R/$n -q > $R/$n.log 2>&1 &
 done
 wait
