@@ -46,7 +46,9 @@ def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool 
                                 f"in another --out")
         # the run is where --out says now (a copied or moved run resumes there, not at its old path), and
         # on the device asked for now (a run begun on a GPU may go on on a CPU, or the other way)
-        cfg = replace(read_config(out / "config.yaml"), out=str(out), device=cfg.device).check()
+        # (where and until when it runs are the caller's: --device, --stop-after)
+        cfg = replace(read_config(out / "config.yaml"), out=str(out), device=cfg.device,
+                      stop_after=cfg.stop_after).check()
     else:
         held = [n for n in ("last.safetensors", "model.safetensors", "best.safetensors", "history.json")
                 if (out / n).exists()]
@@ -201,6 +203,7 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     net = dist.wrap_model(model, info)
     aug = augmentation(cfg)
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
+    stopped = lambda epoch: epoch == cfg.stop_after < cfg.epochs   # noqa: E731
     for epoch in range(start, cfg.epochs + 1):
         t = time.time()
         loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
@@ -211,6 +214,8 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         tr = dist.epoch_totals(train_one_epoch(net, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch,
                                                reporter, cfg.heat_reg, teacher, cfg.teacher_weight, device), info)
         if not info.is_main:
+            if stopped(epoch):
+                break
             continue   # rank 0 validates and writes; the others go on to the next epoch's first step
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
                "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t),
@@ -226,8 +231,11 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         if score <= best or not np.isfinite(best):
             best = score
             ckpt.save_model(out / "best.safetensors", model.state_dict(), meta)
-        if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
+        if epoch % cfg.save_every == 0 or epoch in (cfg.epochs, cfg.stop_after):
             save_epoch(out, model, opt, sched, rng, epoch, history, meta)
+        if stopped(epoch):
+            reporter.info(f"stopped after epoch {epoch} of {cfg.epochs} (--stop-after); --resume goes on")
+            return out / "model.safetensors"
     if len(val_idx) and cfg.arch == "lmnet" and info.is_main:
         calibrate_run(out, reporter)
     return out / "model.safetensors"

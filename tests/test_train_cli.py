@@ -583,3 +583,17 @@ def test_a_run_begun_on_a_gpu_resumes_on_the_cpu(data, tmp_path, monkeypatch):
     assert main(["train", "--resume", "--out", str(out), "-q"]) == 0
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
     assert "device: cpu" in cfg.read_text()
+
+
+def test_stop_after_leaves_a_run_that_resumes_into_the_uninterrupted_one(data, tmp_path, capsys):
+    from safetensors.numpy import load_file
+    args = ["--data", str(data / "menpo"), "--epochs", "3", *TINY, "-q"]
+    assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    cut = tmp_path / "cut"
+    assert main(["train", *args, "--stop-after", "1", "--save-every", "5", "--out", str(cut)]) == 0
+    assert [r["epoch"] for r in json.loads((cut / "history.json").read_text())] == [1]
+    assert main(["train", "--resume", "--out", str(cut), "-q"]) == 0
+    assert [r["epoch"] for r in json.loads((cut / "history.json").read_text())] == [1, 2, 3]
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(cut / "model.safetensors")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
