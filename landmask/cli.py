@@ -94,14 +94,15 @@ def add_train(sub):
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--device", help="train on cpu (default), or cuda / cuda:N (a GPU, with PyTorch built for it); "
-                                    "a run started on one may be resumed on another")
+                                    "--resume keeps the run's own unless given: a run begun on one may go on on another")
     p.add_argument("--save-every", type=int, metavar="N",
                    help="write the model, resume state, history and curves every N epochs and after the last "
                         "(default 1; best.safetensors still follows every epoch's validation): for epochs that take "
                         "about a second, on a GPU; --resume goes on from the last one written")
     p.add_argument("--stop-after", type=int, metavar="N",
                    help="stop after epoch N, its files written, the learning-rate schedule still that of --epochs "
-                        "(a run cut short on purpose, or as a time limit once cut one; --resume goes on)")
+                        "(a run cut short on purpose, or as a time limit once cut one; --resume goes on; from --epochs on it "
+                        "changes nothing)")
     p.add_argument("--limit", type=int, help="use only the first N faces of each data set")
     p.add_argument("--init", help="start from this model file's weights (same architecture)")
     p.add_argument("--teacher", metavar="MODEL",
@@ -118,7 +119,7 @@ def add_train(sub):
 
 def cmd_train(a):
     from landmask.distributed import env_info
-    from landmask.train import train
+    from landmask.train import RESUME_OVERRIDES, epochs_done, train
     from landmask.trainconfig import make_config
     if not a.resume and not a.data:
         raise LandmaskError("train: give --data PATH... (or --resume --out RUN_DIR)")
@@ -134,14 +135,16 @@ def cmd_train(a):
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
     if a.resume:   # a resumed run keeps its own settings (its config.yaml): say which options go unused
         defaults = vars(build_parser().parse_args(["train", "--resume", "--out", a.out]))
-        ignored = [k for k, v in vars(a).items() if k not in ("resume", "out", "func", "command", "quiet", "device", "stop_after")
+        ignored = [k for k, v in vars(a).items() if k not in ("resume", "out", "func", "command", "quiet", *RESUME_OVERRIDES)
                    and k in defaults and v != defaults[k]]
         if ignored and env_info().is_main:
             print("landmask: --resume continues the run as it was set up; ignored: "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
-    path = train(cfg, console(a), resume=a.resume)   # under torchrun: one of N processes
+    overrides = {k: getattr(a, k) for k in RESUME_OVERRIDES if getattr(a, k) is not None} if a.resume else None
+    path = train(cfg, console(a), resume=a.resume, overrides=overrides)   # under torchrun: one of N processes
     if env_info().is_main:
-        print(f"model: {path}")
+        done, total = epochs_done(path.parent)
+        print(f"model: {path}" + (f" (stopped after epoch {done} of {total}; --resume goes on)" if done < total else ""))
     return 0
 
 

@@ -33,28 +33,36 @@ def model_meta(cfg: TrainConfig, mcfg, metrics: dict, extra: dict) -> dict:
     }
 
 
-def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool = True) -> TrainConfig:
+# what a resumed run takes from the caller rather than its config.yaml: where and until when it runs,
+# and how often it writes its files (none changes what it computes)
+RESUME_OVERRIDES = ("device", "save_every", "stop_after")
+
+
+def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool = True,
+                overrides: dict | None = None) -> TrainConfig:
     """Create (or, with ``resume``, reopen) the run folder; the config in force is returned,
-    printed and saved as config.yaml (only with ``write``: rank 0 under torchrun)."""
+    printed and saved as config.yaml (only with ``write``: rank 0 under torchrun).  A resumed run
+    keeps its own settings except ``overrides`` (RESUME_OVERRIDES only)."""
     out = Path(cfg.out)
     if resume:
         if not (out / "config.yaml").exists():
             raise LandmaskError(f"--resume: {out} has no config.yaml of an earlier run")
         if not (out / "last.safetensors").exists():
             raise LandmaskError(f"--resume: {out} holds no checkpoint to resume (no last.safetensors: it was "
-                                f"removed, or the run stopped before its first epoch ended); start a new run "
-                                f"in another --out")
-        # the run is where --out says now (a copied or moved run resumes there, not at its old path), and
-        # on the device asked for now (a run begun on a GPU may go on on a CPU, or the other way)
-        # (where and until when it runs are the caller's: --device, --stop-after)
-        cfg = replace(read_config(out / "config.yaml"), out=str(out), device=cfg.device,
-                      stop_after=cfg.stop_after).check()
+                                f"removed, or the run stopped before its first save: its first epoch, or the "
+                                f"first N of --save-every N); start a new run in another --out")
+        bad = set(overrides or {}) - set(RESUME_OVERRIDES)
+        if bad:
+            raise LandmaskError(f"--resume keeps the run's own {', '.join(sorted(bad))}")
+        # the run is where --out says now (a copied or moved run resumes there, not at its old path); a
+        # run begun on a GPU may go on on a CPU (--device cpu), or the other way
+        cfg = replace(read_config(out / "config.yaml"), out=str(out), **{"stop_after": 0, **(overrides or {})}).check()
     else:
         held = [n for n in ("last.safetensors", "model.safetensors", "best.safetensors", "history.json")
                 if (out / n).exists()]
         if held:
             raise LandmaskError(f"{out} already holds a training run ({', '.join(held)}); use --resume to continue "
-                                f"it or choose another --out")
+                                f"it (where it wrote last.safetensors) or choose another --out")
         for d in cfg.data if isinstance(cfg.data, (list, tuple)) else [cfg.data]:
             folder = Path(d)           # a folder of faces (.pts and photos); a CSV file's folder is the user's own
             if folder.is_dir() and (out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents):
@@ -83,7 +91,8 @@ def make_optimizer(cfg: TrainConfig, model, steps_per_epoch: int):
     raise LandmaskError(f"--optimizer {cfg.optimizer!r}: choose adamw or adam")
 
 
-def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = False) -> Path:
+def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = False,
+          overrides: dict | None = None) -> Path:
     """Run a training job into ``cfg.out``; returns the path of the final model file.  Under
     ``torchrun --nproc_per_node N`` the N processes train one model (DDP): each takes its share of
     every batch and only rank 0 writes (landmask.distributed)."""
@@ -92,14 +101,21 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     if info.distributed and cfg.device != "cpu":
         dist.cleanup(info)
         raise LandmaskError(f"--device {cfg.device}: under torchrun training runs on CPUs (gloo); leave --device out")
-    training_device(cfg.device)     # refused before the run folder is made
+    training_device((overrides or {}).get("device", cfg.device))     # refused before the run folder is made
     reporter = reporter if info.is_main else Reporter()
     try:
-        cfg = prepare_run(cfg, resume, reporter, write=info.is_main)
+        cfg = prepare_run(cfg, resume, reporter, write=info.is_main, overrides=overrides)
         dist.check_supported(cfg, info)
         return _train(cfg, reporter, resume, info)
     finally:
         dist.cleanup(info)
+
+
+def epochs_done(out) -> tuple[int, int]:
+    """(epochs written to history.json, the run's --epochs) of a run folder."""
+    out = Path(out)
+    history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
+    return (history[-1]["epoch"] if history else 0), read_config(out / "config.yaml").epochs
 
 
 def training_device(name: str):
@@ -115,6 +131,12 @@ def training_device(name: str):
                                 f"numbered from 0")
         torch.backends.cudnn.benchmark = True     # fixed input sizes: let cuDNN pick its fastest kernels
     return torch.device(name)
+
+
+def cut_ahead(device) -> bool:
+    """Whether the next batches are cut on a thread of their own while the model trains on this one:
+    off the CPU (on a CPU the model's own threads take the cores)."""
+    return device.type != "cpu"
 
 
 def prefetched(batches, depth: int = 2):
@@ -196,6 +218,9 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         start, history, torch_rng = ckpt.load_resume(resume_path, model, opt, sched, rng)
         torch.set_rng_state(torch_rng)
         reporter.info(f"resuming {out} at epoch {start}")
+        if 0 < cfg.stop_after < start:
+            raise LandmaskError(f"--stop-after {cfg.stop_after}: the run in {out} has done {start - 1} epochs "
+                                f"already; give a later epoch, or leave --stop-after out to finish it")
     reporter.info(f"model {cfg.arch}: {count_parameters(model):,} parameters, input {cfg.input_size}px; "
                   f"{len(train_idx)} train / {len(val_idx)} validation faces"
                   + (f"; {info.world_size} processes ({info.backend})" if info.distributed else "")
@@ -209,7 +234,7 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
                          cfg.batch_size, rng, mcfg.mean, mcfg.std, part=lambda b: dist.shard(b, info),
                          aug_rng=dist.augment_rng(rng, cfg.seed, epoch, info))
-        if device.type != "cpu":     # the next batch is cut on the CPU while the GPU trains on this one
+        if cut_ahead(device):
             loader = prefetched(loader)
         tr = dist.epoch_totals(train_one_epoch(net, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch,
                                                reporter, cfg.heat_reg, teacher, cfg.teacher_weight, device), info)
@@ -234,7 +259,7 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
         if epoch % cfg.save_every == 0 or epoch in (cfg.epochs, cfg.stop_after):
             save_epoch(out, model, opt, sched, rng, epoch, history, meta)
         if stopped(epoch):
-            reporter.info(f"stopped after epoch {epoch} of {cfg.epochs} (--stop-after); --resume goes on")
+            reporter.info(f"stopped after epoch {epoch} of {cfg.epochs} (--stop-after {cfg.stop_after})")
             return out / "model.safetensors"
     if len(val_idx) and cfg.arch == "lmnet" and info.is_main:
         calibrate_run(out, reporter)

@@ -60,8 +60,9 @@ EOF
 done
 stamp runs
 for n in "${!RUNS[@]}"; do
-  [ "${EPOCHS[$n]}" -gt 0 ] || continue
-  timeout $(( DEADLINE - ($(date +%s) - T0) )) python3 -m landmask train --data $DATA --limit $LIMIT --epochs ${EPOCHS[$n]} --save-every 50 --device $DEVICE \
+  left=$(( DEADLINE - ($(date +%s) - T0) ))
+  [ "${EPOCHS[$n]}" -gt 0 ] && [ $left -gt 30 ] || { echo "$n: not started (${left} s left)"; continue; }
+  timeout $left python3 -m landmask train --data $DATA --limit $LIMIT --epochs ${EPOCHS[$n]} --save-every 50 --device $DEVICE \
     ${RUNS[$n]} --out $R/$n -q > $R/$n.log 2>&1 &
 done
 wait

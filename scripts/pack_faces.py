@@ -30,7 +30,9 @@ def main():
     ap.add_argument("--quality", type=int, default=94, help="JPEG quality (default 94)")
     a = ap.parse_args()
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=False)
+    if out.exists():
+        raise SystemExit(f"--out {out}: already exists; give a new folder")
+    out.mkdir(parents=True)
     samples = load_training_data(a.data, "ibug68")
     total = 0
     for i, s in enumerate(samples):

@@ -563,7 +563,7 @@ def test_save_every_writes_every_nth_epoch_and_the_last(data, tmp_path, monkeypa
     assert (out / "best.safetensors").exists()
 
 
-def test_a_run_begun_on_a_gpu_resumes_on_the_cpu(data, tmp_path, monkeypatch):
+def test_a_run_begun_on_a_gpu_resumes_on_the_cpu(data, tmp_path, monkeypatch, capsys):
     """A run whose config.yaml says cuda (begun on a lent GPU, stopped) goes on where it is resumed."""
     import landmask.train as T
     from landmask.trainconfig import make_config
@@ -580,7 +580,11 @@ def test_a_run_begun_on_a_gpu_resumes_on_the_cpu(data, tmp_path, monkeypatch):
     monkeypatch.setattr(T, "save_epoch", real)
     cfg = out / "config.yaml"
     cfg.write_text(cfg.read_text().replace("device: cpu", "device: cuda"))
-    assert main(["train", "--resume", "--out", str(out), "-q"]) == 0
+    import torch
+    if not torch.cuda.is_available():    # --resume keeps the run's own device unless told otherwise
+        assert main(["train", "--resume", "--out", str(out), "-q"]) == 2
+        assert "--device cuda: no CUDA GPU is available" in capsys.readouterr().err
+    assert main(["train", "--resume", "--device", "cpu", "--out", str(out), "-q"]) == 0
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
     assert "device: cpu" in cfg.read_text()
 
@@ -590,10 +594,29 @@ def test_stop_after_leaves_a_run_that_resumes_into_the_uninterrupted_one(data, t
     args = ["--data", str(data / "menpo"), "--epochs", "3", *TINY, "-q"]
     assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
     cut = tmp_path / "cut"
+    capsys.readouterr()
     assert main(["train", *args, "--stop-after", "1", "--save-every", "5", "--out", str(cut)]) == 0
     assert [r["epoch"] for r in json.loads((cut / "history.json").read_text())] == [1]
+    assert "(stopped after epoch 1 of 3; --resume goes on)" in capsys.readouterr().out
+    assert main(["train", "--resume", "--stop-after", "1", "--out", str(cut), "-q"]) == 2
+    assert "--stop-after 1: the run in" in capsys.readouterr().err
     assert main(["train", "--resume", "--out", str(cut), "-q"]) == 0
     assert [r["epoch"] for r in json.loads((cut / "history.json").read_text())] == [1, 2, 3]
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(cut / "model.safetensors")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_batches_cut_ahead_on_a_thread_train_the_same_model(data, tmp_path, monkeypatch):
+    """The GPU path's batch thread (forced here on the CPU) draws the same crops in the same order."""
+    import landmask.train as T
+    from safetensors.numpy import load_file
+    args = ["--data", str(data / "menpo"), "--epochs", "2", *TINY, "-q"]
+    assert main(["train", *args, "--out", str(tmp_path / "plain")]) == 0
+    used = []
+    monkeypatch.setattr(T, "cut_ahead", lambda device: used.append(device) or True)
+    assert main(["train", *args, "--out", str(tmp_path / "ahead")]) == 0
+    assert len(used) == 2
+    a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "ahead" / "model.safetensors")
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
