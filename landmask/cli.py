@@ -95,6 +95,10 @@ def add_train(sub):
     p.add_argument("--threads", type=int)
     p.add_argument("--device", help="train on cpu (default), or cuda / cuda:N (a GPU, with PyTorch built for it); "
                                     "--resume keeps the run's own unless given: a run begun on one may go on on another")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="cut and augment the training crops in N processes (default 0: in the training process); "
+                        "for a GPU that one core cannot keep busy. Each batch then draws from a random stream "
+                        "of its own (seed, epoch, batch): the same crops for any N")
     p.add_argument("--save-every", type=int, metavar="N",
                    help="write the model, resume state, history and curves every N epochs and after the last "
                         "(default 1; best.safetensors still follows every epoch's validation): for epochs that take "
@@ -131,7 +135,7 @@ def cmd_train(a):
                       mirror_shift=a.mirror_shift, blur_prob=a.blur_prob, blur_max=a.blur_max, noise_max=a.noise_max,
                       heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
-                      threads=a.threads, device=a.device, save_every=a.save_every, stop_after=a.stop_after, limit=a.limit, init=a.init, teacher=a.teacher,
+                      threads=a.threads, device=a.device, workers=a.workers, save_every=a.save_every, stop_after=a.stop_after, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
     if a.resume:   # a resumed run keeps its own settings (its config.yaml): say which options go unused
         defaults = vars(build_parser().parse_args(["train", "--resume", "--out", a.out]))

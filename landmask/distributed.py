@@ -125,6 +125,9 @@ def sum_over_ranks(values: dict, info: DistInfo) -> dict:
 def check_supported(cfg, info: DistInfo) -> None:
     """Training options that do not work with several processes, refused by name before any data
     are read."""
+    if info.distributed and cfg.workers:
+        raise LandmaskError("--workers is not supported under torchrun with more than one process (each rank "
+                            "cuts its own share of the batch); leave it out")
     if info.distributed and cfg.heat_reg:
         raise LandmaskError("--heat-reg is not supported under torchrun with more than one process "
                             "(the heatmap loss bypasses DistributedDataParallel's forward); train it in one process")

@@ -21,6 +21,21 @@ def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def cut_batch(caches, points, sel, size, perm, aug: AugmentConfig | None, rng):
+    """The training crops of samples ``sel``: images (B, S, S) float32 in [0, 1] and points (B, K, 2)
+    float32 in crop pixels, augmented from ``rng`` (centre crops with ``aug`` None)."""
+    imgs, pts = [], []
+    for i in sel:
+        if aug is None:
+            im, p = center_crop(caches[i], points[i], size)
+            im = im.astype(np.float32) / 255.0
+        else:
+            im, p = augment(caches[i], points[i], size, perm, aug, rng)
+        imgs.append(im)
+        pts.append(p)
+    return np.stack(imgs), np.stack(pts).astype(np.float32)
+
+
 def batches(caches, points, idx, size, perm, aug: AugmentConfig | None, batch_size, rng, mean, std,
             part=None, aug_rng=None):
     """Yield (x, y) training batches over ``idx`` in a random order; y (B, K, 2) crop pixels.
@@ -30,16 +45,48 @@ def batches(caches, points, idx, size, perm, aug: AugmentConfig | None, batch_si
     aug_rng = rng if aug_rng is None else aug_rng
     for s in range(0, len(order), batch_size):
         sel = order[s:s + batch_size] if part is None else part(order[s:s + batch_size])
-        imgs, pts = [], []
-        for i in sel:
-            if aug is None:
-                im, p = center_crop(caches[i], points[i], size)
-                im = im.astype(np.float32) / 255.0
-            else:
-                im, p = augment(caches[i], points[i], size, perm, aug, aug_rng)
-            imgs.append(im)
-            pts.append(p)
-        yield to_tensor(np.stack(imgs), mean, std), torch.from_numpy(np.stack(pts).astype(np.float32))
+        im, p = cut_batch(caches, points, sel, size, perm, aug, aug_rng)
+        yield to_tensor(im, mean, std), torch.from_numpy(p)
+
+
+_WORK: dict = {}    # what a batch worker reads: set when it starts
+
+
+def _worker_start(caches, points, size, perm, aug, seed):
+    import cv2
+    cv2.setNumThreads(1)
+    _WORK.update(caches=caches, points=points, size=size, perm=perm, aug=aug, seed=seed)
+
+
+def _cut_in_worker(job):
+    epoch, b, sel = job
+    w = _WORK
+    rng = np.random.default_rng([w["seed"], epoch, b, 0x5eed])
+    return cut_batch(w["caches"], w["points"], sel, w["size"], w["perm"], w["aug"], rng)
+
+
+class BatchWorkers:
+    """``n`` processes that cut the training batches (`train --workers N`), for a GPU that one core
+    cannot keep busy.  Batch b of epoch e is augmented from a random stream of its own, seeded by
+    (seed, e, b): the crops do not depend on ``n`` nor on where a run was resumed (they differ from
+    the single-process stream of ``batches``).  The batch order still comes from the run's ``rng``.
+    The workers are spawned, not forked (a fork inherits OpenCV's and PyTorch's thread pools in a
+    state the child cannot use: it hung), and each gets its own copy of the cached crops."""
+
+    def __init__(self, n: int, caches, points, size, perm, aug: AugmentConfig | None, seed: int):
+        import multiprocessing as mp
+        self.pool = mp.get_context("spawn").Pool(n, initializer=_worker_start,
+                                                 initargs=(caches, points, size, perm, aug, seed))
+
+    def batches(self, idx, batch_size, rng, epoch: int, mean, std):
+        order = rng.permutation(idx)
+        jobs = [(epoch, b, order[s:s + batch_size]) for b, s in enumerate(range(0, len(order), batch_size))]
+        for im, p in self.pool.imap(_cut_in_worker, jobs):
+            yield to_tensor(im, mean, std), torch.from_numpy(p)
+
+    def close(self):
+        self.pool.terminate()
+        self.pool.join()
 
 
 def masked_loss(pred, target, kind: str, size: int):

@@ -184,7 +184,7 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     import torch
     from landmask import checkpoint as ckpt
     from landmask import distributed as dist
-    from landmask.engine import batches, evaluate, load_teacher, train_one_epoch
+    from landmask.engine import BatchWorkers, batches, evaluate, load_teacher, train_one_epoch
     from landmask.model import ModelConfig, build_model, count_parameters
 
     out, resume_path = Path(cfg.out), Path(cfg.out) / "last.safetensors"
@@ -228,42 +228,51 @@ def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, info) -> Path:
     net = dist.wrap_model(model, info)
     aug = augmentation(cfg)
     best = min((h["val_nme_percent"] for h in history), default=np.inf)
-    stopped = lambda epoch: epoch == cfg.stop_after < cfg.epochs   # noqa: E731
-    for epoch in range(start, cfg.epochs + 1):
-        t = time.time()
-        loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
-                         cfg.batch_size, rng, mcfg.mean, mcfg.std, part=lambda b: dist.shard(b, info),
-                         aug_rng=dist.augment_rng(rng, cfg.seed, epoch, info))
-        if cut_ahead(device):
-            loader = prefetched(loader)
-        tr = dist.epoch_totals(train_one_epoch(net, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch,
-                                               reporter, cfg.heat_reg, teacher, cfg.teacher_weight, device), info)
-        if not info.is_main:
+    workers = BatchWorkers(cfg.workers, caches, points, cfg.input_size, scheme.flip_permutation, aug,
+                           cfg.seed) if cfg.workers else None
+    try:
+        stopped = lambda epoch: epoch == cfg.stop_after < cfg.epochs   # noqa: E731
+        for epoch in range(start, cfg.epochs + 1):
+            t = time.time()
+            if workers is not None:
+                loader = workers.batches(train_idx, cfg.batch_size, rng, epoch, mcfg.mean, mcfg.std)
+            else:
+                loader = batches(caches, points, train_idx, cfg.input_size, scheme.flip_permutation, aug,
+                                 cfg.batch_size, rng, mcfg.mean, mcfg.std, part=lambda b: dist.shard(b, info),
+                                 aug_rng=dist.augment_rng(rng, cfg.seed, epoch, info))
+            if cut_ahead(device):
+                loader = prefetched(loader)
+            tr = dist.epoch_totals(train_one_epoch(net, opt, sched, loader, steps, cfg.loss, cfg.input_size, epoch,
+                                                   reporter, cfg.heat_reg, teacher, cfg.teacher_weight, device), info)
+            if not info.is_main:
+                if stopped(epoch):
+                    break
+                continue   # rank 0 validates and writes; the others go on to the next epoch's first step
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
+                   "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t),
+                   "world_size": info.world_size}
+            if len(val_idx):
+                va = evaluate(model, caches, points, norms, val_idx, cfg.input_size, cfg.loss, mcfg.mean, mcfg.std,
+                              device)
+                row.update({f"val_{k}": v for k, v in va.items()})
+            history.append(row)
+            reporter.epoch_end(epoch, row)
+            meta = model_meta(cfg, mcfg, _last_metrics(row), {"epochs_done": epoch, "faces": len(samples)})
+            score = row.get("val_nme_percent", -epoch)
+            if score <= best or not np.isfinite(best):
+                best = score
+                ckpt.save_model(out / "best.safetensors", model.state_dict(), meta)
+            if epoch % cfg.save_every == 0 or epoch in (cfg.epochs, cfg.stop_after):
+                save_epoch(out, model, opt, sched, rng, epoch, history, meta)
             if stopped(epoch):
-                break
-            continue   # rank 0 validates and writes; the others go on to the next epoch's first step
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_mae_px": tr["mae_px"],
-               "seconds": time.time() - t, "images_per_s": len(train_idx) / (time.time() - t),
-               "world_size": info.world_size}
-        if len(val_idx):
-            va = evaluate(model, caches, points, norms, val_idx, cfg.input_size, cfg.loss, mcfg.mean, mcfg.std,
-                          device)
-            row.update({f"val_{k}": v for k, v in va.items()})
-        history.append(row)
-        reporter.epoch_end(epoch, row)
-        meta = model_meta(cfg, mcfg, _last_metrics(row), {"epochs_done": epoch, "faces": len(samples)})
-        score = row.get("val_nme_percent", -epoch)
-        if score <= best or not np.isfinite(best):
-            best = score
-            ckpt.save_model(out / "best.safetensors", model.state_dict(), meta)
-        if epoch % cfg.save_every == 0 or epoch in (cfg.epochs, cfg.stop_after):
-            save_epoch(out, model, opt, sched, rng, epoch, history, meta)
-        if stopped(epoch):
-            reporter.info(f"stopped after epoch {epoch} of {cfg.epochs} (--stop-after {cfg.stop_after})")
-            return out / "model.safetensors"
-    if len(val_idx) and cfg.arch == "lmnet" and info.is_main:
-        calibrate_run(out, reporter)
-    return out / "model.safetensors"
+                reporter.info(f"stopped after epoch {epoch} of {cfg.epochs} (--stop-after {cfg.stop_after})")
+                return out / "model.safetensors"
+        if len(val_idx) and cfg.arch == "lmnet" and info.is_main:
+            calibrate_run(out, reporter)
+        return out / "model.safetensors"
+    finally:
+        if workers is not None:
+            workers.close()
 
 
 def save_epoch(out: Path, model, opt, sched, rng, epoch: int, history: list, meta: dict) -> None:

