@@ -104,9 +104,9 @@ def add_train(sub):
                         "(default 1; best.safetensors still follows every epoch's validation): for epochs that take "
                         "about a second, on a GPU; --resume goes on from the last one written")
     p.add_argument("--stop-after", type=int, metavar="N",
-                   help="stop after epoch N, its files written, the learning-rate schedule still that of --epochs "
-                        "(a run cut short on purpose, or as a time limit once cut one; --resume goes on; from --epochs on it "
-                        "changes nothing)")
+                   help="stop after epoch N, its files written, the learning-rate schedule still that of --epochs: "
+                        "to cut a run short on purpose, or to repeat one that a time limit cut short (--resume goes "
+                        "on; N of --epochs or more changes nothing)")
     p.add_argument("--limit", type=int, help="use only the first N faces of each data set")
     p.add_argument("--init", help="start from this model file's weights (same architecture)")
     p.add_argument("--teacher", metavar="MODEL",
@@ -135,11 +135,13 @@ def cmd_train(a):
                       mirror_shift=a.mirror_shift, blur_prob=a.blur_prob, blur_max=a.blur_max, noise_max=a.noise_max,
                       heat_reg=a.heat_reg,
                       val_fraction=a.val_fraction, seed=a.seed,
-                      threads=a.threads, device=a.device, workers=a.workers, save_every=a.save_every, stop_after=a.stop_after, limit=a.limit, init=a.init, teacher=a.teacher,
+                      threads=a.threads, device=a.device, workers=a.workers, save_every=a.save_every,
+                      stop_after=a.stop_after, limit=a.limit, init=a.init, teacher=a.teacher,
                       teacher_weight=a.teacher_weight, teacher_flip=a.teacher_flip)
     if a.resume:   # a resumed run keeps its own settings (its config.yaml): say which options go unused
         defaults = vars(build_parser().parse_args(["train", "--resume", "--out", a.out]))
-        ignored = [k for k, v in vars(a).items() if k not in ("resume", "out", "func", "command", "quiet", *RESUME_OVERRIDES)
+        ignored = [k for k, v in vars(a).items()
+                   if k not in ("resume", "out", "func", "command", "quiet", *RESUME_OVERRIDES)
                    and k in defaults and v != defaults[k]]
         if ignored and env_info().is_main:
             print("landmask: --resume continues the run as it was set up; ignored: "
