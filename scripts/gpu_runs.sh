@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Several `landmask train --device cuda` runs side by side on one lent GPU, each sized to a time budget
 # (nineteenth session; docs/experiments.md).  Training is bound by the CPU that cuts the augmented crops
-# (about 4000 a second on one core), so the runs share the GPU, one core each.
+# (3600-4300 a second on one core of the 2-core machine; 850-1860 images/s per run trained there), so the runs
+# share the GPU, one core each (--workers N, newer than these runs, gives one run more cores).
 #   1. a one-epoch smoke run (does CUDA training work here at all?);
 #   2. a probe: every run for 3 epochs on 800 faces, side by side, for its images/s;
 #   3. the runs themselves, side by side, with as many epochs as fit BUDGET seconds at PACE × the probe's
