@@ -647,3 +647,5 @@ def test_batch_workers_are_refused_under_torchrun():
     with pytest.raises(LandmaskError, match="--workers is not supported under torchrun"):
         check_supported(make_config(data=["x"], workers=2), DistInfo(rank=0, world_size=2, backend="gloo"))
     check_supported(make_config(data=["x"], workers=2), DistInfo())
+    with pytest.raises(LandmaskError, match="--device cuda: under torchrun"):
+        check_supported(make_config(data=["x"], device="cuda"), DistInfo(rank=0, world_size=2, backend="gloo"))
