@@ -126,7 +126,7 @@ def check_supported(cfg, info: DistInfo) -> None:
     """Training options that do not work with several processes, refused by name before any data
     are read."""
     if info.distributed and getattr(cfg, "device", "cpu") != "cpu":   # e.g. a GPU run resumed under torchrun
-        raise LandmaskError(f"--device {cfg.device}: under torchrun training runs on CPUs (gloo); give --device cpu")
+        raise LandmaskError(f"--device {cfg.device}: under torchrun training runs on CPUs (gloo); train with --device cpu")
     if info.distributed and cfg.workers:
         raise LandmaskError("--workers is not supported under torchrun with more than one process (each rank "
                             "cuts its own share of the batch); leave it out")

@@ -9,7 +9,7 @@ import torch
 
 from landmask.errors import LandmaskError
 from landmask.schemes import get_scheme
-from landmask.transforms import AugmentConfig, augment, center_crop
+from landmask.transforms import AugmentConfig, center_crop, cut_batch
 
 
 def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
@@ -19,21 +19,6 @@ def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
         x = x / 255.0
     x = ((x - mean) / std).unsqueeze(1)
     return x.contiguous(memory_format=torch.channels_last)
-
-
-def cut_batch(caches, points, sel, size, perm, aug: AugmentConfig | None, rng):
-    """The training crops of samples ``sel``: images (B, S, S) float32 in [0, 1] and points (B, K, 2)
-    float32 in crop pixels, augmented from ``rng`` (centre crops with ``aug`` None)."""
-    imgs, pts = [], []
-    for i in sel:
-        if aug is None:
-            im, p = center_crop(caches[i], points[i], size)
-            im = im.astype(np.float32) / 255.0
-        else:
-            im, p = augment(caches[i], points[i], size, perm, aug, rng)
-        imgs.append(im)
-        pts.append(p)
-    return np.stack(imgs), np.stack(pts).astype(np.float32)
 
 
 def batches(caches, points, idx, size, perm, aug: AugmentConfig | None, batch_size, rng, mean, std,
@@ -49,44 +34,38 @@ def batches(caches, points, idx, size, perm, aug: AugmentConfig | None, batch_si
         yield to_tensor(im, mean, std), torch.from_numpy(p)
 
 
-_WORK: dict = {}    # what a batch worker reads: set when it starts
-
-
-def _worker_start(caches, points, size, perm, aug, seed):
-    import cv2
-    cv2.setNumThreads(1)
-    _WORK.update(caches=caches, points=points, size=size, perm=perm, aug=aug, seed=seed)
-
-
-def _cut_in_worker(job):
-    epoch, b, sel = job
-    w = _WORK
-    rng = np.random.default_rng([w["seed"], epoch, b, 0x5eed])
-    return cut_batch(w["caches"], w["points"], sel, w["size"], w["perm"], w["aug"], rng)
-
-
 class BatchWorkers:
     """``n`` processes that cut the training batches (`train --workers N`), for a GPU that one core
     cannot keep busy.  Batch b of epoch e is augmented from a random stream of its own, seeded by
     (seed, e, b): the crops do not depend on ``n`` nor on where a run was resumed (they differ from
     the single-process stream of ``batches``).  The batch order still comes from the run's ``rng``.
     The workers are spawned, not forked (a fork inherits OpenCV's and PyTorch's thread pools in a
-    state the child cannot use: it hung), and each gets its own copy of the cached crops."""
+    state the child cannot use: it hung); each gets its own copy of the cached crops and imports no
+    torch (transforms.cut_batch_in_worker).  A worker that dies (out of memory, say) or cannot start
+    is one LandmaskError, not a hang."""
 
     def __init__(self, n: int, caches, points, size, perm, aug: AugmentConfig | None, seed: int):
         import multiprocessing as mp
-        self.pool = mp.get_context("spawn").Pool(n, initializer=_worker_start,
-                                                 initargs=(caches, points, size, perm, aug, seed))
+        from concurrent.futures import ProcessPoolExecutor
+        from landmask.transforms import start_batch_worker
+        self.pool = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=start_batch_worker,
+                                        initargs=(caches, points, size, perm, aug, seed))
 
     def batches(self, idx, batch_size, rng, epoch: int, mean, std):
+        from concurrent.futures.process import BrokenProcessPool
+        from landmask.transforms import cut_batch_in_worker
         order = rng.permutation(idx)
         jobs = [(epoch, b, order[s:s + batch_size]) for b, s in enumerate(range(0, len(order), batch_size))]
-        for im, p in self.pool.imap(_cut_in_worker, jobs):
-            yield to_tensor(im, mean, std), torch.from_numpy(p)
+        try:
+            for im, p in self.pool.map(cut_batch_in_worker, jobs):
+                yield to_tensor(im, mean, std), torch.from_numpy(p)
+        except BrokenProcessPool:
+            raise LandmaskError("--workers: a process cutting the training crops died or could not start "
+                                "(out of memory? a script calling landmask.train.train needs Python's "
+                                "if __name__ == '__main__': guard); try fewer --workers, or none") from None
 
     def close(self):
-        self.pool.terminate()
-        self.pool.join()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def masked_loss(pred, target, kind: str, size: int):

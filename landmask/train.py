@@ -34,8 +34,9 @@ def model_meta(cfg: TrainConfig, mcfg, metrics: dict, extra: dict) -> dict:
 
 
 # what a resumed run takes from the caller rather than its config.yaml: where and until when it runs,
-# and how often it writes its files (none changes what it computes)
-RESUME_OVERRIDES = ("device", "save_every", "stop_after")
+# how many processes cut its crops and how often it writes its files (none changes what it computes,
+# except that --workers 0 and N draw the crops from different random streams)
+RESUME_OVERRIDES = ("device", "workers", "save_every", "stop_after")
 
 
 def prepare_run(cfg: TrainConfig, resume: bool, reporter: Reporter, write: bool = True,
@@ -100,7 +101,7 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     info = dist.init_distributed_mode("cpu")
     if info.distributed and cfg.device != "cpu":
         dist.cleanup(info)
-        raise LandmaskError(f"--device {cfg.device}: under torchrun training runs on CPUs (gloo); leave --device out")
+        raise LandmaskError(f"--device {cfg.device}: under torchrun training runs on CPUs (gloo); train with --device cpu")
     training_device((overrides or {}).get("device", cfg.device))     # refused before the run folder is made
     reporter = reporter if info.is_main else Reporter()
     try:

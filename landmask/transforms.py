@@ -82,6 +82,39 @@ def augment(cache, points, size, perm, cfg: AugmentConfig, rng):
     return photometric(img, pts, cfg, rng)
 
 
+def cut_batch(caches, points, sel, size, perm, aug: AugmentConfig | None, rng):
+    """The training crops of samples ``sel``: images (B, S, S) float32 in [0, 1] and points (B, K, 2)
+    float32 in crop pixels, augmented from ``rng`` (centre crops with ``aug`` None)."""
+    imgs, pts = [], []
+    for i in sel:
+        if aug is None:
+            im, p = center_crop(caches[i], points[i], size)
+            im = im.astype(np.float32) / 255.0
+        else:
+            im, p = augment(caches[i], points[i], size, perm, aug, rng)
+        imgs.append(im)
+        pts.append(p)
+    return np.stack(imgs), np.stack(pts).astype(np.float32)
+
+
+_WORK: dict = {}    # what a batch worker (engine.BatchWorkers) reads: set when it starts
+
+
+def start_batch_worker(caches, points, size, perm, aug, seed):
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the training process's to handle
+    cv2.setNumThreads(1)
+    _WORK.update(caches=caches, points=points, size=size, perm=perm, aug=aug, seed=seed)
+
+
+def cut_batch_in_worker(job):
+    """Batch b of epoch e (``job`` = (e, b, sample indices)) from its own random stream."""
+    epoch, b, sel = job
+    w = _WORK
+    rng = np.random.default_rng([w["seed"], epoch, b, 0x5eed])
+    return cut_batch(w["caches"], w["points"], sel, w["size"], w["perm"], w["aug"], rng)
+
+
 def build_cache(samples: list[Sample], scheme: str, size: int, reporter: Reporter, threads: int = 2,
                 crop_scale: float = G.CROP_SCALE):
     """Cut each face at CACHE_FACTOR × the crop side into (2S, 2S) uint8 crops.

@@ -626,7 +626,7 @@ def test_batch_workers_cut_the_same_crops_however_many_and_resume_alike(data, tm
     """--workers N: each batch from a stream of its own, so 1 and 2 workers train the same model, a
     run stopped and resumed the same as one that was not, and it differs from the one-process stream."""
     from safetensors.numpy import load_file
-    args = ["--data", str(data / "menpo"), "--epochs", "3", *TINY, "-q"]
+    args = ["--data", str(data / "menpo"), "--epochs", "3", *TINY, "--batch-size", "1", "-q"]   # 2 batches an epoch
     for name, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"]), ("plain", []),
                         ("cut", ["--workers", "2", "--stop-after", "1"])):
         assert main(["train", *args, *extra, "--out", str(tmp_path / name)]) == 0
@@ -649,3 +649,47 @@ def test_batch_workers_are_refused_under_torchrun():
     check_supported(make_config(data=["x"], workers=2), DistInfo())
     with pytest.raises(LandmaskError, match="--device cuda: under torchrun"):
         check_supported(make_config(data=["x"], device="cuda"), DistInfo(rank=0, world_size=2, backend="gloo"))
+
+
+def test_batch_workers_give_each_batch_its_own_stream_and_the_runs_order():
+    from landmask.engine import BatchWorkers
+    from landmask.schemes import get_scheme
+    from landmask.transforms import AugmentConfig
+    rng = np.random.default_rng(0)
+    caches = (rng.random((12, 64, 64)) * 255).astype(np.uint8)
+    points = (rng.random((12, 68, 2)) * 64).astype(np.float32)
+    perm = get_scheme("ibug68").flip_permutation
+    got = {}
+    for n in (1, 3):
+        w = BatchWorkers(n, caches, points, 32, perm, AugmentConfig(), seed=7)
+        try:
+            got[n] = [(x.numpy(), y.numpy()) for e in (1, 2)
+                      for x, y in w.batches(np.arange(12), 2, np.random.default_rng(5), e, 0.5, 0.25)]
+        finally:
+            w.close()
+    assert len(got[1]) == 12
+    for (x1, y1), (x3, y3) in zip(got[1], got[3]):
+        np.testing.assert_array_equal(x1, x3)
+        np.testing.assert_array_equal(y1, y3)
+    assert not np.array_equal(got[1][0][0], got[1][1][0])       # batches differ: their own streams
+    assert not np.array_equal(got[1][0][0], got[1][6][0])       # and epochs do
+
+
+def test_a_batch_worker_that_dies_is_one_error_not_a_hang(monkeypatch):
+    import signal
+    from landmask.engine import BatchWorkers
+    from landmask.errors import LandmaskError
+    from landmask.transforms import AugmentConfig
+    w = BatchWorkers(1, np.zeros((4, 64, 64), np.uint8), np.zeros((4, 68, 2), np.float32), 32, None,
+                     AugmentConfig(), seed=0)
+    try:
+        os.kill(_first_worker(w), signal.SIGKILL)
+        with pytest.raises(LandmaskError, match="--workers: a process cutting the training crops died"):
+            list(w.batches(np.arange(4), 2, np.random.default_rng(0), 1, 0.5, 0.25))
+    finally:
+        w.close()
+
+
+def _first_worker(w):
+    w.pool.submit(int, 0).result(timeout=60)     # the pool starts its processes on first use
+    return list(w.pool._processes)[0]
