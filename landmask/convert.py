@@ -11,7 +11,7 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.crops import warp
-from landmask.datasets import Sample, unique_id
+from landmask.datasets import Sample, pts_text, unique_id
 from landmask.errors import LandmaskError
 from landmask.imageio import decode_image, read_file_bytes, write_bytes_atomic, write_image, write_text_atomic
 from landmask.metrics import KAGGLE_EYE_DISTANCE
@@ -128,10 +128,7 @@ def write_pts_folder(samples: list[Sample], out_dir, reporter: Reporter = Report
         except LandmaskError as e:
             skipped.append(f"{s.source}: {e}")
             continue
-        pts = s.points
-        lines = ["version: 1", f"n_points: {len(pts)}", "{"]
-        lines += [f"{x:.3f} {y:.3f}" if np.isfinite(x) and np.isfinite(y) else "nan nan" for x, y in pts]
-        write_text_atomic(out_dir / f"{stem}.pts", "\n".join(lines + ["}"]) + "\n")
+        write_text_atomic(out_dir / f"{stem}.pts", pts_text(s.points))
         rows += 1
     return {"rows": rows, "skipped": skipped}
 

@@ -48,6 +48,13 @@ class Sample:
 
 # ---------------------------------------------------------------- 300-W .pts folders
 
+def pts_text(points: np.ndarray) -> str:
+    """A 300-W .pts file's text for (K, 2) points (header included; missing points as ``nan nan``)."""
+    lines = ["version: 1", f"n_points: {len(points)}", "{"]
+    lines += [f"{x:.3f} {y:.3f}" if np.isfinite(x) and np.isfinite(y) else "nan nan" for x, y in points]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
 def read_pts(path) -> np.ndarray:
     """Points of a 300-W .pts file, with or without the ``version/n_points/{ }`` header."""
     path = Path(path)

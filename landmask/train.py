@@ -99,12 +99,11 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     every batch and only rank 0 writes (landmask.distributed)."""
     from landmask import distributed as dist
     info = dist.init_distributed_mode("cpu")
-    if info.distributed and cfg.device != "cpu":
-        dist.cleanup(info)
-        raise LandmaskError(f"--device {cfg.device}: under torchrun training runs on CPUs (gloo); train with --device cpu")
-    training_device((overrides or {}).get("device", cfg.device))     # refused before the run folder is made
     reporter = reporter if info.is_main else Reporter()
     try:
+        asked = replace(cfg, **(overrides or {}))    # refused before the run folder is made; a resumed
+        dist.check_supported(asked, info)            # run's own settings are checked again below
+        training_device(asked.device)
         cfg = prepare_run(cfg, resume, reporter, write=info.is_main, overrides=overrides)
         dist.check_supported(cfg, info)
         return _train(cfg, reporter, resume, info)

@@ -11,11 +11,10 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from landmask import geometry as G
 from landmask.crops import warp
-from landmask.datasets import face_box, load_training_data
+from landmask.datasets import face_box, load_training_data, pts_text
 from landmask.imageio import write_bytes_atomic, write_text_atomic
 from landmask.transforms import CACHE_FACTOR
 
@@ -45,9 +44,7 @@ def main():
             raise SystemExit(f"{s.source}: JPEG encoding failed")
         stem = f"{i:05d}_{Path(s.source).stem}"
         write_bytes_atomic(out / f"{stem}.jpg", jpg.tobytes())
-        lines = ["version: 1", f"n_points: {len(pts)}", "{"]
-        lines += [f"{x:.3f} {y:.3f}" if np.isfinite(x) and np.isfinite(y) else "nan nan" for x, y in pts]
-        write_text_atomic(out / f"{stem}.pts", "\n".join(lines + ["}"]) + "\n")
+        write_text_atomic(out / f"{stem}.pts", pts_text(pts))
         total += len(jpg)
     print(f"{out}: {len(samples)} faces, {total / 2**20:.1f} MiB of JPEG ({a.side} px, quality {a.quality})")
 
