@@ -45,6 +45,18 @@ def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict
     return calibrate_model([model_file], [samples[i] for i in val_idx], reporter)
 
 
+def calibrate_faces(model_file, data, reporter: Reporter = Reporter()) -> dict:
+    """calibrate_model on every face of the data sets ``data`` (faces the model never trained on, such
+    as folders of held-out faces made by scripts/holdout_folder.py --held, from several data sets)."""
+    if Path(model_file).suffix != ".safetensors":
+        raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
+    from landmask.checkpoint import read_meta
+    samples = load_training_data(list(data), read_meta(model_file)["scheme"], 0, Reporter())
+    if not samples:
+        raise LandmaskError(f"--faces {' '.join(map(str, data))}: no annotated faces")
+    return calibrate_model([model_file], samples, reporter)
+
+
 def calibrate_model(files, faces: list[Sample], reporter: Reporter = Reporter()) -> dict:
     """From held-out faces, set in each model file (.safetensors; the first is the one measured):
     ``face_check.min_confidence`` (crops below it are not faces), ``mirror.shift_px`` (added back by

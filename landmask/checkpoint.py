@@ -132,7 +132,11 @@ def load_init_weights(model, mcfg, path) -> None:
     sized by the input, also start fresh when the input size changes."""
     from safetensors.torch import load_file
     from landmask.model import ModelConfig
-    theirs = ModelConfig(**read_meta(path)["model"]).to_dict()   # fields newer than the file: defaults
+    given = read_meta(path)["model"]
+    if given.get("arch") == "ensemble":
+        raise LandmaskError(f"--init {path}: an ensemble of several networks (landmask ensemble); "
+                            f"start from one of its members")
+    theirs = ModelConfig(**given).to_dict()   # fields newer than the file: defaults
     ours = mcfg.to_dict()
     lmnet = ours["arch"] == "lmnet"
     free = {"input_size"} if lmnet else set()

@@ -524,14 +524,22 @@ def add_calibrate(sub):
     g.add_argument("--run", help="training run folder: its own validation faces")
     g.add_argument("--model", help="a .safetensors model file, calibrated on the faces `landmask train` "
                                    "would hold out of --data (5 %%, seed 0)")
-    p.add_argument("--data", nargs="+", metavar="SPEC", help="with --model: the data sets it was trained on")
+    d = p.add_mutually_exclusive_group()
+    d.add_argument("--data", nargs="+", metavar="SPEC", help="with --model: the data sets it was trained on")
+    d.add_argument("--faces", nargs="+", metavar="SPEC",
+                   help="with --model: calibrate on every face of these data sets instead (faces it never trained "
+                        "on, e.g. folders made by scripts/holdout_folder.py --held)")
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(a):
-    from landmask.calibrate import calibrate_heldout, calibrate_run
+    from landmask.calibrate import calibrate_faces, calibrate_heldout, calibrate_run
+    if a.run and (a.data or a.faces):
+        raise LandmaskError("calibrate --run uses the run's own validation faces; --data and --faces go with --model")
     if a.run:
         calibrate_run(a.run, console(a))
+    elif a.faces:
+        calibrate_faces(a.model, a.faces, console(a))
     else:
         calibrate_heldout(a.model, a.data, console(a))
     return 0
@@ -708,6 +716,25 @@ def add_export(sub):
     p.set_defaults(func=cmd_export)
 
 
+def add_ensemble(sub):
+    p = sub.add_parser("ensemble", help="several trained landmark models as one (their mean points), for "
+                                        "accuracy over speed; calibrate, then export it")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="landmark models (.safetensors, run folders or shipped names) of one scheme and crop rule")
+    p.add_argument("--out", required=True, metavar="OUT.safetensors")
+    p.add_argument("--half", action="store_true",
+                   help="store the convolution weights in 16 bits (here and in its ONNX export): half the size")
+    p.set_defaults(func=cmd_ensemble)
+
+
+def cmd_ensemble(a):
+    from landmask.export import make_ensemble
+    r = make_ensemble(a.models, a.out, a.half)
+    print(f"wrote {a.out}: {len(r['members'])} members, {r['input_size']} px crops, {r['parameters']:,} parameters; "
+          f"next: landmask calibrate --model {a.out} --data DATA (held-out faces of the training data), then export")
+    return 0
+
+
 def cmd_export(a):
     from landmask.export import export_model
     r = export_model(a.model, a.onnx, a.scheme, a.int8, a.int8_faces, a.min_score, a.min_score_plain)
@@ -812,6 +839,7 @@ def build_parser():
     add_evaluate(sub)
     add_convert(sub)
     add_export(sub)
+    add_ensemble(sub)
     add_submit(sub)
     add_serve(sub)
     for sp in sub.choices.values():

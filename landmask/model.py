@@ -289,6 +289,46 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHS)}") from None
 
 
+class Ensemble(nn.Module):
+    """Several trained landmark networks as one (``landmask ensemble``; config ``arch = "ensemble"``
+    with each member's config under ``members``).  The ensemble's crop is the largest member's; a
+    smaller member reads it resized to its own input size (bilinear, pixel centres kept, as the
+    crop rule cuts its crops), and its points are mapped back to the ensemble's crop pixels.  Points,
+    face confidence and point confidences are the members' means."""
+
+    def __init__(self, m: dict):
+        super().__init__()
+        self.size = int(m["input_size"])
+        self.sizes = [int(c["input_size"]) for c in m["members"]]
+        if not self.sizes or max(self.sizes) != self.size:
+            raise ValueError(f"an ensemble's input size ({self.size}) is its largest member's")
+        self.members = nn.ModuleList(WithConfidence(build_model(ModelConfig(**c))) for c in m["members"])
+
+    def forward_features(self, x):
+        return x
+
+    def points_and_confidence(self, x):
+        pts, face, point = [], [], []
+        for net, s in zip(self.members, self.sizes):
+            small = s != self.size
+            xi = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False) if small else x
+            p, f, c = net(xi)
+            pts.append((p + 0.5) * (self.size / s) - 0.5 if small else p)
+            face.append(f)
+            point.append(c)
+        n = len(pts)
+        return sum(pts) / n, sum(face) / n, sum(point) / n
+
+    def forward(self, x):
+        return self.points_and_confidence(x)[0]
+
+
+def build_landmark_net(m: dict) -> nn.Module:
+    """The landmark network described by a model file's ``model`` config: one architecture of
+    ARCHS, or an Ensemble of them."""
+    return Ensemble(m) if m.get("arch") == "ensemble" else build_model(ModelConfig(**m))
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -376,7 +416,7 @@ class ModelKind:
 
 
 KINDS = {
-    "landmarks": ModelKind("landmarks", lambda m: build_model(ModelConfig(**m)),
+    "landmarks": ModelKind("landmarks", build_landmark_net,
                            (["crops"], ["points", "confidence", "point_confidence"]),
                            {"crops": {0: "n"}, "points": {0: "n"}, "confidence": {0: "n"},
                             "point_confidence": {0: "n"}},
