@@ -13,7 +13,6 @@ import numpy as np
 
 from landmask import geometry as G
 from landmask.datasets import load_dataset
-from landmask.imageio import read_image
 from landmask.runtime import load
 
 
@@ -36,7 +35,7 @@ def main():
     models = {m: load(m, threads=1) for m in a.models}
     per_face = {m: [] for m in models}
     for s in load_dataset(a.data)[:a.faces]:
-        grey = read_image(s.path, "grey")
+        grey = s.image("grey")
         crops = {m: lm.crops(grey, [G.points_box(s.points)])[0] for m, lm in models.items()}
         for m, lm in models.items():   # warm up
             lm.predict_crops(crops[m])

@@ -181,11 +181,16 @@ class Landmarker:
     def from_detections(self, image: np.ndarray, dets) -> list[Face]:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
         spans = self.model.scheme.spans_face   # the points' box is a face box: refine and check it
-        refine = self.refine and spans
+        # a sparse model (kaggle15) is refined through a scout whose points span the face: the scout
+        # frames each candidate, the model predicts and is checked on that crop, with no third pass
+        framed = self.scout is not None and self.scout.scheme.spans_face
+        refine = self.refine and (spans or framed)
         if not refine:   # the plain bar: a learned check was fitted on refined crops only
             faces = self.checked(*self.predict(image, [d.landmark_box for d in dets], [d.score for d in dets])[:2])
             return [f for f in faces if not spans or G.box_iou(G.points_box(f.points), f.box) >= self.min_overlap]
         kept = self.checked(*self.candidates(image, dets), image)
+        if not spans:
+            return kept
         # once more where the box still moved, so the points settle (84 held-out training faces: NME
         # 3.58 → 3.51 % against 3.47 % from their true boxes; 1 face in 10 took the third pass).  Which
         # faces are kept is decided above: a third crop of a dog or of grass can look more face-like.
@@ -204,7 +209,7 @@ def load(model=None, detector: str = "landmask", threads: int | None = None,
     than this many pixels (the landmarks' box, longer side) are not looked for or kept;
     ``max_faces``: keep only the N largest; ``min_score``: the least detector score kept;
     ``scout``: the model of the first landmark pass on detector candidates (``auto``: the shipped
-    ibug68-fast for the shipped ibug68, ibug68-fast-int8 for ibug68-int8, none for other models;
+    ibug68-fast for the shipped ibug68 and kaggle15, ibug68-fast-int8 for ibug68-int8, none for other models;
     ``none``; or a model).  With no ``model``: ibug68, run as ibug68-int8 on a CPU with 8-bit dot
     products (landmask.runtime.runtime_name)."""
     from landmask.detect import detector_options, get_detector
@@ -223,6 +228,7 @@ def load(model=None, detector: str = "landmask", threads: int | None = None,
 # sixteenth session), and each one's 8-bit export → the scout's 8-bit export
 SCOUTS = {"ibug68": "ibug68-fast"}
 SCOUTS.update({INT8_EXPORTS[m]: INT8_EXPORTS[s] for m, s in SCOUTS.items()})
+SCOUTS["kaggle15"] = "ibug68-fast"   # frames kaggle15's candidates (its 15 points give no face box)
 
 
 def auto_scout(model_path) -> str:
@@ -238,9 +244,10 @@ def auto_scout(model_path) -> str:
 
 def scout_model(scout, model: LandmarkModel, threads: int | None = None, loader=None) -> LandmarkModel | None:
     """The first-pass model for ``model``: ``scout`` is ``auto`` (``auto_scout``: ibug68-fast for
-    the shipped ibug68, ibug68-fast-int8 for ibug68-int8, none for other models), ``none``/None,
+    the shipped ibug68 and kaggle15, ibug68-fast-int8 for ibug68-int8, none for other models), ``none``/None,
     a model name, file or run folder (a .safetensors one runs in PyTorch), or a LandmarkModel.
-    A scout must use the landmark model's point scheme, one whose points span the face.
+    A scout's points must span the face (ibug68), and be the landmark model's scheme where that one's
+    do; a sparse model (kaggle15) takes any such scout, which frames its candidates.
     ``loader(ref, scheme, threads=)``: how to load it instead (``evaluate --backend`` runs the
     scout on the landmark model's backend)."""
     from landmask.runtime import resolve_model_path
@@ -248,9 +255,6 @@ def scout_model(scout, model: LandmarkModel, threads: int | None = None, loader=
         scout = auto_scout(model.path)
     if scout is None or scout == "none":
         return None
-    if not model.scheme.spans_face:
-        raise LandmaskError(f"--scout {scout}: a {model.scheme.name} model's points do not span the face, so its "
-                            "faces get no refining pass to scout for; give --scout none (or leave it out)")
     if isinstance(scout, LandmarkModel):
         s = scout
     else:
@@ -266,9 +270,10 @@ def scout_model(scout, model: LandmarkModel, threads: int | None = None, loader=
             msg = str(e)
             raise LandmaskError("--scout" + msg[len("--model"):] if msg.startswith("--model")
                                 else f"--scout {scout}: {msg}") from None
-    if s.scheme.name != model.scheme.name:
-        raise LandmaskError(f"--scout {scout}: a {s.scheme.name} model; the scout must be a model of the landmark "
-                            f"model's {model.scheme.name} points (or none)")
+    if not s.scheme.spans_face or (model.scheme.spans_face and s.scheme.name != model.scheme.name):
+        raise LandmaskError(f"--scout {scout}: a {s.scheme.name} model; the scout frames each candidate by its points, "
+                            f"so they must span the face, and be the landmark model's {model.scheme.name} points "
+                            f"where those do (or none)")
     return s
 
 

@@ -35,14 +35,23 @@ def calibrate_run(run_dir, reporter: Reporter = Reporter()) -> dict:
 def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict:
     """calibrate_model on the faces `landmask train --data DATA` holds out by default (5 %, seed 0)."""
     if not data:
-        raise LandmaskError("calibrate --model needs --data (the data sets the model was trained on)")
+        raise LandmaskError("calibrate --model needs --data (the data sets it was trained on: 5 % of them held out, "
+                            "as training does) or --faces (folders of faces it never trained on)")
     if Path(model_file).suffix != ".safetensors":
         raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
-    from landmask.checkpoint import read_meta
-    cfg = TrainConfig(data=list(data), scheme=read_meta(model_file)["scheme"])
+    cfg = TrainConfig(data=list(data), scheme=landmark_scheme(model_file))
     samples = load_training_data(cfg.data, cfg.scheme, cfg.limit, Reporter())
     _, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
     return calibrate_model([model_file], [samples[i] for i in val_idx], reporter)
+
+
+def landmark_scheme(model_file) -> str:
+    """The point scheme of a landmark model file; any other file is refused by name."""
+    from landmask.checkpoint import read_meta
+    meta = read_meta(model_file)
+    if meta.get("kind", "landmarks") != "landmarks" or "scheme" not in meta:
+        raise LandmaskError(f"--model {model_file}: not a landmark model (calibrate sets a landmark model's face check)")
+    return meta["scheme"]
 
 
 def calibrate_faces(model_file, data, reporter: Reporter = Reporter()) -> dict:
@@ -50,8 +59,7 @@ def calibrate_faces(model_file, data, reporter: Reporter = Reporter()) -> dict:
     as folders of held-out faces made by scripts/holdout_folder.py --held, from several data sets)."""
     if Path(model_file).suffix != ".safetensors":
         raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
-    from landmask.checkpoint import read_meta
-    samples = load_training_data(list(data), read_meta(model_file)["scheme"], 0, Reporter())
+    samples = load_training_data(list(data), landmark_scheme(model_file), 0, Reporter())
     if not samples:
         raise LandmaskError(f"--faces {' '.join(map(str, data))}: no annotated faces")
     return calibrate_model([model_file], samples, reporter)

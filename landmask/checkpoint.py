@@ -121,6 +121,19 @@ def _jsonable(x):
     return x
 
 
+def check_init_file(path) -> None:
+    """Refuse an --init file that can never start a landmark training run (a face detector, an
+    ensemble), before the run reads its data or makes its folder; whether its architecture fits is
+    checked when the weights are loaded (load_init_weights)."""
+    meta = read_meta(path)
+    if meta.get("kind", "landmarks") != "landmarks":
+        raise LandmaskError(f"--init {path}: a face detector model; landmark training starts from a landmark "
+                            f"model (train-detector --init takes a detector)")
+    if meta.get("model", {}).get("arch") == "ensemble":
+        raise LandmaskError(f"--init {path}: an ensemble of several networks (landmask ensemble); "
+                            f"start from one of its members")
+
+
 def load_init_weights(model, mcfg, path) -> None:
     """Start from another model's weights; its architecture must match this run's.  The input
     size may differ: lmnet is fully convolutional and its soft-argmax works on any heatmap size.
@@ -132,11 +145,8 @@ def load_init_weights(model, mcfg, path) -> None:
     sized by the input, also start fresh when the input size changes."""
     from safetensors.torch import load_file
     from landmask.model import ModelConfig
-    given = read_meta(path)["model"]
-    if given.get("arch") == "ensemble":
-        raise LandmaskError(f"--init {path}: an ensemble of several networks (landmask ensemble); "
-                            f"start from one of its members")
-    theirs = ModelConfig(**given).to_dict()   # fields newer than the file: defaults
+    check_init_file(path)
+    theirs = ModelConfig(**read_meta(path)["model"]).to_dict()   # fields newer than the file: defaults
     ours = mcfg.to_dict()
     lmnet = ours["arch"] == "lmnet"
     free = {"input_size"} if lmnet else set()

@@ -155,7 +155,7 @@ def cmd_train(a):
 
 
 SCOUT_HELP = ("model of the first landmark pass on detector candidates, which only frames each one for the "
-              "landmark model's own pass (default auto: ibug68-fast for the shipped ibug68, ibug68-fast-int8 for "
+              "landmark model's own pass (default auto: ibug68-fast for the shipped ibug68 and kaggle15, ibug68-fast-int8 for "
               "ibug68-int8, none for other models; none: the landmark model itself)")
 
 
@@ -731,7 +731,7 @@ def cmd_ensemble(a):
     from landmask.export import make_ensemble
     r = make_ensemble(a.models, a.out, a.half)
     print(f"wrote {a.out}: {len(r['members'])} members, {r['input_size']} px crops, {r['parameters']:,} parameters; "
-          f"next: landmask calibrate --model {a.out} --data DATA (held-out faces of the training data), then export")
+          f"next: landmask calibrate --model {a.out} --faces DIR... (faces none of its members trained on), then export")
     return 0
 
 

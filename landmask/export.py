@@ -60,7 +60,13 @@ def make_ensemble(model_paths, out_path, half: bool = False) -> dict:
     from safetensors.torch import load_file
     from landmask.checkpoint import read_meta, save_model
     from landmask.runtime import resolve_model_path
-    paths = [resolve_model_path(m, prefer=".safetensors").with_suffix(".safetensors") for m in model_paths]
+    paths = []
+    for m in model_paths:
+        try:
+            paths.append(resolve_model_path(m, prefer=".safetensors").with_suffix(".safetensors"))
+        except LandmaskError as e:   # its messages name --model; ensemble takes its models as arguments
+            msg = str(e)
+            raise LandmaskError(f"ensemble: {m}: {msg.split(': ', 1)[1]}" if msg.startswith("--model") else msg) from None
     if len(paths) < 2:
         raise LandmaskError("ensemble: give at least two landmark models")
     out_path = Path(out_path)
@@ -75,8 +81,13 @@ def make_ensemble(model_paths, out_path, half: bool = False) -> dict:
         m = read_meta(p)
         if m.get("kind", "landmarks") != "landmarks":
             raise LandmaskError(f"ensemble: {p} is not a landmark model")
+        missing = [k for k in ("model", "scheme", "crop") if k not in m]
+        if missing:
+            raise LandmaskError(f"ensemble: {p}: its landmask metadata lacks {', '.join(missing)}")
         if m["model"].get("arch") == "ensemble" or m["model"].get("reduce"):
             raise LandmaskError(f"ensemble: {p} is itself an ensemble or a converted model; give the networks it was made of")
+        if m["model"].get("arch") != "lmnet":   # others (seed) have no confidences to average, nor a scheme table
+            raise LandmaskError(f"ensemble: {p} is a {m['model'].get('arch')} model; an ensemble is made of lmnet networks")
         metas.append(m)
     if len({os.path.realpath(p) for p in paths}) < len(paths):
         raise LandmaskError("ensemble: a model is given twice")
@@ -384,6 +395,8 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
             raise LandmaskError(f"--onnx {onnx_path}: would write {out} over the model being exported; "
                                 f"choose another name")
     derived = None
+    if int8:   # before --scheme writes its file
+        _landmark_model_only(src)
     if scheme:
         src = derived = derive_scheme(src, scheme, derived_path)
     r = (export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8

@@ -104,6 +104,9 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         asked = replace(cfg, **(overrides or {}))    # refused before the run folder is made; a resumed
         dist.check_supported(asked, info)            # run's own settings are checked again below
         training_device(asked.device)
+        if asked.init and not resume:
+            from landmask.checkpoint import check_init_file
+            check_init_file(asked.init)
         cfg = prepare_run(cfg, resume, reporter, write=info.is_main, overrides=overrides)
         dist.check_supported(cfg, info)
         return _train(cfg, reporter, resume, info)

@@ -182,7 +182,8 @@ def test_the_scout_frames_the_candidates_and_the_landmark_model_places_the_point
     assert np.abs(face.points - plain.points).mean() < 0.02 * side
 
 
-@pytest.mark.parametrize("model, scout, expected", [("kaggle15", "auto", None), ("ibug68-tiny", "auto", None),
+@pytest.mark.parametrize("model, scout, expected", [("kaggle15", "auto", "ibug68-fast.onnx"), ("kaggle15", "none", None),
+                                                    ("ibug68-tiny", "auto", None),
                                                     ("ibug68", "auto", "ibug68-fast.onnx"),
                                                     ("ibug68-int8", "auto", "ibug68-fast-int8.onnx"),
                                                     ("ibug68", "ibug68-tiny", "ibug68-tiny.onnx"),
@@ -203,6 +204,24 @@ def test_a_bad_scout_is_refused_by_name(scout, message, tmp_path, capsys):
         landmask.load(scout=scout)
     assert main(["landmarks", SAMPLE, "--scout", scout]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_68_point_scout_frames_a_kaggle15_models_candidates(astronaut):
+    """kaggle15's 15 points give no face box, so its candidates are framed by its 68-point scout:
+    kaggle15 then predicts on the scout's box (as close to the default's converted points as on the
+    face's true box), and is not asked to scout for itself."""
+    import landmask
+    from landmask.schemes import convert_points
+    framed, = landmask.load("kaggle15").faces(astronaut)
+    plain, = landmask.load("kaggle15", scout="none").faces(astronaut)
+    ref, = landmask.load("ibug68").faces(astronaut)
+    want = convert_points(ref.points, "ibug68", "kaggle15")
+    side = ref.box[2] - ref.box[0]
+    assert framed.scheme == "kaggle15" and np.abs(framed.points - want).mean() < 0.03 * side
+    # framed by a landmark box (the scout's points), not the detector's box as without the scout
+    assert G.box_iou(framed.box, G.points_box(ref.points)) > 0.9 and not np.allclose(plain.box, framed.box)
+    with pytest.raises(LandmaskError, match="--scout kaggle15: a kaggle15 model; the scout frames"):
+        landmask.load("kaggle15", scout="kaggle15")
 
 
 def test_the_default_model_runs_in_8_bits_only_on_cpus_with_8_bit_dot_products(monkeypatch):

