@@ -156,7 +156,8 @@ def cmd_train(a):
 
 SCOUT_HELP = ("model of the first landmark pass on detector candidates, which only frames each one for the "
               "landmark model's own pass (default auto: ibug68-fast for the shipped ibug68 and kaggle15, ibug68-fast-int8 for "
-              "ibug68-int8, none for other models; none: the landmark model itself)")
+              "ibug68-int8, none for other models; none: the landmark model itself, or for kaggle15 one pass on the "
+              "detector's boxes)")
 
 
 def add_runtime_options(p):

@@ -442,7 +442,7 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
                             "the learned check works on calibrated point confidences and a fraction of the face check's bar")
     if not lm.scheme.spans_face:
         raise LandmaskError(f"--model {model_file}: a {lm.scheme.name} model's points do not span the face; "
-                            "the learned check is for models whose landmarks are refined (ibug68)")
+                            "the learned check is fitted for models whose own points frame their refined crops (ibug68)")
     lm.meta = {**lm.meta, "face_check": {k: v for k, v in meta["face_check"].items() if k != "learned"}}
     pipe = Landmarker(lm, get_detector("landmask", **detector_options("landmask")))
     samples = [s for s in load_training_data(data, lm.scheme.name, 0, reporter) if s.path is not None]

