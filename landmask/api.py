@@ -140,7 +140,7 @@ class Landmarker:
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in the image.  With ``refine`` (ibug68 models) the landmarks are predicted
         again from the box of the first prediction (and a third time where that box still moved;
-        a kaggle15 model predicts once, from the box of its scout's first prediction).
+        a kaggle15 model predicts from the box of its scout's points, again where that box moves).
         Detector boxes whose landmarks do not span about the box, or whose refined crop fails the
         landmark model's face check (diffuse heatmaps), are dropped."""
         grey = to_grey(pixels(image))   # once: the detector and every landmark pass use the same pixels
@@ -198,7 +198,7 @@ class Landmarker:
         """Landmarks for detector outputs, with the landmark check and refinement of ``faces``."""
         spans = self.model.scheme.spans_face   # the points' box is a face box: refine and check it
         # a sparse model (kaggle15) is refined through a scout whose points span the face: the scout
-        # frames each candidate, the model predicts and is checked on that crop, with no third pass
+        # frames each candidate, and the model predicts and is checked on that crop
         framed = self.scout is not None and self.scout.scheme.spans_face
         refine = self.refine and (spans or framed)
         if not refine:   # the plain bar: a learned check was fitted on refined crops only
@@ -207,9 +207,9 @@ class Landmarker:
         kept = self.checked(*self.candidates(image, dets), image)
         if not spans:   # its points give no box: the scout frames it once more, where that box still moves
             boxes = np.array([f.box for f in kept], np.float64).reshape(-1, 4)
-            framed = self.reframe(image, boxes)
-            again = [i for i in range(len(kept)) if G.box_iou(framed[i], boxes[i]) < SETTLED_IOU]
-            for i, f in zip(again, self.landmarks(image, framed[again], [kept[i].score for i in again])):
+            moved = self.reframe(image, boxes)
+            again = [i for i in range(len(kept)) if G.box_iou(moved[i], boxes[i]) < SETTLED_IOU]
+            for i, f in zip(again, self.landmarks(image, moved[again], [kept[i].score for i in again])):
                 kept[i] = f
             return kept
         # once more where the box still moved, so the points settle (84 held-out training faces: NME
