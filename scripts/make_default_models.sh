@@ -116,4 +116,4 @@ for n in ibug68-int8 ibug68-fast ibug68-fast-int8 ibug68-tiny; do
 done
 landmask evaluate --model kaggle15 --data $D/helen-68/testset --boxes landmarks --json runs/eval-kaggle15-landmarks.json --ced ""
 landmask evaluate --model runs/seed-v1 --data $D/helen-68/testset --boxes landmarks --json runs/eval-seed-landmarks.json --ced ""
-python scripts/models_card.py
+python scripts/models_card.py   # runs/MODELS-card.md, to compare with landmask/models/MODELS.md (kept by hand)
