@@ -7,22 +7,13 @@ machine load.  Prints each model's median ms per face and its ratio to the first
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import median_ms  # benchmarks/timing.py
 
 from landmask import geometry as G
 from landmask.datasets import load_dataset
 from landmask.runtime import load
-
-
-def median_ms(fn, n: int) -> float:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return 1000 * float(np.median(out))
 
 
 def main():
