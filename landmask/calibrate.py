@@ -59,9 +59,11 @@ def calibrate_faces(model_file, data, reporter: Reporter = Reporter()) -> dict:
     as folders of held-out faces made by scripts/holdout_folder.py --held, from several data sets)."""
     if Path(model_file).suffix != ".safetensors":
         raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
-    samples = load_training_data(list(data), landmark_scheme(model_file), 0, Reporter())
-    if not samples:
-        raise LandmaskError(f"--faces {' '.join(map(str, data))}: no annotated faces")
+    scheme = landmark_scheme(model_file)
+    try:
+        samples = load_training_data(list(data), scheme, 0, Reporter())
+    except LandmaskError as e:   # its messages name --data, the training option
+        raise LandmaskError(str(e).replace("--data", "--faces")) from None
     return calibrate_model([model_file], samples, reporter)
 
 

@@ -138,7 +138,7 @@ def make_ensemble(model_paths, out_path, half: bool = False) -> dict:
     return {"members": [str(p) for p in paths], "input_size": size, "parameters": count_parameters(net)}
 
 
-HALF_MAX_DIFF_PX = 0.1
+HALF_MAX_DIFF_PX = 0.25
 
 
 def half_conv_weights(proto) -> None:
@@ -184,14 +184,13 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min
                 min_score_plain: float | None = None) -> dict:
     """Write ``out_path`` (.onnx, opset OPSET, batch axis dynamic, landmask metadata embedded) and
     return {"opset", "max_abs_diff_px", "n_checked"} from a PyTorch vs ONNX Runtime comparison
-    (points in crop pixels for landmark models; raw head outputs for the face detector)."""
+    (points in crop pixels for landmark models; raw head outputs for the face detector).  Nothing
+    is written when the check fails."""
+    import os
     import onnx
     import torch
     from landmask.checkpoint import load_model_file
     from landmask.imageio import write_bytes_atomic
-    from landmask.runtime import load_onnx_model
-    from landmask.torch_backend import load_torch_model
-
     from landmask.model import model_kind
     net, meta = load_model_file(model_path)
     kind = model_kind(meta)
@@ -209,12 +208,28 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min
     entry = proto.metadata_props.add()
     entry.key, entry.value = "landmask", json.dumps(meta)
     out_path = Path(out_path)
-    write_bytes_atomic(out_path, proto.SerializeToString())
+    # checked before it takes its name: a file that fails the check is not left behind
+    trial = out_path.with_name(f".{out_path.name}.checking.onnx")
+    write_bytes_atomic(trial, proto.SerializeToString())
+    try:
+        r = _check_export(model, model_path, trial, meta, s, detector, check_crops, out_path)
+    except BaseException:
+        trial.unlink(missing_ok=True)
+        raise
+    os.replace(trial, out_path)
+    return r
 
+
+def _check_export(model, model_path, trial, meta, s, detector, check_crops, out_path) -> dict:
+    """export_onnx's comparison of PyTorch (``model``, ``model_path``) and the written ONNX file ``trial``."""
+    import torch
+    from landmask.runtime import load_onnx_model
+    from landmask.torch_backend import load_torch_model
+    out_path = Path(out_path)
     rng = np.random.default_rng(0)
     if detector:   # compare the raw heads on random images of two sizes
         import onnxruntime as ort
-        sess = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(trial), providers=["CPUExecutionProvider"])
         diffs = []
         for h, w in ((s, s), (224, 288)):
             x = rng.standard_normal((2, 1, h, w)).astype(np.float32)
@@ -226,10 +241,10 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min
         if check_crops is None:  # random-texture crops, deterministic
             check_crops = (rng.random((16, s, s)) * 255).astype(np.uint8)
         a, ca = load_torch_model(model_path).predict_crops(check_crops, confidence=True)
-        b, cb = load_onnx_model(out_path).predict_crops(check_crops, confidence=True)
+        b, cb = load_onnx_model(trial).predict_crops(check_crops, confidence=True)
         diff, n = float(max(np.abs(a - b).max(), np.abs(ca - cb).max() * 100)), len(check_crops)
     # 16-bit convolution weights (folded with their batch norms in the export, so rounded anew) move
-    # points by up to a few hundredths of a pixel on random-texture crops (about 0.01 on faces)
+    # points by up to 0.08 px on random-texture crops (ibug68 + ibug68-tiny; about 0.01 on faces)
     bound = HALF_MAX_DIFF_PX if meta.get("storage", {}).get("conv_weights") == "float16" else 1e-2
     if not diff < bound:
         raise LandmaskError(f"{out_path}: ONNX and PyTorch disagree by {diff:.4g} px")

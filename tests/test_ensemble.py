@@ -172,3 +172,22 @@ def test_an_ensemble_cannot_start_a_training_run_or_be_quantised(tmp_path, data,
         assert main(["calibrate", "--model", hand_made(tmp_path, "det.safetensors", kind="detector"),
                      option, str(data / "menpo")]) == 2
         assert "det.safetensors: not a landmark model" in capsys.readouterr().err
+    assert main(["convert", "--data", str(data / "menpo"), "--kaggle", str(tmp_path / "kaggle")]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "--model", str(e), "--faces", str(tmp_path / "kaggle" / "training.csv")]) == 2
+    err = capsys.readouterr().err   # 15-point faces cannot calibrate a 68-point model: named as --faces
+    assert "--faces" in err and "--data" not in err
+
+
+def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, monkeypatch, capsys):
+    """The ONNX file is checked against PyTorch before it takes its name: a file that fails is removed."""
+    from landmask import export
+    e = tmp_path / "e.safetensors"
+    assert main(["ensemble", "--half", str(TINY), str(FAST), "--out", str(e)]) == 0
+    monkeypatch.setattr(export, "HALF_MAX_DIFF_PX", 1e-9)
+    assert main(["export", "--model", str(e), "--onnx", str(tmp_path / "e.onnx")]) == 2
+    assert "ONNX and PyTorch disagree" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.safetensors"]
+    monkeypatch.undo()
+    assert main(["export", "--model", str(e), "--onnx", str(tmp_path / "e.onnx")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.onnx", "e.safetensors"]
