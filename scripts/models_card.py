@@ -118,7 +118,7 @@ def main():
               ("boxes from the detector", "eval-ibug68-tiny-detect.json")],
              "The smallest, for the fastest landmark step: width 0.75 and 3 + 3 blocks (142 k parameters), "
              "80 px crops: 14 M multiply-adds, an eighth of ibug68's 114 M."),
-            ("kaggle15 (`kaggle15.onnx`, `kaggle15.safetensors`)", [],
+            ("kaggle15 (`kaggle15.onnx`; ONNX only)", [],
              [("boxes from landmarks", "eval-kaggle15-landmarks.json")], kaggle_note),
             ("seed preset (not shipped: 38 MB; for comparison)", [RUNS / "seed-v1"],
              [("boxes from landmarks", "eval-seed-landmarks.json")], "")):

@@ -9,6 +9,7 @@ from landmask import geometry as G  # noqa: E402
 from landmask.checkpoint import read_meta, save_model  # noqa: E402
 from landmask.cli import main  # noqa: E402
 from landmask.datasets import load_dataset  # noqa: E402
+from landmask.export import derive_scheme  # noqa: E402
 from landmask.runtime import MODELS_DIR  # noqa: E402
 from landmask.schemes import convert_points  # noqa: E402
 from landmask.torch_backend import load_landmark_model  # noqa: E402
@@ -110,7 +111,8 @@ def hand_made(tmp_path, name, **changes):
 @pytest.mark.parametrize("args, message", [
     (lambda t: [str(TINY)], "at least two"),
     (lambda t: [str(TINY), str(TINY)], "given twice"),
-    (lambda t: [str(TINY), str(MODELS_DIR / "kaggle15.safetensors")], "ensemble or a converted model"),
+    (lambda t: [str(TINY), str(derive_scheme(FAST, "kaggle15", t / "k.safetensors"))], "ensemble or a converted model"),
+    (lambda t: [str(TINY), str(MODELS_DIR / "kaggle15.onnx")], "needs the model's .safetensors file"),
     (lambda t: [str(TINY), str(MODELS_DIR / "detector.onnx")], "needs the model's .safetensors file"),
     (lambda t: [str(TINY), hand_made(t, "det.safetensors", kind="detector")], "det.safetensors is not a landmark model"),
     (lambda t: [str(TINY), hand_made(t, "seed.safetensors", model={**read_meta(TINY)["model"], "arch": "seed"})],

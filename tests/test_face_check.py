@@ -171,7 +171,9 @@ def test_the_command_names_a_bad_model_file_or_option(tmp_path):
     assert r.returncode != 0 and "landmask/models/ibug68.onnx" in r.stderr and ".safetensors" in r.stderr
     r = run("--model", "landmask/models/ibug68.safetensors", "--data", "x", "--canvases", "0")
     assert r.returncode != 0 and "--canvases 0" in r.stderr and "Traceback" not in r.stderr
-    r = run("--model", "landmask/models/kaggle15.safetensors", "--data", "x")
+    from landmask.export import derive_scheme
+    k15 = derive_scheme("landmask/models/ibug68.safetensors", "kaggle15", tmp_path / "k15.safetensors")
+    r = run("--model", str(k15), "--data", "x")
     assert r.returncode != 0 and "kaggle15" in r.stderr and "do not span the face" in r.stderr
     assert "Traceback" not in r.stderr
 

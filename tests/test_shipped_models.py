@@ -14,7 +14,7 @@ from landmask.torch_backend import load_landmark_model, load_torch_model
 def test_shipped_landmark_models_describe_themselves(name, points):
     onnx = resolve_model_path(name)
     # kaggle15 is an ensemble of two networks (ibug68's and a 2.4 M-parameter one), stored in 16 bits
-    assert onnx.suffix == ".onnx" and onnx.stat().st_size < (7e6 if name == "kaggle15" else 5e6)
+    assert onnx.suffix == ".onnx" and onnx.stat().st_size < (6 * 2**20 if name == "kaggle15" else 5e6)
     m = load_landmark_model(onnx)
     assert m.scheme.name == name.split("-")[0] and len(m.scheme) == points
     assert m.min_confidence and m.min_confidence > 0, "the face check is calibrated"
@@ -22,16 +22,14 @@ def test_shipped_landmark_models_describe_themselves(name, points):
     assert "helen-68/testset" not in " ".join(m.meta["training"]["config"]["data"])
 
 
-@pytest.mark.parametrize("name", ["ibug68", "ibug68-fast", "ibug68-tiny", "kaggle15"])
+@pytest.mark.parametrize("name", ["ibug68", "ibug68-fast", "ibug68-tiny"])   # kaggle15: ONNX only
 def test_onnx_matches_its_safetensors_on_real_faces(name, data):
     pytest.importorskip("torch")
     a = load_landmark_model(MODELS_DIR / f"{name}.onnx")
     b = load_landmark_model(MODELS_DIR / f"{name}.safetensors")
     faces = load_dataset(data / "menpo")
     crops = np.concatenate([a.crops(f.image("grey"), [G.points_box(f.points)])[0] for f in faces])
-    # 16-bit convolution weights are rounded again after the export folds the batch norms into them
-    half = a.meta.get("storage", {}).get("conv_weights") == "float16"
-    assert np.abs(a.predict_crops(crops) - b.predict_crops(crops)).max() < (0.05 if half else 1e-3)
+    assert np.abs(a.predict_crops(crops) - b.predict_crops(crops)).max() < 1e-3
 
 
 @pytest.mark.parametrize("name", ["ibug68", "ibug68-fast"])
