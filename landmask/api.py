@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from landmask import geometry as G
-from landmask.errors import LandmaskError
+from landmask.errors import LandmaskError, for_option
 from landmask.imageio import check_image, pixels, to_grey
 from landmask.masking import face_list, hidden_parts, mask_image, part_polygons
 from landmask.runtime import INT8_EXPORTS, LandmarkModel, load as load_model
@@ -287,10 +287,8 @@ def scout_model(scout, model: LandmarkModel, threads: int | None = None, loader=
                 s = load_torch_model(path, threads, model.scheme.name)
             else:
                 s = load_model(path, model.scheme.name, threads=threads)
-        except LandmaskError as e:   # name the option: messages that begin with --model, or with the file
-            msg = str(e)
-            raise LandmaskError("--scout" + msg[len("--model"):] if msg.startswith("--model")
-                                else f"--scout {scout}: {msg}") from None
+        except LandmaskError as e:
+            raise for_option(e, "--scout", scout) from None
     # the scout's points frame each candidate: a box of them must be a face box in the crop rule's
     # convention (the landmark model's own points', or for a sparse model the 68 points')
     want = model.scheme.name if model.scheme.spans_face else "ibug68"

@@ -37,8 +37,6 @@ def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict
     if not data:
         raise LandmaskError("calibrate --model needs --data (the data sets it was trained on: 5 % of them held out, "
                             "as training does) or --faces (folders of faces it never trained on)")
-    if Path(model_file).suffix != ".safetensors":
-        raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
     cfg = TrainConfig(data=list(data), scheme=landmark_scheme(model_file))
     samples = load_training_data(cfg.data, cfg.scheme, cfg.limit, Reporter())
     _, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
@@ -46,8 +44,10 @@ def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict
 
 
 def landmark_scheme(model_file) -> str:
-    """The point scheme of a landmark model file; any other file is refused by name."""
+    """The point scheme of a landmark model's .safetensors file; any other file is refused by name."""
     from landmask.checkpoint import read_meta
+    if Path(model_file).suffix != ".safetensors":
+        raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
     meta = read_meta(model_file)
     if meta.get("kind", "landmarks") != "landmarks" or "scheme" not in meta:
         raise LandmaskError(f"--model {model_file}: not a landmark model (calibrate sets a landmark model's face check)")
@@ -57,8 +57,6 @@ def landmark_scheme(model_file) -> str:
 def calibrate_faces(model_file, data, reporter: Reporter = Reporter()) -> dict:
     """calibrate_model on every face of the data sets ``data`` (faces the model never trained on, such
     as folders of held-out faces made by scripts/holdout_folder.py --held, from several data sets)."""
-    if Path(model_file).suffix != ".safetensors":
-        raise LandmaskError(f"--model {model_file}: calibrate a .safetensors file (then export it)")
     scheme = landmark_scheme(model_file)
     try:
         samples = load_training_data(list(data), scheme, 0, Reporter())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmask.errors import LandmaskError
+from landmask.errors import LandmaskError, for_option
 
 OPSET = 17
 
@@ -64,9 +64,8 @@ def make_ensemble(model_paths, out_path, half: bool = False) -> dict:
     for m in model_paths:
         try:
             paths.append(resolve_model_path(m, prefer=".safetensors").with_suffix(".safetensors"))
-        except LandmaskError as e:   # its messages name --model; ensemble takes its models as arguments
-            msg = str(e)
-            raise LandmaskError(f"ensemble: {m}: {msg.split(': ', 1)[1]}" if msg.startswith("--model") else msg) from None
+        except LandmaskError as e:   # ensemble takes its models as arguments, not --model
+            raise for_option(e, "ensemble:", m) from None
     if len(paths) < 2:
         raise LandmaskError("ensemble: give at least two landmark models")
     out_path = Path(out_path)
