@@ -98,6 +98,10 @@ def make_ensemble(model_paths, out_path, half: bool = False) -> dict:
             raise LandmaskError(f"ensemble: {p} reads other crops or gives other points than {paths[0]} "
                                 f"(scheme, crop scale, mean, std: {theirs} vs {ours})")
     size = max(int(m["model"]["input_size"]) for m in metas)
+    for p, m in zip(paths, metas):   # a member reads the ensemble's crop resized bilinearly: an area average only down to half
+        if 2 * int(m["model"]["input_size"]) < size:
+            raise LandmaskError(f"ensemble: {p} reads {m['model']['input_size']} px crops, under half the ensemble's "
+                                f"{size} px (its largest member's); a crop shrunk more than 2 × would skip pixels")
     meta = {k: first[k] for k in ("scheme", "crop", "normalization") if k in first}
     meta["model"] = {"arch": "ensemble", "num_points": int(first["model"]["num_points"]), "input_size": size,
                      "mean": first["model"]["mean"], "std": first["model"]["std"], "reduce": "",

@@ -293,8 +293,8 @@ class Ensemble(nn.Module):
     """Several trained landmark networks as one (``landmask ensemble``; config ``arch = "ensemble"``
     with each member's config under ``members``).  The ensemble's crop is the largest member's; a
     smaller member reads it resized to its own input size (bilinear, pixel centres kept, as the
-    crop rule cuts its crops when it shrinks less than 2 ×; the crop rule first area-averages beyond
-    that, this resize does not), and its points are mapped back to the ensemble's crop pixels.  Points,
+    crop rule cuts its crops when it shrinks at most 2 ×: an area average at exactly 2 ×; members
+    smaller than that are refused by ``make_ensemble``), and its points are mapped back to the ensemble's crop pixels.  Points,
     face confidence and point confidences are the members' means."""
 
     def __init__(self, m: dict):

@@ -120,6 +120,8 @@ def hand_made(tmp_path, name, **changes):
     (lambda t: [str(TINY), hand_made(t, "k.safetensors", scheme="kaggle15")], "gives other points"),
     (lambda t: [hand_made(t, "nocrop.safetensors", crop=None), str(TINY)], "nocrop.safetensors: its landmask metadata lacks crop"),
     (lambda t: [str(TINY), "no/such/model.safetensors"], "ensemble: no/such/model.safetensors: no such file"),
+    (lambda t: [str(TINY), str(resized_copy(TINY, t / "t161.safetensors", 161))],
+     "ibug68-tiny.safetensors reads 80 px crops, under half the ensemble's 161 px"),
 ])
 def test_ensemble_refuses_what_cannot_be_averaged(tmp_path, capsys, args, message):
     out = tmp_path / "e.safetensors"
