@@ -38,9 +38,17 @@ def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict
         raise LandmaskError("calibrate --model needs --data (the data sets it was trained on: 5 % of them held out, "
                             "as training does) or --faces (folders of faces it never trained on)")
     cfg = TrainConfig(data=list(data), scheme=landmark_scheme(model_file))
-    samples = load_training_data(cfg.data, cfg.scheme, cfg.limit, Reporter())
+    try:
+        samples = load_training_data(cfg.data, cfg.scheme, cfg.limit, Reporter())
+    except LandmaskError as e:
+        raise LandmaskError(_calibrate_words(str(e))) from None
     _, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
     return calibrate_model([model_file], [samples[i] for i in val_idx], reporter)
+
+
+def _calibrate_words(msg: str) -> str:
+    """A training-data error in calibrate's words: calibrate has no --scheme (the model's is used)."""
+    return msg.replace("to --scheme ", "the model's scheme, ")
 
 
 def landmark_scheme(model_file) -> str:
@@ -60,20 +68,25 @@ def calibrate_faces(model_file, data, reporter: Reporter = Reporter()) -> dict:
     scheme = landmark_scheme(model_file)
     try:
         samples = load_training_data(list(data), scheme, 0, Reporter())
-    except LandmaskError as e:   # its messages name --data, the training option
-        raise LandmaskError(str(e).replace("--data", "--faces")) from None
+    except LandmaskError as e:   # its messages name --data and --scheme, the training options
+        raise LandmaskError(_calibrate_words(str(e)).replace("--data", "--faces")) from None
     return calibrate_model([model_file], samples, reporter)
 
 
 def calibrate_model(files, faces: list[Sample], reporter: Reporter = Reporter()) -> dict:
-    """From held-out faces, set in each model file (.safetensors; the first is the one measured):
-    ``face_check.min_confidence`` (crops below it are not faces), ``mirror.shift_px`` (added back by
-    flip averaging) and ``point_confidence.typical`` (each point's median confidence on these faces:
-    the runtime reports a point's confidence relative to it, so 1 means as clear as usual)."""
-    from landmask.checkpoint import update_meta
+    """From held-out faces, set in each model file (.safetensors; each measured on its own, as a
+    run's last and best weights differ): ``face_check.min_confidence`` (crops below it are not
+    faces), ``mirror.shift_px`` (added back by flip averaging) and ``point_confidence.typical`` (each
+    point's median confidence on these faces: the runtime reports a point's confidence relative to
+    it, so 1 means as clear as usual).  Returns the first file's figures."""
+    results = [_calibrate_file(Path(f), faces, reporter) for f in files]
+    return results[0]
+
+
+def _calibrate_file(file: Path, faces: list[Sample], reporter: Reporter) -> dict:
+    from landmask.checkpoint import read_meta, update_meta
     from landmask.torch_backend import load_torch_model
-    files = [Path(f) for f in files]
-    lm = load_torch_model(files[0])
+    lm = load_torch_model(file)
     lm._typical = None                           # measure raw confidences, not relative ones
     crops = np.concatenate([lm.crops(s.image("grey"), [face_box(s)])[0] for s in faces])
     _, conf, point = lm.predict_crops_all(crops)
@@ -87,13 +100,11 @@ def calibrate_model(files, faces: list[Sample], reporter: Reporter = Reporter())
     points = {"typical": [round(float(v), 5) for v in np.median(point, axis=0)], "validation_faces": len(faces),
               "rule": "median over validation faces of each point's heatmap sum of squared probabilities; the runtime reports "
                       "min(1, confidence / typical)"}
-    from landmask.checkpoint import read_meta
-    for f in files:
-        if "learned" in read_meta(f).get("face_check", {}):   # fitted on the old bar and point confidences
-            reporter.info(f"{f}: its learned face check is dropped (fitted on the old calibration); "
-                          f"run landmask train-face-check again")
-        update_meta(f, {"face_check": check, "mirror": mirror, "point_confidence": points})
-    reporter.info(f"face check: min confidence {check['min_confidence']} (1st percentile {p1:.4f} over "
+    if "learned" in read_meta(file).get("face_check", {}):   # fitted on the old bar and point confidences
+        reporter.warn(f"{file}: its learned face check is dropped (fitted on the old calibration); "
+                      f"run landmask train-face-check again")
+    update_meta(file, {"face_check": check, "mirror": mirror, "point_confidence": points})
+    reporter.info(f"{file.name}: face check: min confidence {check['min_confidence']} (1st percentile {p1:.4f} over "
                   f"{len(faces)} validation faces); mirror shift {mirror['shift_px']:+.3f} crop px; "
                   f"typical point confidence {np.median(points['typical']):.3f} (median over points)")
     return {"face_check": check, "mirror": mirror, "point_confidence": points}

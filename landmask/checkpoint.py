@@ -41,8 +41,11 @@ def read_meta(path) -> dict:
 
 
 def update_meta(path, changes: dict) -> None:
-    """Rewrite a landmask .safetensors file with ``changes`` merged into its header (atomically)."""
+    """Rewrite a landmask .safetensors file with ``changes`` merged into its header (atomically; a
+    symbolic link's target is rewritten, the link stays)."""
+    import os
     from safetensors.numpy import load_file, save
+    path = Path(os.path.realpath(path))
     meta = read_meta(path)
     meta.update(changes)
     tensors = load_file(str(path))

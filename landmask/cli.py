@@ -22,7 +22,7 @@ EXAMPLES = """examples:
   landmask train --preset seed --data kaggle/training.csv --out runs/seed
   landmask train --resume --out runs/ibug68
   landmask evaluate --data ../shared/data/helen-68/testset --boxes landmarks --json -
-  landmask convert --data ../shared/data/helen-68/trainset --kaggle kaggle/training.csv
+  landmask convert --data ../shared/data/helen-68/trainset --kaggle kaggle/   # writes kaggle/training.csv
 """
 
 

@@ -152,6 +152,9 @@ def check_targets(data, kaggle=None, kaggle_test=None, pts=None) -> None:
     """Refuse, before anything is read or written, outputs that would replace an input file or a
     --pts folder inside a data set's folder (its output would be read back as data)."""
     inputs = [Path(d) for d in data]
+    for opt, d in (("--kaggle", kaggle), ("--kaggle-test", kaggle_test), ("--pts", pts)):
+        if d and Path(d).suffix.lower() in (".csv", ".pts") and not Path(d).is_dir():   # a file's name for a folder
+            raise LandmaskError(f"{opt} {d}: give a folder (its files are written into it), not a file name")
     outputs = ([("--kaggle", Path(kaggle) / "training.csv")] if kaggle else []) + \
               [("--kaggle-test", Path(kaggle_test) / n) for n in ("test.csv", "IdLookupTable.csv", "solution.csv")
                if kaggle_test]
@@ -202,6 +205,9 @@ def write_submission(test_csv, lookup_csv, out_csv, model=None, threads=None, ke
     if Path(out_csv).is_dir():
         raise LandmaskError(f"--out {out_csv}: is a folder; give a file name")
     lm = load(model, "kaggle15", threads=threads)
+    for f in {lm.path.with_suffix(".onnx"), lm.path.with_suffix(".safetensors")}:   # the file --model named, or resolved to
+        if Path(out_csv).exists() and f.exists() and os.path.samefile(out_csv, f):
+            raise LandmaskError(f"--out {out_csv}: is the --model's file {f}; it would be replaced")
     if lm.scheme.name != "kaggle15":
         raise LandmaskError(f"--model: a submission needs a kaggle15 model, not {lm.scheme.name}")
     preds = {}

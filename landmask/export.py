@@ -88,7 +88,8 @@ def make_ensemble(model_paths, out_path, half: bool = False) -> dict:
         if m["model"].get("arch") != "lmnet":   # others (seed) have no confidences to average, nor a scheme table
             raise LandmaskError(f"ensemble: {p} is a {m['model'].get('arch')} model; an ensemble is made of lmnet networks")
         metas.append(m)
-    if len({os.path.realpath(p) for p in paths}) < len(paths):
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]   # copies of one file too
+    if len({os.path.realpath(p) for p in paths}) < len(paths) or len(set(digests)) < len(digests):
         raise LandmaskError("ensemble: a model is given twice")
     first = metas[0]
     for p, m in zip(paths[1:], metas[1:]):
@@ -125,8 +126,8 @@ def make_ensemble(model_paths, out_path, half: bool = False) -> dict:
     meta["ensemble"] = {
         "rule": "points, face confidence and point confidences: the members' means; a member of a smaller "
                 "input size reads the ensemble's crop resized to its own",
-        "members": [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-                     "metrics": m.get("metrics"), "training": m.get("training")} for p, m in zip(paths, metas)]}
+        "members": [{"file": p.name, "sha256": d, "metrics": m.get("metrics"), "training": m.get("training")}
+                    for p, m, d in zip(paths, metas, digests)]}
     state = {}
     for i, p in enumerate(paths):
         state.update({f"members.{i}.model.{k}": v for k, v in load_file(str(p)).items()})
@@ -241,7 +242,11 @@ def export_onnx(model_path, out_path, check_crops: np.ndarray | None = None, min
     except BaseException:
         trial.unlink(missing_ok=True)
         raise
-    os.replace(trial, out_path)
+    try:
+        os.replace(trial, out_path)
+    except OSError as e:
+        trial.unlink(missing_ok=True)
+        raise LandmaskError(f"{out_path}: cannot write ({e.strerror or e})") from None
     return r
 
 
@@ -311,12 +316,13 @@ def face_crops(model_path, data, n: int) -> np.ndarray:
 
 
 def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS),
-                     float_convs: int | None = None) -> dict:
+                     float_convs: int | None = None, source_name: str | None = None) -> dict:
     """Write an 8-bit ONNX model (QDQ format) calibrated on half of ``crops`` (real face crops of the
     model's size: ``face_crops``) and checked against PyTorch on the other half; returns
     {"opset", "max_abs_diff_px", "mean_abs_diff_px", "n_checked", "n_calibration"}.  ``ops``: the
     operator types quantised; ``float_convs``: how many convolutions, from the input, stay float
-    (default: INT8_FLOAT_CONVS for the model's block type).  Nothing is written when the check fails."""
+    (default: INT8_FLOAT_CONVS for the model's block type); ``source_name``: the model file named as its
+    source in the metadata (default: ``model_path``'s name).  Nothing is written when the check fails."""
     import tempfile
     from landmask.imageio import write_bytes_atomic
     from landmask.runtime import load_onnx_model
@@ -324,7 +330,8 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
 
     _landmark_model_only(model_path)
     if len(crops) < 8:
-        raise LandmaskError(f"--int8: {len(crops)} calibration faces are too few (at least 8)")
+        raise LandmaskError(f"--int8: {len(crops)} faces are too few (at least 8: half calibrate the 8-bit model, "
+                            f"half check it; --int8-faces)")
     calib, check = crops[0::2], crops[1::2]
     src = load_torch_model(model_path)
     if float_convs is None:
@@ -335,7 +342,7 @@ def export_onnx_int8(model_path, out_path, crops: np.ndarray, ops=tuple(INT8_OPS
         "float_layers": f"the first {float_convs} convolutions, softmax and soft-argmax",
         "quantized_ops": list(ops),
         "calibration": f"{len(calib)} face crops, percentile {INT8_CALIB_PERCENTILE}",
-        "from": Path(model_path).name}}
+        "from": source_name or Path(model_path).name}}
     # a learned face check stays: fitted on the float network's confidences, it finds the same faces
     # with the 8-bit network's (ibug68-int8: the same detection report, docs/benchmarks.md, sixteenth session)
     del proto.metadata_props[:]
@@ -434,12 +441,38 @@ def export_model(model, onnx_path, scheme: str | None = None, int8=None, int8_fa
         if os.path.realpath(out) == os.path.realpath(src):
             raise LandmaskError(f"--onnx {onnx_path}: would write {out} over the model being exported; "
                                 f"choose another name")
-    derived = None
-    if int8:   # before --scheme writes its file
+        if Path(out).is_dir():
+            raise LandmaskError(f"--onnx {onnx_path}: {out} is a folder; give a file name")
+    if scheme and derived_path.exists() and not _earlier_derived(derived_path):
+        raise LandmaskError(f"--onnx {onnx_path}: --scheme also writes {derived_path}, which exists and is not an "
+                            f"earlier --scheme export (a run's model or resume state, say); choose another name")
+    if int8:
         _landmark_model_only(src)
-    if scheme:
-        src = derived = derive_scheme(src, scheme, derived_path)
-    r = (export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8
-         else export_onnx(src, onnx_path, min_score=min_score, min_score_plain=min_score_plain))
-    return {**r, "int8": bool(int8), "derived": str(derived) if derived else None}
+    if not scheme:
+        r = (export_onnx_int8(src, onnx_path, face_crops(src, int8, int8_faces)) if int8
+             else export_onnx(src, onnx_path, min_score=min_score, min_score_plain=min_score_plain))
+        return {**r, "int8": bool(int8), "derived": None}
+    # the converted model is written under a temporary name and takes its own only when the export
+    # passed: a failed export (--int8 data missing, a failed check) leaves no file and replaces none
+    trial = derived_path.with_name(f".{derived_path.name}.deriving.safetensors")
+    try:
+        derive_scheme(src, scheme, trial)
+        r = (export_onnx_int8(trial, onnx_path, face_crops(trial, int8, int8_faces), source_name=derived_path.name)
+             if int8 else export_onnx(trial, onnx_path))
+        os.replace(trial, derived_path)
+    except OSError as e:
+        raise LandmaskError(f"{derived_path}: cannot write ({e.strerror or e})") from None
+    finally:
+        trial.unlink(missing_ok=True)
+    return {**r, "int8": bool(int8), "derived": str(derived_path)}
+
+
+def _earlier_derived(path) -> bool:
+    """Whether ``path`` is a file an earlier ``export --scheme`` wrote (which a new one may replace)."""
+    from landmask.checkpoint import read_meta
+    try:
+        meta = read_meta(path)
+    except LandmaskError:
+        return False
+    return Path(path).is_file() and "derived" in meta and meta.get("kind", "landmarks") == "landmarks"
 

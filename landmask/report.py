@@ -21,6 +21,8 @@ class Reporter:
 
     def failed(self, msg: str) -> None: ...
 
+    def warn(self, msg: str) -> None: ...
+
 
 class ConsoleReporter(Reporter):
     """Progress bars and lines on a text stream (stderr by default)."""
@@ -41,6 +43,10 @@ class ConsoleReporter(Reporter):
     def info(self, msg):
         if not self.quiet:
             print(msg, file=self.stream, flush=True)
+
+    def warn(self, msg):
+        """Something the user must know of (a setting dropped, say), shown even with --quiet."""
+        print(f"warning: {msg}", file=self.stream, flush=True)
 
     def failed(self, msg):
         """One failed item, shown once, even with --quiet."""

@@ -1,5 +1,7 @@
 """`landmask ensemble`: several trained landmark networks as one model file whose points and
 confidences are their means, calibrated, converted (kaggle15) and exported like any other."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -111,6 +113,7 @@ def hand_made(tmp_path, name, **changes):
 @pytest.mark.parametrize("args, message", [
     (lambda t: [str(TINY)], "at least two"),
     (lambda t: [str(TINY), str(TINY)], "given twice"),
+    (lambda t: [str(TINY), str(shutil.copy(TINY, t / "copy.safetensors"))], "given twice"),   # a copy: the same bytes
     (lambda t: [str(TINY), str(derive_scheme(FAST, "kaggle15", t / "k.safetensors"))], "ensemble or a converted model"),
     (lambda t: [str(TINY), str(MODELS_DIR / "kaggle15.onnx")], "needs the model's .safetensors file"),
     (lambda t: [str(TINY), str(MODELS_DIR / "detector.onnx")], "needs the model's .safetensors file"),

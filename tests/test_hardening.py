@@ -70,6 +70,22 @@ def test_convert_and_submit_never_replace_their_inputs(kaggle, tmp_path, capsys)
                  "--out", str(kaggle / "solution.csv"), "--solution", str(kaggle / "solution.csv")]) == 2
     assert "--solution" in err_line(capsys)
     assert {p: p.read_bytes() for p in kaggle.iterdir()} == files
+    assert main(["convert", "--data", str(kaggle / "training.csv"), "--kaggle", str(tmp_path / "out" / "training.csv")]) == 2
+    assert "give a folder" in err_line(capsys) and not (tmp_path / "out").exists()
+
+
+def test_submit_never_writes_over_the_model_it_runs(kaggle, tmp_path, capsys):
+    """--out naming the file --model resolves to (a run folder's model, a shipped name's file) is refused."""
+    pytest.importorskip("torch")
+    from landmask.export import derive_scheme
+    from landmask.runtime import MODELS_DIR
+    run = tmp_path / "run"
+    run.mkdir()
+    derive_scheme(MODELS_DIR / "ibug68-tiny.safetensors", "kaggle15", run / "model.safetensors")
+    before = (run / "model.safetensors").read_bytes()
+    assert main(["submit", "--test", str(kaggle / "test.csv"), "--lookup", str(kaggle / "IdLookupTable.csv"),
+                 "--model", str(run), "--out", str(run / "model.safetensors")]) == 2
+    assert "is the --model's file" in err_line(capsys) and (run / "model.safetensors").read_bytes() == before
 
 
 def test_convert_pts_into_its_own_input_folder_is_refused(data, tmp_path, capsys):

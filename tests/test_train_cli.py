@@ -112,6 +112,78 @@ def test_calibrate_sets_the_face_check_of_a_run(tiny_run, tmp_path, capsys):
     assert read_meta(run / "model.safetensors")["face_check"]["min_confidence"] > 0
 
 
+def test_calibrate_measures_the_last_and_the_best_weights_each_on_their_own(tiny_run, tmp_path):
+    """A run's best.safetensors can be an earlier epoch than model.safetensors: each gets the figures
+    of its own weights (the last epoch's were written into both)."""
+    import shutil
+    from safetensors.torch import load_file
+    from landmask.calibrate import calibrate_model, calibrate_run
+    from landmask.checkpoint import save_model
+    from landmask.datasets import load_training_data, split
+    from landmask.trainconfig import read_config
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    weights = {k: v * 0.7 if v.ndim == 4 else v for k, v in load_file(run / "best.safetensors").items()}   # other weights
+    save_model(run / "best.safetensors", weights, read_meta(run / "best.safetensors"))
+    calibrate_run(run)
+    last, best = read_meta(run / "model.safetensors"), read_meta(run / "best.safetensors")
+    assert last["mirror"]["shift_px"] != best["mirror"]["shift_px"]
+    alone = tmp_path / "alone.safetensors"
+    shutil.copy(run / "best.safetensors", alone)
+    cfg = read_config(run / "config.yaml")
+    samples = load_training_data(cfg.data, cfg.scheme, cfg.limit)
+    _, val = split(len(samples), cfg.val_fraction, cfg.seed)
+    r = calibrate_model([alone], [samples[i] for i in val])   # best's own figures, measured alone
+    assert best["mirror"]["shift_px"] == r["mirror"]["shift_px"] and best["face_check"] == r["face_check"]
+
+
+def test_calibrate_through_a_link_rewrites_the_linked_model(tiny_run, tmp_path, data):
+    import shutil
+    target = tmp_path / "target.safetensors"
+    shutil.copy(tiny_run / "model.safetensors", target)
+    from landmask.checkpoint import update_meta
+    update_meta(target, {"face_check": {}})
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(target)
+    assert main(["calibrate", "--model", str(link), "--faces", str(data / "menpo"), "-q"]) == 0
+    assert link.is_symlink() and read_meta(target)["face_check"]["min_confidence"] > 0
+
+
+def test_calibrate_says_even_when_quiet_that_it_drops_a_learned_face_check(tmp_path, data, capsys):
+    import shutil
+    from landmask.runtime import MODELS_DIR
+    model = tmp_path / "ibug68.safetensors"
+    shutil.copy(MODELS_DIR / "ibug68.safetensors", model)
+    assert "learned" in read_meta(model)["face_check"]
+    assert main(["calibrate", "--model", str(model), "--faces", str(data / "menpo"), "-q"]) == 0
+    assert "warning: " in capsys.readouterr().err and "learned" not in read_meta(model)["face_check"]
+
+
+def test_export_scheme_never_replaces_a_file_it_did_not_write(tiny_run, tmp_path, capsys):
+    """`export --scheme` writes OUT.safetensors beside OUT.onnx: over an earlier --scheme export it
+    may (exporting again), over anything else (a run's resume state or model) it is refused; a
+    failed export leaves neither file; an --onnx folder is one error."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    files = {p: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for name in ("last", "best"):
+        assert main(["export", "--model", str(run), "--scheme", "kaggle15", "--onnx", str(run / f"{name}.onnx")]) == 2
+        assert f"{name}.safetensors, which exists and is not an earlier --scheme export" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == files
+    out = tmp_path / "k.onnx"
+    assert main(["export", "--model", str(run), "--scheme", "kaggle15", "--int8", str(tmp_path / "nowhere"),
+                 "--onnx", str(out)]) == 2
+    assert not out.exists() and not out.with_suffix(".safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]   # no temporary left either
+    assert main(["export", "--model", str(run), "--scheme", "kaggle15", "--onnx", str(out)]) == 0
+    assert main(["export", "--model", str(run), "--scheme", "kaggle15", "--onnx", str(out)]) == 0   # again, over its own
+    (tmp_path / "d.onnx").mkdir()
+    assert main(["export", "--model", str(run), "--onnx", str(tmp_path / "d.onnx")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.onnx", "k.onnx", "k.safetensors", "run"]
+
+
 def test_unknown_option_suggests_the_right_one(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--epoch", "3", "--out", "x"])
