@@ -315,14 +315,23 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
     for f in inputs:
         if p.exists() and Path(f).exists() and Path(f).is_file() and os.path.samefile(p, f):
             raise LandmaskError(f"{option} {p}: is an input; it would be overwritten")
-    if data_root is not None and p.is_file() and \
-            os.path.commonpath([os.path.realpath(p), os.path.realpath(data_root)]) == os.path.realpath(data_root):
+        if p.is_file() and Path(f).is_dir() and inside(p, f):   # a folder's videos are found by content, any name
+            from landmask.video import is_video
+            if is_video(p):
+                raise LandmaskError(f"{option} {p}: is a video in the input folder {f}; it would be overwritten")
+    if data_root is not None and p.is_file() and inside(p, data_root):
         raise LandmaskError(f"{option} {p}: an existing file inside the data set {data_root}; it would be replaced")
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise LandmaskError(f"{option} {p}: cannot write into {parent}")
+
+
+def inside(path, folder) -> bool:
+    """Whether ``path`` lies inside ``folder`` (links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def landmarks_files(inputs, landmarker, json_path=None, csv_path=None, reporter: Reporter = Reporter()):

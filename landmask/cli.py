@@ -408,6 +408,8 @@ def cmd_camera(a):
                 or Path(local).resolve() == Path(a.out).resolve()
             if same:
                 raise LandmaskError(f"-o {a.out}: would overwrite the input --url; choose another name")
+    if a.out and Path(a.out).is_dir():
+        raise LandmaskError(f"-o {a.out}: is a folder; give a video file name")
     if a.out and Path(a.out).exists() and not a.overwrite:
         raise LandmaskError(f"-o {a.out}: already exists; give --overwrite to replace it, or another name")
     if a.device is not None and a.device < 0:
@@ -438,19 +440,33 @@ def cmd_camera(a):
     return 0
 
 
+NETWORK_SCHEMES = {"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpe", "rtp", "srtp", "udp", "tcp",
+                   "tls", "srt", "rist", "mms", "mmsh", "mmst", "ftp", "sftp", "gopher", "gophers", "icecast", "hls", "ws", "wss"}
+
+
 def url_paths(url: str) -> list[str]:
-    """The local files a --url may name: itself (a plain path) or, for ``file:``, the rest of it
-    both as FFmpeg opens it (literally) and percent-decoded; none for network URLs."""
+    """The local files a --url may name: itself (a plain path), none for network URLs, and for any
+    other (``file:``, and FFmpeg's wrappers around a file: ``async:``, ``cache:``, ``subfile,,…,:``,
+    ``concat:a|b``, nested) every text after a colon or a ``|``, both as FFmpeg opens it (literally)
+    and percent-decoded; ``file://host/path`` forms as /path."""
     from urllib.parse import unquote
-    scheme, sep, rest = url.partition(":")
+    scheme, sep, _ = url.partition(":")
     if not sep or len(scheme) == 1:            # a path (or a drive letter, C:/x)
         return [url]
-    if scheme.lower() != "file":
+    if scheme.lower() in NETWORK_SCHEMES:
         return []
-    if rest.startswith("//"):                  # file:///path, file://host/path → /path
-        rest = rest[2:]
-        rest = rest[rest.find("/"):] if "/" in rest else rest
-    return [rest, unquote(rest)]
+    paths = []
+    for i, ch in enumerate(url):
+        if ch != ":":
+            continue
+        for rest in url[i + 1:].split("|"):
+            if rest.startswith("//"):          # file:///path, file://host/path → /path
+                rest = rest[2:]
+                rest = rest[rest.find("/"):] if "/" in rest else rest
+            for p in (rest, unquote(rest)):
+                if p and p not in paths:
+                    paths.append(p)
+    return paths
 
 
 def channel_list(text: str) -> list[int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from landmask import geometry as G
+from landmask.batch import inside
 from landmask.crops import warp
 from landmask.datasets import Sample, pts_text, unique_id
 from landmask.errors import LandmaskError
@@ -136,16 +137,11 @@ def write_pts_folder(samples: list[Sample], out_dir, reporter: Reporter = Report
 def _image_bytes(s: Sample) -> bytes:
     """The bytes of a sample's image file, refused when it lies outside its data set's folder (an
     annotation naming ../../etc/passwd copies nothing) or does not decode as an image."""
-    if s.root is not None and not _inside(s.path, s.root):
+    if s.root is not None and not inside(s.path, s.root):
         raise LandmaskError(f"{s.path}: outside the data set's folder {s.root}; not copied")
     data = read_file_bytes(s.path)
     decode_image(data, "keep", name=str(s.path))
     return data
-
-
-def _inside(path, folder) -> bool:
-    p, f = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath([p, f]) == f
 
 
 def check_targets(data, kaggle=None, kaggle_test=None, pts=None) -> None:
@@ -168,7 +164,7 @@ def check_targets(data, kaggle=None, kaggle_test=None, pts=None) -> None:
         if Path(pts).exists() and not Path(pts).is_dir():
             raise LandmaskError(f"--pts {pts}: is a file, not a folder")
         for d in inputs:
-            if d.is_dir() and _inside(pts, d):
+            if d.is_dir() and inside(pts, d):
                 raise LandmaskError(f"--pts {pts}: inside the input data set {d}; the output would mix with "
                                     f"(and be read back as) the data; choose a folder outside it")
 

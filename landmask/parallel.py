@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from landmask.batch import Summary, mask_planned, plan_masks, record, try_mask
+from landmask.batch import Summary, mask_planned, plan_masks, record, remove_stale_parts, try_mask
 from landmask.errors import LandmaskError
 from landmask.pool import PHOTOS_PER_PROCESS, mp_context, usable_cores
 from landmask.report import Reporter
@@ -72,21 +72,43 @@ def mask_one(src: str, dst: str, task: MaskTask) -> tuple[bool | None, str]:
 
 
 def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) -> list:
-    """try_mask results for ``todo`` [(src, dst)] in order, on ``jobs`` worker processes."""
-    results = []
-    # a few photos per round trip (a file name each way): the workers finish within a photo or so of each other
-    chunk = max(1, min(4, len(todo) // (jobs * 8)))
-    with ProcessPoolExecutor(jobs, mp_context=mp_context(), initializer=watch_parent, initargs=(os.getpid(),)) as pool:
-        it = pool.map(mask_one, [str(s) for s, _ in todo], [str(d) for _, d in todo],
-                      [task] * len(todo), chunksize=chunk)
+    """try_mask results for ``todo`` [(src, dst)] in order, on ``jobs`` worker processes.  A worker
+    that dies (killed by the out-of-memory killer on a huge photo, a crash in a decoder) breaks the
+    pool: the photos not yet done go on in a new one; where no photo got done between two breaks,
+    the first of them is tried alone, and is the one failed photo if it breaks that pool too."""
+    from concurrent.futures.process import BrokenProcessPool
+    results: list = []
+    suspect = False
+    while len(results) < len(todo):
+        start = len(results)
+        rest = todo[start:1 + start] if suspect else todo[start:]
         try:
-            for i, r in enumerate(it, 1):
+            _pool_run(rest, task, 1 if suspect else jobs, results, len(todo), todo, reporter)
+            suspect = False
+        except BrokenProcessPool:   # the pool's other workers were stopped too, maybe mid-write: their temporaries go
+            remove_stale_parts({Path(d).parent for _, d in todo[start:]})
+            if suspect:   # it broke a pool of its own: that photo is the one
+                results.append((None, f"{todo[start][0]}: a worker process died masking it (out of memory, "
+                                      f"or a crash in a decoder); the others went on"))
+                reporter.item(len(results), len(todo), str(todo[start][0]))
+            suspect = len(results) == start and not suspect
+    return results
+
+
+def _pool_run(part, task: MaskTask, jobs: int, results: list, total: int, todo, reporter: Reporter) -> None:
+    """run_local's work in one pool: try_mask of each of ``part`` appended to ``results`` in order."""
+    # a few photos per round trip (a file name each way): the workers finish within a photo or so of each other
+    chunk = max(1, min(4, len(part) // (jobs * 8)))
+    with ProcessPoolExecutor(jobs, mp_context=mp_context(), initializer=watch_parent, initargs=(os.getpid(),)) as pool:
+        it = pool.map(mask_one, [str(s) for s, _ in part], [str(d) for _, d in part],
+                      [task] * len(part), chunksize=chunk)
+        try:
+            for r in it:
                 results.append(r)
-                reporter.item(i, len(todo), str(todo[i - 1][0]))
-        except BaseException:      # WorkerSetupError, Ctrl-C: the photos not yet started are not started
+                reporter.item(len(results), total, str(todo[len(results) - 1][0]))
+        except BaseException:      # WorkerSetupError, Ctrl-C, a dead worker: the photos not yet started are not started
             pool.shutdown(cancel_futures=True)
             raise
-    return results
 
 
 def watch_parent(pid: int, every: float = 0.5) -> None:

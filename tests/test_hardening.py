@@ -640,10 +640,16 @@ def test_camera_never_overwrites_its_input_or_an_existing_recording(tmp_path, ca
     clip = tmp_path / "in 1.mp4"
     clip.write_bytes(b"not really a video")
     quoted = str(clip).replace(" ", "%20")
+    folder = tmp_path / "rec.mp4"
+    folder.mkdir()
     for args, msg in ((["--url", f"file:{clip}", "-o", str(clip)], "would overwrite the input --url"),
                       (["--url", f"file://{quoted}", "-o", str(clip), "--overwrite"], "would overwrite the input --url"),
                       (["--url", f"file://{clip}", "-o", str(clip)], "would overwrite the input --url"),
+                      *((["--url", f"{wrap}{clip}", "-o", str(clip), "--overwrite"], "would overwrite the input --url")
+                        for wrap in ("async:", "cache:", "async:file:", "subfile,,start,0,end,0,,:", "concat:x.mp4|")),
                       (["--url", "other.mp4", "-o", str(clip)], "already exists; give --overwrite"),
+                      (["--url", "other.mp4", "-o", str(tmp_path), "--overwrite"], "give a video file name"),
+                      (["--url", "other.mp4", "-o", str(folder), "--overwrite"], "is a folder"),
                       (["--device", "-1", "-o", str(tmp_path / "x.mp4")], "--device -1"),
                       (["--url", str(clip), "--frames", "0"], "--frames 0"),
                       (["--url", str(clip), "--show", "--port", "99999"], "--port 99999")):

@@ -316,3 +316,40 @@ def test_workers_end_when_the_run_is_killed(tmp_path):
     assert main(["mask", str(src), "-o", str(out), "--jobs", "1", "-q"]) == 0
     assert [f.name for f in out.iterdir() if f.name.startswith(".")] == []
     assert len(list(out.glob("*.jpg"))) == 40
+
+
+class DyingLandmarker:
+    """A Landmarker whose worker process dies (as the out-of-memory killer or a crashing decoder
+    would end it) on photos of one size."""
+
+    def __init__(self, inner, shape):
+        self.inner, self.shape = inner, tuple(shape)
+
+    def faces(self, image):
+        if tuple(image.shape[:2]) == self.shape:
+            os._exit(9)
+        return self.inner.faces(image)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def dying_loader(shape):
+    import landmask
+    return DyingLandmarker(landmask.load(threads=1), shape)
+
+
+def test_a_worker_that_dies_fails_its_photo_and_the_batch_goes_on(photos, tmp_path):
+    """--jobs: a worker killed mid-photo broke the whole pool (a BrokenProcessPool traceback, the
+    rest of the batch not done); now that photo alone fails, named, and every other is written."""
+    from landmask.masking import resolve_effects
+    from landmask.parallel import MaskTask, run_local
+    names = ["astronaut.jpg", "a/einstein.jpg", "b/astronaut-small.png", "b/takeo.ppm", "a/astronaut.webp",
+             "b/astronaut.jpg"]
+    todo = [(photos / n, tmp_path / n.replace("/", "-")) for n in names]
+    task = MaskTask(functools.partial(dying_loader, (384, 384)), resolve_effects(None, None, None, None))
+    results = run_local(todo, task, 2)
+    assert len(results) == len(todo)
+    died = [r for r in results if r[0] is None]
+    assert len(died) == 1 and died[0][1].startswith(str(photos / "b/astronaut-small.png")) and "worker process died" in died[0][1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n.replace("/", "-") for n in names if "small" not in n)

@@ -592,3 +592,16 @@ def test_debug_draws_on_videos(tmp_path, clip):
     assert run("mask", clip, "-o", drawn, "--debug").returncode == 0
     a, b = decode(plain / clip.name)[10], decode(drawn / clip.name)[10]
     assert (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 60).sum() > 100
+
+
+def test_landmarks_output_never_replaces_a_video_found_in_an_input_folder(tmp_path, clip):
+    """A folder's videos are found by content, whatever their names (VID_0001 from a phone): --json
+    or --csv naming one of them is refused, as an input given by name is."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    video = folder / "VID_0001"
+    video.write_bytes(clip.read_bytes())
+    for opt in ("--json", "--csv"):
+        r = run("landmarks", folder, opt, video, "--threads", "1")
+        assert r.returncode == 2 and "is a video in the input folder" in r.stderr, r.stderr
+    assert video.read_bytes() == clip.read_bytes()
