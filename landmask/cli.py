@@ -358,6 +358,8 @@ def add_landmarks(sub):
 def cmd_landmarks(a):
     from landmask.batch import check_output_file, landmarks_files
     json_path = a.json or (None if a.csv else "-")
+    if sys.stdout is None and "-" in (json_path, a.csv):   # started with it closed (>&-): nothing would arrive
+        raise LandmaskError(f"{'--json' if json_path == '-' else '--csv'} -: the standard output is closed; give a file name")
     for opt, path in (("--json", json_path), ("--csv", a.csv)):   # photos and videos alike: never over an input
         check_output_file(path, opt, a.inputs)
     videos, others = split_videos(a.inputs)
@@ -917,9 +919,19 @@ def main(argv=None) -> int:
             pass
     args = build_parser().parse_args(argv)
     previous = _stop_on_sigterm()
+    stdout = sys.stdout
+    if stdout is not None and not isinstance(stdout, GuardedStdout):
+        sys.stdout = GuardedStdout(stdout)
     try:
         check_options(args)
-        return args.func(args)
+        code = args.func(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()   # here, so that a full disk is this command's error, not a message at exit
+        return code
+    except StdoutError as e:
+        print(f"landmask: error: {e}", file=sys.stderr)
+        _quiet_stdout(stdout)
+        return 2
     except LandmaskError as e:
         print(f"landmask: error: {e}", file=sys.stderr)
         return 2
@@ -930,13 +942,54 @@ def main(argv=None) -> int:
         print("landmask: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:   # output piped into a command that stopped reading (| head): no traceback
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout(stdout)
         return 141
     finally:
+        sys.stdout = stdout
         if previous is not None:
             import signal
             signal.signal(signal.SIGTERM, previous)
+
+
+class StdoutError(LandmaskError):
+    """The standard output could not take what was written to it (a full disk, > /dev/full)."""
+
+
+class GuardedStdout:
+    """sys.stdout during a command: a write or flush that fails (other than a broken pipe, which
+    ends the command quietly) is one StdoutError instead of a traceback from wherever it printed."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutError(f"cannot write to the standard output ({e.strerror or e})") from None
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutError(f"cannot write to the standard output ({e.strerror or e})") from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _quiet_stdout(stream) -> None:
+    """Send the standard output to /dev/null, so that what is left in its buffer does not fail again
+    when Python exits."""
+    import os
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class Terminated(KeyboardInterrupt):

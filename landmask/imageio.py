@@ -15,7 +15,7 @@ import struct
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -40,10 +40,12 @@ _HAS_METADATA = hasattr(cv2, "imdecodeWithMetadata") and hasattr(cv2, "imencodeW
 class Metadata:
     """What of an input file travels to its output: the container format, and the EXIF block
     (TIFF bytes, orientation already reset to 1 when the pixels were turned upright) and the ICC
-    colour profile, each None when the file had none."""
+    colour profile, each None when the file had none; ``lossless``: a WebP stored without loss (its
+    output is written so too)."""
     fmt: str
     exif: bytes | None = None
     icc: bytes | None = None
+    lossless: bool = False
 
 
 def read_image(path, mode: str = "rgb", metadata: bool = False):
@@ -127,7 +129,23 @@ def decode_with_metadata(data: bytes, mode: str = "rgb", name: str = "<bytes>") 
         arr = apply_orientation(arr, orientation)
         if orientation != 1:
             exif = _reset_orientation(exif)
-    return _convert(arr, mode), Metadata(kind, exif or None, icc or None)
+    return _convert(arr, mode), Metadata(kind, exif or None, icc or None, kind == "webp" and webp_lossless(data))
+
+
+def webp_lossless(data: bytes) -> bool:
+    """Whether a WebP file's image is stored without loss (a VP8L chunk, not VP8)."""
+    i = 12
+    while i + 8 <= len(data):
+        tag, size = data[i:i + 4], int.from_bytes(data[i + 4:i + 8], "little")
+        if tag in (b"VP8L", b"VP8 "):
+            return tag == b"VP8L"
+        i += 8 + size + (size & 1)
+    return False
+
+
+def icc_colour_space(icc: bytes | None) -> str | None:
+    """An ICC profile's colour space ("RGB", "GRAY", "CMYK", ...; its header's bytes 16-19)."""
+    return icc[16:20].decode("latin-1").strip() if icc and len(icc) >= 20 else None
 
 
 _STDERR_LOCK = threading.Lock()
@@ -173,6 +191,8 @@ _CAPTURE: dict = {}   # pid → the temporary file fd 2 is sent to while libjpeg
 def _capture_fd2(fn):
     """Run fn() with file descriptor 2 sent to a temporary file; (what was written, fn's result).
     Called under _STDERR_LOCK."""
+    if sys.stderr is None:   # started with stderr closed (2>&-, a daemon): fd 2 may be another file by now
+        return "", fn()
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -537,8 +557,13 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    lossless = ext == ".webp" and metadata is not None and metadata.lossless   # above 100: OpenCV writes lossless WebP
     params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
-              ".webp": [cv2.IMWRITE_WEBP_QUALITY, int(quality)]}.get(ext, [])
+              ".webp": [cv2.IMWRITE_WEBP_QUALITY, 101 if lossless else int(quality)]}.get(ext, [])
+    if metadata is not None and metadata.icc and icc_colour_space(metadata.icc) != ("GRAY" if arr.ndim == 2 or arr.shape[2] == 1 else "RGB"):
+        metadata = replace(metadata, icc=None)   # a CMYK (or grey) profile on RGB pixels would shift their colours
+    if ext == ".jpg" and metadata is not None and metadata.exif and len(metadata.exif) > _JPEG_EXIF_MOST:
+        metadata = replace(metadata, exif=None)   # a PNG's or WebP's EXIF too large for a JPEG's one APP1 segment
     icc_after = None      # an ICC profile too large for one JPEG segment: written here in several (below)
     if ext == ".jpg" and metadata is not None and metadata.icc and len(metadata.icc) > _JPEG_ICC_CHUNK:
         icc_after, metadata = metadata.icc, Metadata(metadata.fmt, metadata.exif, None)
@@ -556,6 +581,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
 
 
 _JPEG_ICC_CHUNK = 65535 - 2 - 14      # an APP2 segment: its length field, "ICC_PROFILE\0", sequence and count
+_JPEG_EXIF_MOST = 65535 - 2 - 6       # an APP1 segment: its length field and "Exif\0\0"
 
 
 def _jpeg_insert_icc(jpeg: bytes, icc: bytes) -> bytes:

