@@ -132,33 +132,36 @@ class MjpegServer:
 
 
 def _stop_on_ctrl_c():
-    """(event, restore): a first Ctrl-C only sets the event, which the frame
-    loop reads between frames.  A KeyboardInterrupt raised inside PyAV's decoding can leave FFmpeg's
-    decoder threads waiting, so that closing the stream hangs, or be swallowed by one of its callbacks
-    (both seen with a Ctrl-C early in a stream); a second Ctrl-C still interrupts at once (a source
-    that sends no frames).  ``restore()`` puts the previous SIGINT handler back.  Off the main
-    thread (no signal handlers there) only the event, and ``restore`` does nothing."""
+    """(event, restore, how): a first Ctrl-C or SIGTERM only sets the event, which the frame loop
+    reads between frames, and ``how["by"]`` says which ("Ctrl-C" or "SIGTERM").  A KeyboardInterrupt
+    (or cli.Terminated) raised inside PyAV's decoding can leave FFmpeg's decoder threads waiting, so
+    that closing the stream hangs, or be swallowed by one of its callbacks (both seen with a Ctrl-C
+    early in a stream); a second signal still interrupts at once (a source that sends no frames).
+    ``restore()`` puts the previous handlers back.  Off the main thread (no signal handlers there)
+    only the event, and ``restore`` does nothing."""
     import signal
     import threading
-    stop = threading.Event()
+    stop, how = threading.Event(), {"by": "Ctrl-C"}
     if threading.current_thread() is not threading.main_thread():
-        return stop, lambda: None
+        return stop, lambda: None, how
 
     def handler(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
+        how["by"] = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         stop.set()
-    previous = signal.signal(signal.SIGINT, handler)
-    return stop, lambda: signal.signal(signal.SIGINT, previous)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return stop, lambda: [signal.signal(sig, h) for sig, h in previous.items()], how
 
 
 def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegServer | None = None,
                reporter: Reporter = Reporter(), max_frames: int | None = None) -> dict:
     """Mask a live source until it ends, ``max_frames`` or Ctrl-C; ``out`` (a video file) is
-    finished cleanly either way.  Returns {"frames", "fps", "frames_with_faces", "interrupted"}."""
+    finished cleanly either way.  Returns {"frames", "fps", "frames_with_faces", "interrupted",
+    "stopped_by" ("Ctrl-C", "SIGTERM" or None), "seconds"}."""
     from fractions import Fraction
-    writer, n, with_faces, interrupted = None, 0, 0, False
-    stop, restore = _stop_on_ctrl_c()
+    writer, n, with_faces, interrupted, stopped_by = None, 0, 0, False, "Ctrl-C"
+    stop, restore, how = _stop_on_ctrl_c()
     t0 = time.monotonic()
     last_pts = -1
     try:
@@ -179,11 +182,12 @@ def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegSe
             n += 1
             with_faces += bool(faces)
             reporter.frames(n, None, n / max(time.monotonic() - t0, 1e-6), source.name)
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM (cli.Terminated): the recording is finished either way
+        interrupted, stopped_by = True, getattr(e, "signal_name", "Ctrl-C")
     finally:
         restore()   # from here a Ctrl-C interrupts again (while finishing: no partial file)
-        interrupted = interrupted or stop.is_set()
+        if stop.is_set() and not interrupted:
+            interrupted, stopped_by = True, how["by"]
         source.close()
         if writer is not None:
             try:
@@ -193,4 +197,4 @@ def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegSe
                 raise
     seconds = time.monotonic() - t0
     return {"frames": n, "fps": n / max(seconds, 1e-6), "frames_with_faces": with_faces,
-            "interrupted": interrupted, "seconds": seconds}
+            "interrupted": interrupted, "stopped_by": stopped_by if interrupted else None, "seconds": seconds}

@@ -438,8 +438,8 @@ def cmd_camera(a):
         if show is not None:
             show.close()
     print(f"{r['frames']} frames, {r['fps']:.1f} fps, a face in {r['frames_with_faces']}"
-          + (f"; wrote {a.out}" if a.out and r["frames"] else "") + (" (stopped by Ctrl-C)" if r["interrupted"] else ""))
-    return 0
+          + (f"; wrote {a.out}" if a.out and r["frames"] else "") + (f" (stopped by {r['stopped_by']})" if r["interrupted"] else ""))
+    return 143 if r["stopped_by"] == "SIGTERM" else 0
 
 
 NETWORK_SCHEMES = {"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpe", "rtp", "srtp", "udp", "tcp",
@@ -994,7 +994,9 @@ def _quiet_stdout(stream) -> None:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, a service manager, a container stopping): unwinds like Ctrl-C, so partial
-    outputs are removed and worker processes are stopped, and the exit status is 143."""
+    outputs are removed and worker processes are stopped, and the exit status is 143 (``camera``
+    finishes its recording, as on Ctrl-C, and exits 143)."""
+    signal_name = "SIGTERM"
 
 
 def _stop_on_sigterm():

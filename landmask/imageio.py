@@ -549,7 +549,11 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
     arr = np.asarray(image)
     if arr.dtype not in (np.uint8, np.uint16) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise LandmaskError(f"cannot encode an array of shape {arr.shape} and type {arr.dtype} as an image")
-    if ext in (".jpg", ".webp", ".gif", ".pbm") and arr.dtype == np.uint16:   # these hold 8 bits
+    if ext in (".ppm", ".pgm", ".pbm"):   # one family: grey pixels as PGM, colour as PPM, whatever the name says
+        ext = ".pgm" if arr.ndim == 2 or arr.shape[2] == 1 else ".ppm"
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = np.ascontiguousarray(arr[..., :3])
+    if ext in (".jpg", ".webp", ".gif") and arr.dtype == np.uint16:   # these hold 8 bits
         arr = (arr.astype(np.float32) / 257 + 0.5).astype(np.uint8)
     if ext in (".jpg", ".gif") and arr.ndim == 3 and arr.shape[2] == 4:
         arr = np.ascontiguousarray(arr[..., :3])

@@ -254,9 +254,44 @@ def stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -(rotation // 90))) if rotation else rgb
 
 
+def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``rgb`` scaled to fit ``width``×``height`` whole (its shape kept) and centred on black."""
+    import cv2
+    h, w = rgb.shape[:2]
+    k = min(width / w, height / h)
+    nw, nh = max(1, min(width, round(w * k))), max(1, min(height, round(h * k)))
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - nh) // 2, (width - nw) // 2
+    out[y:y + nh, x:x + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+    return out
+
+
 def _reason(e) -> str:
     msg = getattr(e, "strerror", None) or str(e)
     return msg.split(": '")[0].strip() or type(e).__name__
+
+
+CONVERTIBLE_MATRICES = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}   # the source's matrix → swscale's (SMPTE 170M is BT.601's)
+UNSPECIFIED = {"colorspace": 2, "color_range": 0, "color_primaries": 2, "color_trc": 2}
+
+
+def _colour_tags(colour) -> dict:
+    """The source's colour description (``colour``: its video codec context) as the output's
+    {colorspace, color_range, color_primaries, color_trc}: each one the source states (unspecified
+    ones left out), and only when its matrix is one the RGB → YUV conversion knows (otherwise none:
+    the encoder's own conversion, BT.601 and limited range, untagged, as before)."""
+    if colour is None:
+        return {}
+    tags = {k: int(getattr(colour, k, None) or 0) for k in UNSPECIFIED}
+    if tags["colorspace"] not in CONVERTIBLE_MATRICES:
+        return {}
+    return {k: v for k, v in tags.items() if v not in (0, UNSPECIFIED[k])}
+
+
+def _ffmpeg_reason(e) -> str:
+    """FFmpeg's own words for an error: the last line of its log when PyAV quotes it, else _reason."""
+    log = str(e).rpartition("last error log: ")[2]
+    return log.strip().rstrip(".") if log != str(e) else _reason(e)
 
 
 class AtomicFile:
@@ -285,7 +320,10 @@ class AtomicFile:
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:   # a full disk fails the last buffered write: the file goes all the same
+            pass
         if self.tmp is not None:
             try:
                 os.unlink(self.tmp)
@@ -317,9 +355,15 @@ def _umask() -> int:
     return m
 
 
-def _copy_tags(target, tags) -> None:
+def _copy_tags(target, tags, source=None) -> None:
     """Copy a container's or stream's metadata tags (title, language, ...); the muxer writes its
-    own technical ones (encoder, handler, durations)."""
+    own technical ones (encoder, handler, durations).  With ``source`` (a stream) its disposition
+    too (default, forced, commentary, ...: which track a player picks)."""
+    if source is not None:
+        try:
+            target.disposition = source.disposition
+        except (AttributeError, TypeError, ValueError):
+            pass
     for k, v in dict(tags or {}).items():
         if k.lower() in ("encoder", "duration", "handler_name", "vendor_id", "major_brand", "minor_version",
                          "compatible_brands") or k.upper().startswith(("DURATION", "ENCODER", "NUMBER_OF", "_STATISTICS", "BPS")):
@@ -337,7 +381,7 @@ class VideoWriter:
 
     def __init__(self, path, width: int, height: int, rate, time_base=None, audio_templates=(),
                  container_format: str | None = None, *, rotation: int = 0, copy_templates=(),
-                 metadata=None, video_metadata=None, notes: list | None = None):
+                 metadata=None, video_metadata=None, notes: list | None = None, colour=None):
         av = _av()
         path = Path(path)
         fmt, codec = CONTAINERS.get(path.suffix.lower(), ("mp4", "libx264"))
@@ -359,6 +403,9 @@ class VideoWriter:
                 self.stream.time_base = time_base
             if rotation:
                 self.stream.set_display_rotation(float(rotation))
+            self.colour = _colour_tags(colour)
+            for name, value in self.colour.items():   # as the source said: players read the pixels so
+                setattr(self.stream.codec_context, name, value)
             _copy_tags(self.stream, video_metadata)
             _copy_tags(self.out, metadata)
             self.copies = {}       # input stream index → output stream: audio and subtitles copied
@@ -382,7 +429,7 @@ class VideoWriter:
                 except (av.FFmpegError, ValueError) as e:
                     raise LandmaskError(f"{path}: cannot copy audio stream {a.index} ({a.codec_context.name}) "
                                         f"into {fmt} ({_reason(e)})") from None
-                _copy_tags(self.copies[a.index], a.metadata)
+                _copy_tags(self.copies[a.index], a.metadata, a)
             for t in copy_templates:      # subtitles: copied where the container can hold them
                 try:
                     self.copies[t.index] = self.out.add_stream_from_template(t)
@@ -391,7 +438,7 @@ class VideoWriter:
                         notes.append(f"{t.type} stream {t.index} ({t.codec_context.name}) not copied: "
                                      f"{fmt} cannot hold it ({_reason(e)})")
                     continue
-                _copy_tags(self.copies[t.index], t.metadata)
+                _copy_tags(self.copies[t.index], t.metadata, t)
         except BaseException:
             self.file.discard()
             raise
@@ -400,6 +447,11 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray, pts=None, time_base=None) -> None:
         frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if self.colour:   # RGB → YUV with the source's matrix and range (the encoder's own conversion is BT.601)
+            frame = frame.reformat(format=self.stream.pix_fmt, dst_colorspace=CONVERTIBLE_MATRICES[self.colour["colorspace"]],
+                                   dst_color_range=self.colour.get("color_range"),
+                                   dst_color_trc=self.colour.get("color_trc"),
+                                   dst_color_primaries=self.colour.get("color_primaries"))
         if pts is not None:
             frame.pts, frame.time_base = pts, time_base
         else:
@@ -450,10 +502,12 @@ class VideoWriter:
                 for p in self.copies[index].encode(None):
                     self.out.mux(p)
             self.out.close()
-        except BaseException:
+            self.file.commit()
+        except BaseException as e:
             self.file.discard()
+            if isinstance(e, OSError):   # a full disk, a quota: the file's error, not a traceback
+                raise LandmaskError(f"{self.path}: cannot write ({e.strerror or e})") from None
             raise
-        self.file.commit()
 
     def abort(self) -> None:
         try:
@@ -461,6 +515,10 @@ class VideoWriter:
         except Exception:
             pass
         self.file.discard()
+        # FFmpeg's encoders go now: left to the garbage collector at exit (an error's traceback can
+        # hold this writer in a cycle), an opened encoder's threads could hang the exit
+        self.out = self.stream = None
+        self.copies, self._pcm = {}, {}
 
 
 class BackgroundWriter:
@@ -486,7 +544,7 @@ class BackgroundWriter:
 
     def _put(self, *item) -> None:
         if self.error is not None:
-            raise self.error
+            raise self.error   # the caller then aborts (mask_video's finally), which releases the encoders
         self.queue.put(item)
 
     def write(self, rgb, pts=None, time_base=None) -> None:
@@ -503,7 +561,8 @@ class BackgroundWriter:
         self._finish()
         if self.error is not None:
             self.writer.abort()
-            raise self.error
+            error, self.error = self.error, None   # its traceback holds this object: no cycle left behind
+            raise error
         self.writer.close()
 
     def abort(self) -> None:
@@ -618,13 +677,17 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
         astreams = list(container.streams.audio)
         subs = list(container.streams.subtitles)
         fmt = None
+        if dst.suffix.lower() not in CONTAINERS:   # named otherwise (VID_0001, clip.dat): the source's own container
+            with open(src, "rb") as f:
+                fmt = sniff_video(f.read(16))
         odd = sorted({a.codec_context.name for a in astreams} - {"opus", "vorbis"})
         if dst.suffix.lower() == ".webm" and odd:     # WebM holds Opus and Vorbis only; Matroska holds the rest
             fmt = "matroska"
             notes.append(f"its audio ({', '.join(odd)}) cannot go in WebM: written as Matroska under the same name")
         writer = VideoWriter(dst, info.width, info.height, v.average_rate or v.guessed_rate or 30,
                              v.time_base, astreams, fmt, rotation=info.rotation, copy_templates=subs,
-                             metadata=container.metadata, video_metadata=v.metadata, notes=notes)
+                             metadata=container.metadata, video_metadata=v.metadata, notes=notes,
+                             colour=v.codec_context)
         copied = astreams + [s for s in subs if s.index in writer.copies]
         writer = BackgroundWriter(writer) if threaded else writer
         frames = _decoded(container, v, copied, src, info.rotation)
@@ -643,7 +706,14 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
                 time_base, t = v.time_base, float(pts * v.time_base)
             last = pts if pts is not None else last
             masked, faces = masker.process(rgb, t)
-            writer.write(stored(masked, info.rotation), pts, time_base)
+            frame = stored(masked, info.rotation)
+            if frame.shape[:2] != (info.height, info.width):   # the size changed mid-stream (a recording turned)
+                if not any(n.startswith("the frame size changes") for n in notes):
+                    notes.append(f"the frame size changes from {info.width}×{info.height} to {frame.shape[1]}×"
+                                 f"{frame.shape[0]} at frame {stats['frames'] + 1}: such frames are fitted into "
+                                 f"{info.width}×{info.height} with black bars")
+                frame = letterbox(frame, info.width, info.height)
+            writer.write(frame, pts, time_base)
             stats["frames"] += 1
             stats["frames_with_faces"] += bool(faces)
             n = stats["frames"]
@@ -660,9 +730,11 @@ def mask_video(src, dst, masker: VideoMasker, reporter: Reporter = Reporter(), t
         container.close()
     stats["tracks"] = masker.tracker.next_id
     stats["seconds"] = time.monotonic() - t0
-    for note in notes:
-        reporter.info(f"{src}: {note}")
-    if info.frames and stats["frames"] != info.frames:
+    for note in notes:   # streams left out or a container changed: said even with --quiet
+        reporter.warn(f"{src}: {note}")
+    if info.frames and stats["frames"] < info.frames - 1:
+        reporter.warn(f"{src}: {stats['frames']} frames decoded, the header says {info.frames} (a truncated file?)")
+    elif info.frames and stats["frames"] != info.frames:
         reporter.info(f"{src}: {stats['frames']} frames decoded, the header says {info.frames}")
     if stats["frames"] != info.frames:    # the bar ends at the frames there were
         reporter.frames(stats["frames"], stats["frames"], stats["frames"] / max(stats["seconds"], 1e-6), str(src))
@@ -788,11 +860,14 @@ def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=N
             s.failed.append(str(e))
             continue
         except Exception as e:   # an item never stops the batch; say which file it was
-            s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")
+            if type(e).__module__.startswith("av"):   # FFmpeg refused something (a codec the container cannot hold)
+                s.failed.append(f"{src}: FFmpeg cannot write {dst.name} ({_ffmpeg_reason(e)})")
+            else:
+                s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")
             continue
         if r["frames_with_faces"] == 0:
             s.no_face += 1
-            reporter.info(f"{src}: no face found in any frame (written unchanged)")
+            reporter.info(f"{src}: no face found in any frame (re-encoded, nothing masked)")
         else:
             s.done += 1
         reporter.info(f"{src} -> {dst}: {r['frames']} frames, a face in {r['frames_with_faces']}, "

@@ -106,3 +106,14 @@ def test_exif_too_large_for_a_jpeg_is_left_out_of_it(tmp_path):
     assert len(meta.exif) > 65535
     write_image(tmp_path / "out.jpg", img, metadata=meta)
     assert read_image(tmp_path / "out.jpg").shape == img.shape
+
+
+@pytest.mark.parametrize("fmt", ["pnm", "ppm", "pgm", "pbm"])
+def test_netpbm_names_take_grey_and_colour_pixels(tmp_path, fmt):
+    """A grey .pnm or .ppm photo (or a grey upload sniffed as pnm) could not be written back
+    ('cannot encode a (512, 512) uint8 image as .ppm'): the family's grey member is used."""
+    from landmask.imageio import decode_with_metadata, encode_image
+    grey = np.asarray(Image.open("landmask/samples/astronaut.jpg").convert("L"))
+    for img in (grey, np.dstack([grey] * 3), grey.astype(np.uint16) * 257):
+        back = decode_with_metadata(encode_image(img, fmt), "keep")[0]
+        assert np.array_equal(back, img)

@@ -441,8 +441,10 @@ def test_subtitles_and_stream_tags_are_kept(tmp_path, clip):
     with av.open(str(clip)) as c, av.open(str(src), "w") as out:
         copies = {s.index: out.add_stream_from_template(s) for s in c.streams}
         copies[1].metadata["language"], copies[1].metadata["title"] = "fra", "commentaire"
+        copies[1].disposition = av.stream.Disposition.default | av.stream.Disposition.comment
         out.metadata["title"] = "Holiday"
         sub = out.add_stream("ass")
+        sub.disposition = av.stream.Disposition.forced
         sub.time_base = fractions.Fraction(1, 1000)
         for p in c.demux():
             if p.dts is not None:
@@ -460,6 +462,8 @@ def test_subtitles_and_stream_tags_are_kept(tmp_path, clip):
         assert kinds == ["video", "audio", "subtitle"], kinds
         assert audio.get("language") == "fra" and audio.get("title") == "commentaire"
         assert c.metadata.get("title") == "Holiday"
+        assert c.streams.audio[0].disposition == av.stream.Disposition.default | av.stream.Disposition.comment
+        assert c.streams.subtitles[0].disposition == av.stream.Disposition.forced   # which track a player picks
         assert [bytes(p) for p in c.demux(c.streams.subtitles[0]) if p.size] == [b"line 0", b"line 1"]
 
 
@@ -605,3 +609,128 @@ def test_landmarks_output_never_replaces_a_video_found_in_an_input_folder(tmp_pa
         r = run("landmarks", folder, opt, video, "--threads", "1")
         assert r.returncode == 2 and "is a video in the input folder" in r.stderr, r.stderr
     assert video.read_bytes() == clip.read_bytes()
+
+
+def test_camera_finishes_its_recording_on_sigterm_and_says_so(tmp_path):
+    """SIGTERM (a service manager stopping it) ends the recording as Ctrl-C does, whole, with status 143
+    (it was 0 and 'stopped by Ctrl-C')."""
+    src = make_clip(tmp_path / "stream.mp4", moving(scene(EINSTEIN), 60) * 4)
+    out = tmp_path / "live.mp4"
+    p = subprocess.Popen(LANDMASK + ["camera", "--url", str(src), "-o", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert "Ctrl-C" in p.stdout.readline()
+    time.sleep(1.5)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143 and "stopped by SIGTERM" in stdout, (p.returncode, stdout, stderr)
+    assert 5 < len(decode(out)) < 240
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+def test_a_discarded_video_leaves_no_temporary_even_when_its_last_write_fails(tmp_path, monkeypatch):
+    """A full disk fails the buffered last write as the file closes: discard() raised there and left
+    the hidden temporary (where the file system cannot hold unnamed files), keeping the disk full."""
+    import errno
+    from landmask import video
+    monkeypatch.setattr(video, "_unnamed_file", lambda folder, mode: None)
+    f = video.AtomicFile(tmp_path / "out.mp4")
+    f.file.write(b"x" * 100)
+    real = f.file
+
+    class Full:
+        def close(self):
+            real.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+    f.file = Full()
+    f.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_container_that_cannot_hold_the_audio_is_ffmpegs_reason_not_an_internal_error(tmp_path):
+    src = make_clip(tmp_path / "opus.webm", moving(scene(EINSTEIN), 8), vcodec="libvpx-vp9", acodec="libopus")
+    r = run("mask", src, "-o", tmp_path / "opus.mov", "--threads", "1", "-q")
+    assert r.returncode == 1 and "FFmpeg cannot write opus.mov" in r.stderr and "opus" in r.stderr.split("(")[-1], r.stderr
+    assert "unexpected error" not in r.stderr and not (tmp_path / "opus.mov").exists()
+
+
+def test_an_hd_clip_keeps_its_bt709_colours_and_tags(tmp_path):
+    """Phone and camera clips are BT.709: the output was encoded with BT.601's matrix and untagged, so
+    players (which take untagged HD as BT.709) showed green (20, 220, 20) as (4, 188, 14)."""
+    w, h = 1280, 720
+    bars = np.zeros((h, w, 3), np.uint8)
+    colours = [(20, 220, 20), (220, 20, 20), (20, 20, 220), (200, 200, 200)]
+    for i, c in enumerate(colours):
+        bars[:, i * w // 4:(i + 1) * w // 4] = c
+    src = tmp_path / "hd.mp4"
+    out = av.open(str(src), "w")
+    v = out.add_stream("libx264", rate=10)
+    v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+    cc = v.codec_context
+    cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1   # BT.709, limited range
+    for i in range(3):
+        f = av.VideoFrame.from_ndarray(bars, format="rgb24").reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1)
+        f.pts = i
+        for p in v.encode(f):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    out.close()
+    dst = tmp_path / "out.mp4"
+    assert run("mask", src, "-o", dst, "--threads", "1", "-q").returncode == 0
+    with av.open(str(dst)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (1, 1, 1, 1)
+        rgb = next(c.decode(video=0)).to_ndarray(format="rgb24", src_colorspace=1)   # as a player reads HD
+    seen = [rgb[h // 2, (2 * i + 1) * w // 8].astype(int) for i in range(4)]
+    assert max(np.abs(s - c).max() for s, c in zip(seen, colours)) <= 6, seen
+
+
+def test_a_video_named_without_a_video_suffix_keeps_its_container(tmp_path, clip):
+    """A Matroska file named clip.dat came out as MP4 under the same name (its subtitles dropped)."""
+    mkv = tmp_path / "in.mkv"
+    with av.open(str(clip)) as c, av.open(str(mkv), "w") as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        for p in c.demux():
+            if p.dts is not None:
+                p.stream = copies[p.stream.index]
+                out.mux(p)
+    src = tmp_path / "v" / "holiday.dat"
+    src.parent.mkdir()
+    src.write_bytes(mkv.read_bytes())
+    r = run("mask", src.parent, "-o", tmp_path / "out", "--threads", "1", "-q")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(tmp_path / "out" / "holiday.dat")) as c:
+        assert "matroska" in c.format.name and [s.type for s in c.streams] == ["video", "audio"]
+
+
+def test_a_frame_size_change_mid_stream_is_letterboxed_and_said(tmp_path):
+    """A browser recording turned mid-way (320×240 frames, then 240×320) came out squeezed, silently."""
+    import fractions
+    land = moving(scene(EINSTEIN), 6)
+    turned = [np.ascontiguousarray(np.rot90(f)) for f in land]
+    src = tmp_path / "turned.webm"
+    out = av.open(str(src), "w")
+    v = out.add_stream("libvpx-vp9", rate=10)
+    v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+    second = av.CodecContext.create("libvpx-vp9", "w")   # the second half from an encoder of the new size
+    second.width, second.height, second.pix_fmt, second.time_base = 240, 320, "yuv420p", fractions.Fraction(1, 10)
+    for i, f in enumerate(land + turned):
+        frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+        for p in (v.encode(frame) if i < len(land) else second.encode(frame.reformat(format="yuv420p"))):
+            p.stream = v
+            out.mux(p)
+        if i == len(land) - 1:
+            for p in v.encode():
+                out.mux(p)
+    for p in second.encode(None):
+        p.stream = v
+        out.mux(p)
+    out.close()
+    assert {f.shape[:2] for f in decode(src)} == {(240, 320), (320, 240)}
+    r = run("mask", src, "-o", tmp_path / "out.webm", "--threads", "1", "-q")
+    assert r.returncode == 0 and "the frame size changes from 320×240 to 240×320" in r.stderr, r.stderr
+    frames = decode(tmp_path / "out.webm")
+    assert len(frames) == 12 and all(f.shape[:2] == (240, 320) for f in frames)
+    last = frames[-1].astype(int)
+    assert last[:, :30].max() < 30 and last[:, -30:].max() < 30 and last[:, 100:220].mean() > 40   # black bars

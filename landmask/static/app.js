@@ -98,7 +98,7 @@ function drawPoints() {
 
 function maskedName(name, type) {
   const ext = { "image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp",
-                "image/tiff": "tif" }[type] || "img";
+                "image/tiff": "tif", "image/gif": "gif", "image/x-portable-anymap": "pnm" }[type] || "img";
   return `${name.replace(/\.[^.]*$/, "") || "photo"}-masked.${ext}`;
 }
 
