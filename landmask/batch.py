@@ -238,7 +238,10 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
     if draw:
         from landmask.drawing import draw_faces
         out = draw_faces(out, faces)
-    write_image(dst, out, quality, metadata=meta)
+    # the input's own format where the output keeps its name (a PNG named .jpg stays a PNG, alpha and
+    # all; a JPEG named without a suffix stays a JPEG); a name given another suffix (-o x.png) decides
+    keeps_name = suffix_kind(dst) in (None, suffix_kind(src))
+    write_image(dst, out, quality, metadata=meta, fmt=meta.fmt if keeps_name else None)
     return True
 
 

@@ -555,7 +555,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
             arr = np.ascontiguousarray(arr[..., :3])
     if ext in (".jpg", ".webp", ".gif") and arr.dtype == np.uint16:   # these hold 8 bits
         arr = (arr.astype(np.float32) / 257 + 0.5).astype(np.uint8)
-    if ext in (".jpg", ".gif") and arr.ndim == 3 and arr.shape[2] == 4:
+    if ext == ".jpg" and arr.ndim == 3 and arr.shape[2] == 4:
         arr = np.ascontiguousarray(arr[..., :3])
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
@@ -563,7 +563,9 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
     lossless = ext == ".webp" and metadata is not None and metadata.lossless   # above 100: OpenCV writes lossless WebP
     params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
-              ".webp": [cv2.IMWRITE_WEBP_QUALITY, 101 if lossless else int(quality)]}.get(ext, [])
+              ".webp": [cv2.IMWRITE_WEBP_QUALITY, 101 if lossless else int(quality)],
+              # no dithering: a GIF's own colours (at most 256) come back exactly, transparency too
+              ".gif": [cv2.IMWRITE_GIF_DITHER, 3] if hasattr(cv2, "IMWRITE_GIF_DITHER") else []}.get(ext, [])
     if metadata is not None and metadata.icc and icc_colour_space(metadata.icc) != ("GRAY" if arr.ndim == 2 or arr.shape[2] == 1 else "RGB"):
         metadata = replace(metadata, icc=None)   # a CMYK (or grey) profile on RGB pixels would shift their colours
     if ext == ".jpg" and metadata is not None and metadata.exif and len(metadata.exif) > _JPEG_EXIF_MOST:
@@ -613,11 +615,12 @@ def _metadata_chunks(metadata: Metadata | None) -> tuple[list[int], list[np.ndar
     return types, chunks
 
 
-def write_image(path, image: np.ndarray, quality: int = 95, metadata: Metadata | None = None) -> None:
+def write_image(path, image: np.ndarray, quality: int = 95, metadata: Metadata | None = None,
+                fmt: str | None = None) -> None:
     """Write an RGB/RGBA/grey (8 or 16 bit) array atomically (a temporary file, then a rename),
-    in the format of the path's suffix (PNG when it has none)."""
+    in the format ``fmt`` or else that of the path's suffix (PNG when it has none)."""
     path = Path(path)
-    ext = path.suffix.lower() or ".png"
+    ext = fmt or path.suffix.lower() or ".png"
     try:
         data = encode_image(image, ext, quality, metadata)
     except LandmaskError as e:

@@ -117,3 +117,15 @@ def test_netpbm_names_take_grey_and_colour_pixels(tmp_path, fmt):
     for img in (grey, np.dstack([grey] * 3), grey.astype(np.uint16) * 257):
         back = decode_with_metadata(encode_image(img, fmt), "keep")[0]
         assert np.array_equal(back, img)
+
+
+def test_a_gif_keeps_its_colours_and_transparency(tmp_path):
+    """A palette GIF came back re-dithered (82 % of pixels off by more than 8 levels) and opaque."""
+    from landmask.imageio import decode_with_metadata, encode_image
+    Image.open("landmask/samples/astronaut.jpg").convert("P").save(tmp_path / "t.gif", transparency=0)
+    img = read_image(tmp_path / "t.gif", "keep")
+    assert img.shape[2] == 4 and (img[..., 3] == 0).any()
+    back = decode_with_metadata(encode_image(img, "gif"), "keep")[0]
+    assert np.array_equal(back[..., 3] == 0, img[..., 3] == 0)
+    opaque = img[..., 3] > 0
+    assert np.array_equal(back[..., :3][opaque], img[..., :3][opaque])

@@ -201,3 +201,19 @@ def test_landmarks_json_never_replaces_a_video_or_an_input(tmp_path, capsys):
     assert main(["landmarks", "--json", str(clip), SAMPLE]) == 2
     assert main(["landmarks", SAMPLE, str(clip), "--csv", str(clip)]) == 2
     assert clip.read_bytes() == before and "--" in capsys.readouterr().err
+
+
+def test_a_photo_is_written_in_its_own_format_whatever_its_name(tmp_path, capsys):
+    """An RGBA PNG named .jpg came out a JPEG without its alpha; a JPEG named without a suffix came
+    out a PNG six times the size. Only a name given another suffix (-o x.png) changes the format."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rgba = np.dstack([np.asarray(Image.open(SAMPLE)), np.full((512, 512), 200, np.uint8)])
+    Image.fromarray(rgba).save(src / "x.jpg", format="PNG")
+    shutil.copy(SAMPLE, src / "photo")
+    assert main(["mask", str(src / "x.jpg"), str(src / "photo"), "-o", str(tmp_path / "out"), "--threads", "1"]) == 0
+    assert (tmp_path / "out" / "x.jpg").read_bytes()[:4] == b"\x89PNG"
+    assert read_image(tmp_path / "out" / "x.jpg", "keep").shape == (512, 512, 4)
+    assert (tmp_path / "out" / "photo").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert main(["mask", SAMPLE, "-o", str(tmp_path / "as.png"), "--threads", "1"]) == 0
+    assert (tmp_path / "as.png").read_bytes()[:4] == b"\x89PNG"
