@@ -262,6 +262,12 @@ def cmd_mask(a):
             raise LandmaskError(f"-o {a.out}: a {kind}'s output needs a {kind} file name "
                                 f"({', '.join(sorted(names)[:4])}, ...) or a folder")
     else:
+        out = Path(a.out)
+        if (out.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not str(a.out).endswith(("/", os.sep))
+                and not out.exists()):   # it would become a folder named like a file
+            what = f"{len(a.inputs)} inputs" if len(a.inputs) > 1 else f"the folder {a.inputs[0]}"
+            raise LandmaskError(f"-o {a.out}: names a file, but the outputs of {what} go into a folder; give a "
+                                f"folder (-o {out.with_suffix('')}/), or end the name with / to make that one")
         check_out_dir(a.inputs, a.out)      # a file, or an input folder (photos or videos): refused before any work
     a.layout_base = layout_base(a.inputs)   # photos and videos laid out from one root
     # photos first: their worker processes are forked before this process starts any codec or

@@ -237,9 +237,12 @@ BACKENDS = {"landmask": LandmaskDetector, "haar": HaarDetector, "dlib": DlibDete
 def detector_options(name: str, threads=None, detect_size=None, min_face=None, min_score=None) -> dict:
     """The user's options (--threads, --detect-size, --min-face, --min-score) as ``name``'s
     constructor arguments, checked; the pipeline applies min-face and min-score to every backend."""
-    for option, value in (("--detect-size", detect_size), ("--min-face", min_face)):
-        if value is not None and not value > 0:
-            raise LandmaskError(f"{option} {value}: must be a positive number of pixels")
+    # the CLI's ranges (cli.RANGES), for the Python API too: out of them no face is ever found
+    if detect_size is not None and (isinstance(detect_size, bool) or not isinstance(detect_size, (int, np.integer))
+                                    or not 32 <= detect_size <= 4096):
+        raise LandmaskError(f"--detect-size {detect_size!r}: a whole number of pixels from 32 to 4096")
+    if min_face is not None and not (is_number(min_face) and 1 <= min_face <= 100_000):
+        raise LandmaskError(f"--min-face {min_face!r}: a number of pixels from 1 to 100000")
     if min_score is not None and not is_number(min_score):
         raise LandmaskError(f"--min-score {min_score!r}: give a number")
     if min_score is not None and not 0 <= min_score <= 1 and name == "landmask":

@@ -41,6 +41,8 @@ def parse_effect(spec: str | Effect | None, option: str = "effect") -> Effect:
     """Parse ``EFFECT[:VALUE][@OPACITY]`` (a plain colour means ``color:COLOUR``); errors name the option."""
     if spec is None or isinstance(spec, Effect):
         return spec or Effect("none")
+    if not isinstance(spec, str):
+        raise LandmaskError(f"--{option} {spec!r}: give an effect as text, e.g. 'color:red@0.5', 'blur' or 'none'")
     text = spec.strip()
     opacity = 1.0
     if "@" in text:

@@ -217,3 +217,22 @@ def test_a_photo_is_written_in_its_own_format_whatever_its_name(tmp_path, capsys
     assert (tmp_path / "out" / "photo").read_bytes()[:3] == b"\xff\xd8\xff"
     assert main(["mask", SAMPLE, "-o", str(tmp_path / "as.png"), "--threads", "1"]) == 0
     assert (tmp_path / "as.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_file_name_for_several_outputs_is_refused(tmp_path, capsys):
+    """-o out.jpg with two inputs (or a folder) made a folder named out.jpg, silently."""
+    for inputs in ([SAMPLE, SAMPLE], ["landmask/samples"]):
+        assert main(["mask", *inputs, "-o", str(tmp_path / "out.jpg")]) == 2
+        assert "go into a folder" in capsys.readouterr().err and not (tmp_path / "out.jpg").exists()
+    assert main(["mask", SAMPLE, SAMPLE, "-o", str(tmp_path / "out.jpg") + "/", "--threads", "1"]) == 0
+    assert (tmp_path / "out.jpg" / "astronaut.jpg").is_file()
+
+
+def test_api_options_out_of_range_are_refused_as_in_the_cli():
+    import landmask
+    for kw in (dict(detect_size=5), dict(detect_size=320.5), dict(min_face=float("inf")), dict(min_face=0)):
+        with pytest.raises(landmask.LandmaskError):
+            landmask.load(**kw)
+    image = read_image(SAMPLE)
+    with pytest.raises(landmask.LandmaskError, match="--lips 3"):
+        landmask.mask(image, [], lips=3)
