@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmask.errors import LandmaskError
-from landmask.imageio import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, read_file_bytes, suffix_kind,
-                              write_bytes_atomic, write_image, write_text_atomic)
+from landmask.imageio import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, is_video,
+                              read_file_bytes, suffix_kind, write_bytes_atomic, write_image, write_text_atomic)
 from landmask.report import Reporter
 
 
@@ -319,7 +319,6 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
         if p.exists() and Path(f).exists() and Path(f).is_file() and os.path.samefile(p, f):
             raise LandmaskError(f"{option} {p}: is an input; it would be overwritten")
         if p.is_file() and Path(f).is_dir() and inside(p, f):   # a folder's videos are found by content, any name
-            from landmask.video import is_video
             if is_video(p):
                 raise LandmaskError(f"{option} {p}: is a video in the input folder {f}; it would be overwritten")
     if data_root is not None and p.is_file() and inside(p, data_root):

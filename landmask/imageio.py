@@ -244,6 +244,28 @@ def _convert(arr: np.ndarray, mode: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- container facts (pure Python)
 
+def sniff_video(head: bytes) -> str | None:
+    """The container of a video file from its first bytes: mp4 (also mov), matroska (also webm),
+    avi; None when it is none of these."""
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def is_video(path) -> bool:
+    """Whether ``path`` is a file whose content is a video container (found by content, not name)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return sniff_video(f.read(16)) is not None
+    except OSError:
+        return p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()   # missing: the job reports it
+
+
 def sniff(data: bytes) -> str | None:
     """The image format from its magic bytes, or None."""
     if data[:3] == b"\xff\xd8\xff":

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmask.errors import LandmaskError
-from landmask.imageio import VIDEO_SUFFIXES, part_prefix, pixels
+from landmask.imageio import VIDEO_SUFFIXES, is_video, part_prefix, pixels, sniff_video  # noqa: F401 (re-exported)
 from landmask.masking import mask_image, resolve_effects
 from landmask.report import Reporter
 from landmask.smoothing import LandmarkSmoother
@@ -40,32 +40,10 @@ def _av():
     return av
 
 
-def sniff_video(head: bytes) -> str | None:
-    """The container of a video file from its first bytes: mp4 (also mov), matroska (also webm),
-    avi; None when it is none of these."""
-    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
-        return "mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "matroska"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "avi"
-    return None
-
-
 def named_or_is_video(path) -> bool:
     """Whether a file goes to the video batch: named as a video (a bad one then gets the video's
     message) or holding a video container whatever its name."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES or is_video(path)
-
-
-def is_video(path) -> bool:
-    """Whether ``path`` is a file whose content is a video container (found by content, not name)."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            return sniff_video(f.read(16)) is not None
-    except OSError:
-        return p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()   # missing: the job reports it
 
 
 # ---------------------------------------------------------------- frame by frame

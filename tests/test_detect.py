@@ -462,7 +462,7 @@ def test_max_faces_keeps_the_largest_and_min_face_drops_small_ones(astronaut, sa
 
 
 @pytest.mark.parametrize("option, message", [
-    ({"min_face": 0}, "--min-face 0: must be a positive"), ({"max_faces": 0}, "--max-faces 0: must be 1 or more"),
+    ({"min_face": 0}, "--min-face 0: a number of pixels from 1 to 100000"), ({"detect_size": 8}, "--detect-size 8: a whole number of pixels from 32"), ({"max_faces": 0}, "--max-faces 0: must be 1 or more"),
     ({"min_score": 1.5}, "--min-score 1.5: landmask's detector scores are 0..1"),
 ])
 def test_bad_detection_options_are_refused_by_name(option, message):
