@@ -241,7 +241,8 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
     # the input's own format where the output keeps its name (a PNG named .jpg stays a PNG, alpha and
     # all; a JPEG named without a suffix stays a JPEG); a name given another suffix (-o x.png) decides
     keeps_name = suffix_kind(dst) in (None, suffix_kind(src))
-    write_image(dst, out, quality, metadata=meta, fmt=meta.fmt if keeps_name else None)
+    own = "pam" if meta.fmt == "pnm" and data[:2] == b"P7" else meta.fmt   # PAM (alpha and all), not PPM
+    write_image(dst, out, quality, metadata=meta, fmt=own if keeps_name else None)
     return True
 
 

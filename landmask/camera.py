@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from landmask.errors import LandmaskError
+from landmask.errors import LandmaskError, Terminated
 from landmask.report import Reporter
-from landmask.video import VideoMasker, VideoWriter, _av, _frames_of, _reason, frame_rotation, main_video_stream, upright
+from landmask.video import (VideoMasker, VideoWriter, _av, _frames_of, _reason, frame_rotation, main_video_stream,
+                            upright, write_error)
 
 
 class FrameSource:
@@ -134,7 +135,7 @@ class MjpegServer:
 def _stop_on_ctrl_c():
     """(event, restore, how): a first Ctrl-C or SIGTERM only sets the event, which the frame loop
     reads between frames, and ``how["by"]`` says which ("Ctrl-C" or "SIGTERM").  A KeyboardInterrupt
-    (or cli.Terminated) raised inside PyAV's decoding can leave FFmpeg's decoder threads waiting, so
+    (or errors.Terminated) raised inside PyAV's decoding can leave FFmpeg's decoder threads waiting, so
     that closing the stream hangs, or be swallowed by one of its callbacks (both seen with a Ctrl-C
     early in a stream); a second signal still interrupts at once (a source that sends no frames).
     ``restore()`` puts the previous handlers back.  Off the main thread (no signal handlers there)
@@ -146,8 +147,8 @@ def _stop_on_ctrl_c():
         return stop, lambda: None, how
 
     def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
+        if stop.is_set():   # the second: at once (SIGTERM keeps its exit status)
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt
         how["by"] = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         stop.set()
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -182,8 +183,16 @@ def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegSe
             n += 1
             with_faces += bool(faces)
             reporter.frames(n, None, n / max(time.monotonic() - t0, 1e-6), source.name)
-    except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM (cli.Terminated): the recording is finished either way
+    except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM (errors.Terminated): the recording is finished either way
         interrupted, stopped_by = True, getattr(e, "signal_name", "Ctrl-C")
+    except Exception as e:   # the recording cannot go on (a full disk): nothing half-written is left
+        if writer is not None:
+            writer.abort()
+            writer = None
+        full = write_error(e)
+        if full is not None:
+            raise LandmaskError(f"{out}: cannot write ({full.strerror or full})") from None
+        raise
     finally:
         restore()   # from here a Ctrl-C interrupts again (while finishing: no partial file)
         if stop.is_set() and not interrupted:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from landmask.errors import LandmaskError
+from landmask.errors import LandmaskError, Terminated
 
 EXAMPLES = """examples:
   landmask mask photo.jpg -o out/                          # red lips, tinted eyes (the defaults)
@@ -264,7 +264,7 @@ def cmd_mask(a):
     else:
         out = Path(a.out)
         if (out.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not str(a.out).endswith(("/", os.sep))
-                and not out.exists()):   # it would become a folder named like a file
+                and not out.exists() and (len(a.inputs) > 1 or Path(a.inputs[0]).is_dir())):   # a folder named like a file
             what = f"{len(a.inputs)} inputs" if len(a.inputs) > 1 else f"the folder {a.inputs[0]}"
             raise LandmaskError(f"-o {a.out}: names a file, but the outputs of {what} go into a folder; give a "
                                 f"folder (-o {out.with_suffix('')}/), or end the name with / to make that one")
@@ -642,6 +642,8 @@ def cmd_evaluate(a):
     from landmask.evaluate import evaluate
     from landmask.imageio import write_text_atomic
     from landmask.batch import check_output_file
+    if a.json == "-" and sys.stdout is None:   # started with it closed (>&-): nothing would arrive
+        raise LandmaskError("--json -: the standard output is closed; give a file name")
     root = a.data if Path(a.data).is_dir() else Path(a.data).parent   # refused before the evaluation, not after
     check_output_file(a.json, "--json", [a.data], data_root=root)
     check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root)
@@ -925,7 +927,10 @@ def main(argv=None) -> int:
             pass
     args = build_parser().parse_args(argv)
     previous = _stop_on_sigterm()
-    stdout = sys.stdout
+    stdout, stderr = sys.stdout, sys.stderr
+    if stderr is None:   # started with it closed (2>&-): messages go nowhere, not into the standard output
+        import os
+        sys.stderr = open(os.devnull, "w")
     if stdout is not None and not isinstance(stdout, GuardedStdout):
         sys.stdout = GuardedStdout(stdout)
     try:
@@ -952,6 +957,9 @@ def main(argv=None) -> int:
         return 141
     finally:
         sys.stdout = stdout
+        if stderr is None:
+            sys.stderr.close()
+            sys.stderr = None
         if previous is not None:
             import signal
             signal.signal(signal.SIGTERM, previous)
@@ -996,13 +1004,6 @@ def _quiet_stdout(stream) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
     except (OSError, ValueError, AttributeError):
         pass
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (kill, a service manager, a container stopping): unwinds like Ctrl-C, so partial
-    outputs are removed and worker processes are stopped, and the exit status is 143 (``camera``
-    finishes its recording, as on Ctrl-C, and exits 143)."""
-    signal_name = "SIGTERM"
 
 
 def _stop_on_sigterm():

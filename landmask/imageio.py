@@ -165,7 +165,7 @@ def _decode(data: bytes, kind: str, name: str):
         captured, result = _capture_fd2(lambda: _imdecode(buf))
     bad = [ln for ln in captured.splitlines() if ln.startswith(_JPEG_CORRUPT)]
     rest = [ln for ln in captured.splitlines() if ln and not ln.startswith(_JPEG_CORRUPT)]
-    if rest:
+    if rest and sys.stderr is not None:
         sys.stderr.write("\n".join(rest) + "\n")
     if bad:
         raise LandmaskError(f"{name}: corrupt JPEG scan data ({bad[0].strip()})")
@@ -190,14 +190,18 @@ _CAPTURE: dict = {}   # pid → the temporary file fd 2 is sent to while libjpeg
 
 def _capture_fd2(fn):
     """Run fn() with file descriptor 2 sent to a temporary file; (what was written, fn's result).
-    Called under _STDERR_LOCK."""
-    if sys.stderr is None:   # started with stderr closed (2>&-, a daemon): fd 2 may be another file by now
-        return "", fn()
+    Called under _STDERR_LOCK.  Where fd 2 is closed (a process started with 2>&-), it is borrowed
+    for the call and closed again, so libjpeg's warnings are still read (and land in no other file
+    that took that number)."""
     try:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    try:
         saved = os.dup(2)
-    except (OSError, ValueError):          # no stderr to borrow: decode without the check
-        return "", fn()
+    except OSError:
+        saved = None                        # fd 2 is closed
     try:
         cap = _CAPTURE.get(os.getpid())
         if cap is None:                     # one per process: a forked child must not share its parent's offset
@@ -205,15 +209,20 @@ def _capture_fd2(fn):
             cap = _CAPTURE[os.getpid()] = tempfile.TemporaryFile()
         cap.seek(0)
         cap.truncate()
-        os.dup2(cap.fileno(), 2)
+        if cap.fileno() != 2:               # (fd 2 closed when it was made: it may hold that number itself)
+            os.dup2(cap.fileno(), 2)
     except OSError:
-        os.close(saved)
+        if saved is not None:
+            os.close(saved)
         return "", fn()
     try:
         result = fn()
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        elif cap.fileno() != 2:
+            os.close(2)
     cap.seek(0)
     return cap.read(65536).decode("utf-8", "replace"), result
 
@@ -587,7 +596,11 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
     params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
               ".webp": [cv2.IMWRITE_WEBP_QUALITY, 101 if lossless else int(quality)],
               # no dithering: a GIF's own colours (at most 256) come back exactly, transparency too
-              ".gif": [cv2.IMWRITE_GIF_DITHER, 3] if hasattr(cv2, "IMWRITE_GIF_DITHER") else []}.get(ext, [])
+              ".gif": [cv2.IMWRITE_GIF_DITHER, 3] if hasattr(cv2, "IMWRITE_GIF_DITHER") else [],
+              # a PAM's TUPLTYPE, without which OpenCV cannot read back the file it wrote
+              ".pam": [cv2.IMWRITE_PAM_TUPLETYPE, {1: cv2.IMWRITE_PAM_FORMAT_GRAYSCALE, 3: cv2.IMWRITE_PAM_FORMAT_RGB,
+                                                    4: cv2.IMWRITE_PAM_FORMAT_RGB_ALPHA}[1 if arr.ndim == 2 else arr.shape[2]]],
+              }.get(ext, [])
     if metadata is not None and metadata.icc and icc_colour_space(metadata.icc) != ("GRAY" if arr.ndim == 2 or arr.shape[2] == 1 else "RGB"):
         metadata = replace(metadata, icc=None)   # a CMYK (or grey) profile on RGB pixels would shift their colours
     if ext == ".jpg" and metadata is not None and metadata.exif and len(metadata.exif) > _JPEG_EXIF_MOST:

@@ -2,6 +2,7 @@
 CLI passes one that draws progress bars on stderr."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -28,7 +29,7 @@ class ConsoleReporter(Reporter):
     """Progress bars and lines on a text stream (stderr by default)."""
 
     def __init__(self, stream=None, width: int = 28, quiet: bool = False):
-        self.stream = stream or sys.stderr
+        self.stream = stream or sys.stderr or open(os.devnull, "w")   # stderr closed (2>&-): not into stdout
         self.width = width
         self.quiet = quiet          # --quiet: failures only, no progress or info lines
         self.shown_failures: set[str] = set()

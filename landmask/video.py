@@ -8,6 +8,7 @@ PyAV is imported here, lazily, and nowhere else (``pip install 'landmask[video]'
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import time
@@ -232,6 +233,21 @@ def stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -(rotation // 90))) if rotation else rgb
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+
+
+def write_error(e: BaseException) -> OSError | None:
+    """The OSError of a failed write (a full disk, a quota, a size limit) behind ``e``: ``e`` itself,
+    or what it was raised from or during (PyAV re-raises a write callback's error as its own)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """``rgb`` scaled to fit ``width``×``height`` whole (its shape kept) and centred on black."""
     import cv2
@@ -256,14 +272,18 @@ UNSPECIFIED = {"colorspace": 2, "color_range": 0, "color_primaries": 2, "color_t
 def _colour_tags(colour) -> dict:
     """The source's colour description (``colour``: its video codec context) as the output's
     {colorspace, color_range, color_primaries, color_trc}: each one the source states (unspecified
-    ones left out), and only when its matrix is one the RGB → YUV conversion knows (otherwise none:
-    the encoder's own conversion, BT.601 and limited range, untagged, as before)."""
+    and reserved ones left out), and only when its matrix is one the RGB → YUV conversion knows
+    (otherwise none: the encoder's own conversion, BT.601 and limited range, untagged, as before)."""
     if colour is None:
         return {}
+    from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc
+    known = {"colorspace": set(CONVERTIBLE_MATRICES), "color_range": {int(v) for v in ColorRange},
+             "color_primaries": {int(v) for v in ColorPrimaries}, "color_trc": {int(v) for v in ColorTrc}}
     tags = {k: int(getattr(colour, k, None) or 0) for k in UNSPECIFIED}
     if tags["colorspace"] not in CONVERTIBLE_MATRICES:
         return {}
-    return {k: v for k, v in tags.items() if v not in (0, UNSPECIFIED[k])}
+    # values FFmpeg names (a "reserved" one, which some encoders write, is left out, not passed on)
+    return {k: v for k, v in tags.items() if v not in (0, UNSPECIFIED[k]) and v in known[k]}
 
 
 def _ffmpeg_reason(e) -> str:
@@ -426,10 +446,10 @@ class VideoWriter:
     def write(self, rgb: np.ndarray, pts=None, time_base=None) -> None:
         frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24")
         if self.colour:   # RGB → YUV with the source's matrix and range (the encoder's own conversion is BT.601)
+            # (matrix and range only: the RGB holds the source's transfer and primaries as decoded, so
+            # those are tags on the stream, never a conversion, which would apply them twice)
             frame = frame.reformat(format=self.stream.pix_fmt, dst_colorspace=CONVERTIBLE_MATRICES[self.colour["colorspace"]],
-                                   dst_color_range=self.colour.get("color_range"),
-                                   dst_color_trc=self.colour.get("color_trc"),
-                                   dst_color_primaries=self.colour.get("color_primaries"))
+                                   dst_color_range=self.colour.get("color_range"))
         if pts is not None:
             frame.pts, frame.time_base = pts, time_base
         else:
@@ -483,8 +503,9 @@ class VideoWriter:
             self.file.commit()
         except BaseException as e:
             self.file.discard()
-            if isinstance(e, OSError):   # a full disk, a quota: the file's error, not a traceback
-                raise LandmaskError(f"{self.path}: cannot write ({e.strerror or e})") from None
+            full = write_error(e)
+            if full is not None:   # a full disk, a quota: the file's error, not a traceback
+                raise LandmaskError(f"{self.path}: cannot write ({full.strerror or full})") from None
             raise
 
     def abort(self) -> None:
@@ -838,7 +859,9 @@ def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=N
             s.failed.append(str(e))
             continue
         except Exception as e:   # an item never stops the batch; say which file it was
-            if type(e).__module__.startswith("av"):   # FFmpeg refused something (a codec the container cannot hold)
+            if write_error(e) is not None:   # the disk filled up while writing (mid-stream)
+                s.failed.append(f"{src}: cannot write {dst} ({write_error(e).strerror})")
+            elif type(e).__module__.startswith("av"):   # FFmpeg refused something (a codec the container cannot hold)
                 s.failed.append(f"{src}: FFmpeg cannot write {dst.name} ({_ffmpeg_reason(e)})")
             else:
                 s.failed.append(f"{src}: unexpected error ({type(e).__name__}: {e})")

@@ -753,3 +753,9 @@ def test_photos_are_masked_when_the_standard_error_is_closed(tmp_path):
     r = subprocess.run(["bash", "-c", f"{sys.executable} -m landmask mask {SAMPLE} -o {out}/ --threads 1 2>&-"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and (out / "astronaut.jpg").stat().st_size > 0, r.stdout
+    data = bytearray(open(SAMPLE, "rb").read())   # junk in the scan data: libjpeg says so on fd 2, closed here
+    i = data.find(b"\xff\xda") + 200
+    (tmp_path / "bad.jpg").write_bytes(bytes(data[:i] + bytes(318) + data[i:]))
+    r = subprocess.run(["bash", "-c", f"{sys.executable} -m landmask mask {tmp_path / 'bad.jpg'} -o {out}/ --threads 1 2>&-"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and not (out / "bad.jpg").exists() and "failed 1" in r.stdout, r.stdout

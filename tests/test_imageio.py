@@ -129,3 +129,14 @@ def test_a_gif_keeps_its_colours_and_transparency(tmp_path):
     assert np.array_equal(back[..., 3] == 0, img[..., 3] == 0)
     opaque = img[..., 3] > 0
     assert np.array_equal(back[..., :3][opaque], img[..., :3][opaque])
+
+
+def test_an_rgba_pam_is_masked_into_a_pam(tmp_path, capsys):
+    from landmask.cli import main
+    rgba = np.dstack([np.asarray(Image.open("landmask/samples/astronaut.jpg")), np.full((512, 512), 255, np.uint8)])
+    import cv2
+    cv2.imwrite(str(tmp_path / "x.pam"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA),
+                [cv2.IMWRITE_PAM_TUPLETYPE, cv2.IMWRITE_PAM_FORMAT_RGB_ALPHA])
+    assert main(["mask", str(tmp_path / "x.pam"), "-o", str(tmp_path / "out") + "/", "--threads", "1"]) == 0
+    assert (tmp_path / "out" / "x.pam").read_bytes()[:2] == b"P7"
+    assert read_image(tmp_path / "out" / "x.pam", "keep").shape == (512, 512, 4)

@@ -1,5 +1,6 @@
 """Video: real clips with sound made here with PyAV from the repo's sample photos (H.264 + AAC mp4,
 VP9 + Opus webm), masked through the CLI and the API, checked frame by frame and packet by packet."""
+import fractions
 import os
 import signal
 import subprocess
@@ -734,3 +735,26 @@ def test_a_frame_size_change_mid_stream_is_letterboxed_and_said(tmp_path):
     assert len(frames) == 12 and all(f.shape[:2] == (240, 320) for f in frames)
     last = frames[-1].astype(int)
     assert last[:, :30].max() < 30 and last[:, -30:].max() < 30 and last[:, 100:220].mean() > 40   # black bars
+
+
+@pytest.mark.parametrize("tags", [(1, 1, 1, 1), (9, 1, 16, 9), (9, 1, 18, 9), (9, 1, 14, 9), (1, 1, 3, 1)])
+def test_the_written_picture_keeps_the_sources_colour_values(tmp_path, tags):
+    """BT.709, BT.2020 with PQ, HLG or SDR transfer, and a reserved transfer value: what the source
+    stores comes back (a transfer or primaries passed to the conversion was applied a second time:
+    PQ and HLG off by 60-70 levels; a reserved value failed every frame)."""
+    from types import SimpleNamespace
+    from landmask.video import VideoWriter, _colour_tags
+    colour = SimpleNamespace(**dict(zip(("colorspace", "color_range", "color_trc", "color_primaries"), tags)))
+    if tags[2] == 3:
+        assert "color_trc" not in _colour_tags(colour)
+    rgb = np.asarray(scene(EINSTEIN))
+    w = VideoWriter(tmp_path / "o.mp4", rgb.shape[1], rgb.shape[0], 10, colour=colour)
+    for i in range(3):
+        w.write(rgb, i, fractions.Fraction(1, 10))
+    w.close()
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        frame = next(c.decode(video=0))
+        cc = c.streams.video[0].codec_context
+        assert cc.colorspace == tags[0] and cc.color_range == tags[1]
+        back = frame.to_ndarray(format="rgb24", src_colorspace=tags[0])
+    assert np.abs(back.astype(int) - rgb).mean() < 3
