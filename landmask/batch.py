@@ -324,6 +324,9 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
                 raise LandmaskError(f"{option} {p}: is a video in the input folder {f}; it would be overwritten")
     if data_root is not None and p.is_file() and inside(p, data_root):
         raise LandmaskError(f"{option} {p}: an existing file inside the data set {data_root}; it would be replaced")
+    if data_root is not None and image and inside(p, data_root):   # takeo.png beside takeo.pts: read as its photo
+        raise LandmaskError(f"{option} {p}: inside the data set {data_root}, where an image could be taken for one "
+                            f"of its photos; write it elsewhere")
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -33,14 +33,26 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)   # for error(): which command was given
+        return super().parse_args(args, namespace)
+
     def error(self, message):
         if "unrecognized arguments" in message:
-            parsers = [self] + [p for a in self._actions if isinstance(a, argparse._SubParsersAction)
-                                for p in a.choices.values()]
+            commands = {name: p for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                        for name, p in a.choices.items()}
+            chosen = next((commands[t] for t in getattr(self, "_argv", []) if t in commands), None)
+            parsers = [self] + ([chosen] if chosen is not None else list(commands.values()))
             opts = sorted({o for p in parsers for a in p._actions for o in a.option_strings})
             for bad in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(bad.split("=")[0], opts, n=1)
-                if close:
+                name = bad.split("=")[0]
+                if not name.startswith("-"):   # a value that came with it
+                    continue
+                owners = sorted(c for c, p in commands.items() if any(name in a.option_strings for a in p._actions))
+                close = difflib.get_close_matches(name, opts, n=1)
+                if chosen is not None and owners:   # another command's option
+                    message += f" ({name} is an option of {', '.join(owners[:3])})"
+                elif close and close[0] != name:
                     message += f" (did you mean {close[0]}?)"
         super().error(message)
 
@@ -490,7 +502,7 @@ def channel_list(text: str) -> list[int]:
 
 def add_train_detector(sub):
     p = sub.add_parser("train-detector", help="train landmask's face detector from landmark data sets")
-    p.add_argument("--data", nargs="+", required=True, metavar="SPEC")
+    p.add_argument("--data", nargs="+", metavar="SPEC", help="the data sets (not with --resume: the run's own)")
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -530,8 +542,10 @@ def cmd_train_detector(a):
     keys = ("data", "out", "epochs", "batch_size", "canvas", "lr", "width", "channels", "seed", "threads", "limit", "init",
             "steps", "negative_photos", "negatives", "animals", "occlude", "occlude_min_face", "blur_faces",
             "blur_face_max")
+    if not a.data and not a.resume:
+        raise LandmaskError("train-detector: give --data SPEC... (the data sets to learn face boxes from)")
     cfg = DetectTrainConfig(**{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
-    ignored = [k for k in keys if k not in ("data", "out", "threads") and getattr(a, k) is not None]
+    ignored = [k for k in keys if k not in ("out", "threads") and getattr(a, k) is not None]
     if a.blur_face_max is not None and not a.blur_faces and not a.resume:
         print("landmask: --blur-face-max has no effect without --blur-faces P (the share of tiles blurred)",
               file=sys.stderr)

@@ -247,7 +247,7 @@ def read_dlib_xml(xml_path) -> list[Sample]:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as e:
         raise LandmaskError(f"{xml_path}, line {e.position[0]}: malformed XML ({e.msg})") from None
-    samples = []
+    samples, highest = [], -1
     for image in root.iter("image"):
         file = image.get("file")
         if not file:
@@ -272,8 +272,12 @@ def read_dlib_xml(xml_path) -> list[Sample]:
                 raise LandmaskError(f"{where}: part names go up to {idx.max()}; expected 0..67")
             p = np.full((n, 2), np.nan)
             p[idx] = xy
+            highest = max(highest, int(idx.max()))
             samples.append(Sample(where, p, _scheme_for(n), path=xml_path.parent / file,
                                   box=np.array([l, t, l + w, t + h]) if np.isfinite([l, t, w, h]).all() else None))
+    if samples and highest < 5:   # parts 0-4 in every box: dlib's 5-point scheme, not the first jaw points
+        raise LandmaskError(f"{xml_path}: part names go up to {highest} only: a 5-point file (dlib's "
+                            f"shape_predictor_5 scheme), which landmask does not read; it reads 68 (or 76) points")
     return samples
 
 
@@ -427,34 +431,44 @@ def dataset_scheme(samples: list[Sample]) -> str:
 def load_training_data(specs, scheme: str = "ibug68", limit: int = 0, reporter: Reporter = Reporter()) -> list[Sample]:
     """Every usable face of the data sets ``specs`` (any format load_dataset reads), the first
     ``limit`` of each when ``limit``; each data set's scheme must convert to ``scheme``."""
-    samples = []
+    samples, skipped = [], []
     for spec in specs:
         part = load_dataset(spec)
         if limit:
             part = part[:limit]
-        for s in part[:1]:
+        for s in part:   # every face: a folder may mix point counts
             if not can_convert(s.scheme, scheme):
-                raise LandmaskError(f"--data {spec}: its scheme {s.scheme} cannot be converted to "
+                raise LandmaskError(f"--data {spec}: {s.source}: its scheme {s.scheme} cannot be converted to "
                                     f"--scheme {scheme}")
         part, unusable = usable_faces(part)
+        skipped += unusable
         reporter.info(f"data {spec}: {len(part)} faces" + (f" ({len(unusable)} skipped: {unusable[0]}"
                                                             + (" ..." if len(unusable) > 1 else "") + ")"
                                                             if unusable else ""))
         samples += part
+    if not samples and skipped:
+        raise LandmaskError(f"--data: no usable face ({len(skipped)} skipped, e.g. {skipped[0]})")
     if not samples:
         raise LandmaskError("no training data: give --data PATH (a 300-W folder, a Kaggle/YouTube CSV, ...)")
     return samples
 
 
 def usable_faces(samples: list[Sample]) -> tuple[list[Sample], list[str]]:
-    """(faces a crop can be cut for, one line per face that cannot: too few points for a box)."""
+    """(faces a crop can be cut for and with a point to learn, one line per face that cannot: too
+    few points for a box, all points at one place, or no labelled point at all)."""
     kept, skipped = [], []
     for s in samples:
         try:
-            face_box(s)
-            kept.append(s)
+            box = face_box(s)
         except LandmaskError as e:
             skipped.append(str(e))
+            continue
+        if not np.isfinite(s.points).all(axis=1).any():
+            skipped.append(f"{s.source}: no labelled point")
+        elif not (box[2] > box[0] and box[3] > box[1]):
+            skipped.append(f"{s.source}: its points make no box (all on one line or at one place)")
+        else:
+            kept.append(s)
     return kept, skipped
 
 

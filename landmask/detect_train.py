@@ -352,8 +352,13 @@ def load_faces(cfg: DetectTrainConfig, reporter: Reporter):
     """(grey image, 68 points) of every annotated face in ``cfg.data``, images shrunk to MAX_SIDE."""
     from landmask.datasets import load_training_data
     samples = load_training_data(cfg.data, "ibug68", cfg.limit, reporter)
-    samples = [s for s in samples if np.isfinite(s.points).all()]
-    return load_images(samples, reporter, 2)
+    whole = [s for s in samples if np.isfinite(s.points).all()]   # a face box needs all 68 points
+    if len(whole) < len(samples):
+        reporter.info(f"{len(samples) - len(whole)} faces without all 68 points skipped (their box is unknown)")
+    if not whole:
+        raise LandmaskError(f"--data: no face with all 68 points ({len(samples)} partial faces); the detector "
+                            f"learns face boxes from whole faces")
+    return load_images(whole, reporter, 2)
 
 
 def train_one_epoch(model, opt, sched, images, cfg, dcfg, rng, steps, epoch, reporter, negatives=()) -> dict:
@@ -389,7 +394,11 @@ def init_weights(model, path) -> None:
     other, meta = load_model_file(path)
     if meta.get("kind") != "detector":
         raise LandmaskError(f"--init {path}: not a face detector")
-    model.load_state_dict(other.state_dict())
+    try:
+        model.load_state_dict(other.state_dict())
+    except RuntimeError:   # other stage widths (--channels) or width
+        raise LandmaskError(f"--init {path}: its stage widths are not this run's --channels; leave out "
+                            f"--channels to take its own") from None
 
 
 def init_channels(path, width: float) -> list[int]:

@@ -100,6 +100,7 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
     from landmask import distributed as dist
     info = dist.init_distributed_mode("cpu")
     reporter = reporter if info.is_main else Reporter()
+    fresh = not resume and not Path(cfg.out).exists()   # a new run folder: gone again if the run fails to start
     try:
         asked = replace(cfg, **(overrides or {}))    # refused before the run folder is made; a resumed
         dist.check_supported(asked, info)            # run's own settings are checked again below
@@ -110,8 +111,23 @@ def train(cfg: TrainConfig, reporter: Reporter = Reporter(), resume: bool = Fals
         cfg = prepare_run(cfg, resume, reporter, write=info.is_main, overrides=overrides)
         dist.check_supported(cfg, info)
         return _train(cfg, reporter, resume, info)
+    except BaseException:
+        if fresh and info.is_main:
+            _remove_unstarted_run(Path(cfg.out))
+        raise
     finally:
         dist.cleanup(info)
+
+
+def _remove_unstarted_run(out: Path) -> None:
+    """Remove a run folder this run made that holds nothing but its config.yaml (bad data, a bad
+    --init: the run never started), so the same command can be given again once it is fixed."""
+    try:
+        if out.is_dir() and {p.name for p in out.iterdir()} <= {"config.yaml"}:
+            (out / "config.yaml").unlink(missing_ok=True)
+            out.rmdir()
+    except OSError:
+        pass
 
 
 def epochs_done(out) -> tuple[int, int]:

@@ -76,3 +76,13 @@ def test_shared_sets_load_when_present():
     assert len(load_dataset(root / "helen-68" / "testset")) == 330
     assert len(load_dataset(root / "youtube-faces-68" / "training")) == 3462
     assert len(load_dataset(root / "samples" / "dlib-examples" / "testing_with_face_landmarks.xml")) == 25
+
+
+def test_a_five_point_dlib_file_is_refused_not_read_as_jaw_points(tmp_path):
+    """dlib's 5-point files (eye corners and nose) were read as the first five jaw points of 68."""
+    parts = "".join(f"<part name='0{i}' x='{100 + 10 * i}' y='120'/>" for i in range(5))
+    xml = tmp_path / "five.xml"
+    xml.write_text(f"<dataset><images><image file='a.jpg'><box top='90' left='80' width='100' height='100'>{parts}"
+                   "</box></image></images></dataset>")
+    with pytest.raises(LandmaskError, match="5-point file"):
+        load_dataset(xml)

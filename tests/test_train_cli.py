@@ -1,6 +1,7 @@
 """End to end through the CLI: train for one short epoch on the shipped samples, resume a killed
 run, evaluate (JSON fields), export to ONNX and check parity."""
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -256,7 +257,16 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
     assert main(["train-detector", "--data", str(data / "menpo"), "--out", str(tmp_path / "det2"), "--resume",
                  "--epochs", "5"]) == 0
     err = capsys.readouterr().err
-    assert "ignored: --epochs" in err
+    assert "ignored: --data, --epochs" in err   # the run's own data and epochs
+    assert main(["train-detector", "--out", str(tmp_path / "det2"), "--resume"]) == 0   # --data not needed
+    with pytest.raises(SystemExit):   # argparse: --out is required
+        main(["train-detector", "--data", str(data / "menpo")])
+    assert "--out" in capsys.readouterr().err
+    assert main(["train-detector", "--out", str(tmp_path / "d7")]) == 2 and "give --data" in capsys.readouterr().err
+    # a .safetensors --init of other stage widths: one line (was a load_state_dict traceback), no run folder
+    assert main(["train-detector", "--data", str(data / "menpo"), "--init", str(out / "detector.safetensors"),
+                 "--channels", "16,16,48,64,128", "--out", str(tmp_path / "d8")]) == 2
+    assert "stage widths are not this run's" in capsys.readouterr().err and not (tmp_path / "d8").exists()
 
 
 def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, data, tmp_path, capsys):
@@ -765,3 +775,24 @@ def test_a_batch_worker_that_dies_is_one_error_not_a_hang(monkeypatch):
 def _first_worker(w):
     w.pool.submit(int, 0).result(timeout=60)     # the pool starts its processes on first use
     return list(w.pool._processes)[0]
+
+
+def test_training_data_that_teaches_nothing_is_refused_or_skipped_by_name(tmp_path, data, capsys):
+    """A folder mixing point counts (a traceback deep in training), a face whose points are all at one
+    place (a detector run stopped mid-way) or a data set with no labelled point (a 'finished' run
+    with NaN in history.json): each is named before anything is written."""
+    mixed = tmp_path / "mixed"
+    shutil.copytree(data / "menpo", mixed)
+    pts = sorted(mixed.glob("*.pts"))
+    kaggle15 = "version: 1\nn_points: 15\n{\n" + "100 100\n" * 15 + "}\n"
+    pts[0].write_text(kaggle15)
+    assert main(["train", "--data", str(mixed), "--epochs", "1", "--out", str(tmp_path / "r1"), *TINY]) == 2
+    assert f"{pts[0].name}" in capsys.readouterr().err and not (tmp_path / "r1").exists()
+    flat = tmp_path / "flat"
+    shutil.copytree(data / "menpo", flat)
+    for p in sorted(flat.glob("*.pts")):
+        p.write_text("version: 1\nn_points: 68\n{\n" + "100 100\n" * 68 + "}\n")
+    for cmd in (["train"], ["train-detector", "--steps", "1"]):
+        assert main([*cmd, "--data", str(flat), "--epochs", "1", "--out", str(tmp_path / "r2")]) == 2
+        err = capsys.readouterr().err
+        assert "no usable face" in err and "make no box" in err and not (tmp_path / "r2").exists(), err
