@@ -181,7 +181,12 @@ def relabel(samples: list[Sample], model, flip: bool = False, threads=None,
     out = []
     for i, s in enumerate(samples):
         reporter.item(i + 1, len(samples), s.source)
-        pts = lm.predict(s.image("grey"), [face_box(s)], flip=flip)[0]
+        try:
+            box = face_box(s)
+        except LandmaskError as e:   # a partial face without a box of its own: skipped, as convert skips it
+            reporter.failed(f"{e}; not relabelled")
+            continue
+        pts = lm.predict(s.image("grey"), [box], flip=flip)[0]
         out.append(replace(s, points=pts, scheme=lm.scheme.name, box=None,
                            extra={**s.extra, "relabelled_by": str(lm.path)}))
     return out
@@ -291,6 +296,8 @@ def convert(data, kaggle=None, kaggle_test=None, pts=None, relabel_with=None, fl
         raise LandmaskError("convert: say what to write: --kaggle DIR, --kaggle-test DIR and/or --pts DIR")
     if flip and relabel_with is None:
         raise LandmaskError("convert: --flip only applies with --relabel MODEL")
+    if drop_partial and not kaggle:
+        raise LandmaskError(f"--drop-partial {drop_partial}: only applies to --kaggle DIR (a training.csv)")
     check_targets(data, kaggle, kaggle_test, pts)
     samples = [s for d in data for s in load_dataset(d)]
     if relabel_with is not None:

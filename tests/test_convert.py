@@ -79,6 +79,8 @@ def test_convert_cli_names_what_it_wrote(data, tmp_path, capsys):
                  "--pts", str(tmp_path / "p"), "--drop-partial", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "--kaggle" in out and "3 faces written" in out
+    assert main(["convert", "--data", str(data / "menpo"), "--pts", str(tmp_path / "p2"), "--drop-partial", "0.5"]) == 2
+    assert "only applies to --kaggle" in capsys.readouterr().err and not (tmp_path / "p2").exists()
     assert main(["convert", "--data", str(data / "menpo")]) == 2
 
 
