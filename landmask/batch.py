@@ -298,10 +298,12 @@ def _alive(pid: int) -> bool:
 MODEL_SUFFIXES = {".onnx", ".safetensors", ".pt", ".pth", ".npz", ".ort"}
 
 
-def check_output_file(path, option: str, inputs=(), image: bool = False, data_root=None) -> None:
+def check_output_file(path, option: str, inputs=(), image: bool = False, data_root=None,
+                      photos_by_name: bool = False) -> None:
     """Refuse, before any input is read, an output file (--json, --csv; ``image``: a plot) that is
     an input, a folder, an existing file inside ``data_root`` (a data set's own files), lies in a
-    folder that cannot be written or, for text, has an image's name."""
+    folder that cannot be written or, for text, has an image's name; ``photos_by_name``: ``data_root``
+    finds each face's photo by its annotation's name (a 300-W folder), so no image may go in it."""
     if not path or path == "-":
         return
     p = Path(path)
@@ -324,7 +326,7 @@ def check_output_file(path, option: str, inputs=(), image: bool = False, data_ro
                 raise LandmaskError(f"{option} {p}: is a video in the input folder {f}; it would be overwritten")
     if data_root is not None and p.is_file() and inside(p, data_root):
         raise LandmaskError(f"{option} {p}: an existing file inside the data set {data_root}; it would be replaced")
-    if data_root is not None and image and inside(p, data_root):   # takeo.png beside takeo.pts: read as its photo
+    if data_root is not None and image and photos_by_name and inside(p, data_root):   # takeo.png beside takeo.pts
         raise LandmaskError(f"{option} {p}: inside the data set {data_root}, where an image could be taken for one "
                             f"of its photos; write it elsewhere")
     parent = p.parent

@@ -48,7 +48,7 @@ def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict
 
 def _calibrate_words(msg: str) -> str:
     """A training-data error in calibrate's words: calibrate has no --scheme (the model's is used)."""
-    return msg.replace("to --scheme ", "the model's scheme, ")
+    return msg.replace("to --scheme ", "to the model's scheme, ")
 
 
 def landmark_scheme(model_file) -> str:

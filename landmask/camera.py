@@ -142,14 +142,14 @@ def _stop_on_ctrl_c():
     only the event, and ``restore`` does nothing."""
     import signal
     import threading
-    stop, how = threading.Event(), {"by": "Ctrl-C"}
+    stop, how = threading.Event(), {"by": "Ctrl-C", "sig": None}
     if threading.current_thread() is not threading.main_thread():
         return stop, lambda: None, how
 
     def handler(signum, frame):
-        if stop.is_set():   # the second: at once (SIGTERM keeps its exit status)
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt
-        how["by"] = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        if stop.is_set():   # the second: at once (a SIGTERM, first or second, keeps its exit status)
+            raise Terminated() if signal.SIGTERM in (signum, how["sig"]) else KeyboardInterrupt
+        how["by"], how["sig"] = ("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"), signum
         stop.set()
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     return stop, lambda: [signal.signal(sig, h) for sig, h in previous.items()], how
@@ -185,14 +185,13 @@ def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegSe
             reporter.frames(n, None, n / max(time.monotonic() - t0, 1e-6), source.name)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM (errors.Terminated): the recording is finished either way
         interrupted, stopped_by = True, getattr(e, "signal_name", "Ctrl-C")
-    except Exception as e:   # the recording cannot go on (a full disk): nothing half-written is left
-        if writer is not None:
-            writer.abort()
-            writer = None
+    except Exception as e:   # a full disk: nothing half-written is left (any other error: what was recorded is kept)
         full = write_error(e)
-        if full is not None:
-            raise LandmaskError(f"{out}: cannot write ({full.strerror or full})") from None
-        raise
+        if full is None or writer is None:
+            raise
+        writer.abort()
+        writer = None
+        raise LandmaskError(f"{out}: cannot write ({full.strerror or full})") from None
     finally:
         restore()   # from here a Ctrl-C interrupts again (while finishing: no partial file)
         if stop.is_set() and not interrupted:

@@ -43,17 +43,26 @@ class Parser(argparse.ArgumentParser):
                         for name, p in a.choices.items()}
             chosen = next((commands[t] for t in getattr(self, "_argv", []) if t in commands), None)
             parsers = [self] + ([chosen] if chosen is not None else list(commands.values()))
-            opts = sorted({o for p in parsers for a in p._actions for o in a.option_strings})
+            opts = sorted({o for p in parsers for a in p._actions for o in a.option_strings} - {"-h", "--help"})
+            every = sorted({o for p in commands.values() for a in p._actions for o in a.option_strings} - {"-h", "--help"})
+
+            def owners(option):
+                return sorted(c for c, p in commands.items() if any(option in a.option_strings for a in p._actions))
             for bad in message.split(":", 1)[1].split():
                 name = bad.split("=")[0]
                 if not name.startswith("-"):   # a value that came with it
                     continue
-                owners = sorted(c for c, p in commands.items() if any(name in a.option_strings for a in p._actions))
                 close = difflib.get_close_matches(name, opts, n=1)
-                if chosen is not None and owners:   # another command's option
-                    message += f" ({name} is an option of {', '.join(owners[:3])})"
-                elif close and close[0] != name:
+                elsewhere = difflib.get_close_matches(name, every, n=1)
+
+                def ratio(option):
+                    return difflib.SequenceMatcher(None, name, option).ratio()
+                if chosen is not None and owners(name):   # another command's option
+                    message += f" ({name} is an option of {', '.join(owners(name)[:3])})"
+                elif close and close[0] != name and not (elsewhere and ratio(elsewhere[0]) > ratio(close[0])):
                     message += f" (did you mean {close[0]}?)"
+                elif chosen is not None and elsewhere:   # nearer another command's option
+                    message += f" ({elsewhere[0]} is an option of {', '.join(owners(elsewhere[0])[:3])})"
         super().error(message)
 
 
@@ -660,7 +669,7 @@ def cmd_evaluate(a):
         raise LandmaskError("--json -: the standard output is closed; give a file name")
     root = a.data if Path(a.data).is_dir() else Path(a.data).parent   # refused before the evaluation, not after
     check_output_file(a.json, "--json", [a.data], data_root=root)
-    check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root)
+    check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root, photos_by_name=Path(a.data).is_dir())
     if a.ced and Path(a.ced).suffix.lower() != ".png":
         raise LandmaskError(f"--ced {a.ced}: the plot is written as PNG; give a .png name")
     detector = None

@@ -170,7 +170,7 @@ def check_targets(data, kaggle=None, kaggle_test=None, pts=None) -> None:
 
 
 def relabel(samples: list[Sample], model, flip: bool = False, threads=None,
-            reporter: Reporter = Reporter()) -> list[Sample]:
+            reporter: Reporter = Reporter(), skipped: list | None = None) -> list[Sample]:
     """The same faces with a model's points instead of their own (pseudo-labels, e.g. to give a
     data set another data set's annotation style).  Each face is cropped from the box of its own
     points, as `landmask evaluate --boxes landmarks` crops; ``flip`` averages with the mirrored crop."""
@@ -183,8 +183,9 @@ def relabel(samples: list[Sample], model, flip: bool = False, threads=None,
         reporter.item(i + 1, len(samples), s.source)
         try:
             box = face_box(s)
-        except LandmaskError as e:   # a partial face without a box of its own: skipped, as convert skips it
-            reporter.failed(f"{e}; not relabelled")
+        except LandmaskError as e:   # a partial face without a box of its own: skipped (into ``skipped``), as convert skips it
+            if skipped is not None:
+                skipped.append(f"{e}; not relabelled")
             continue
         pts = lm.predict(s.image("grey"), [box], flip=flip)[0]
         out.append(replace(s, points=pts, scheme=lm.scheme.name, box=None,
@@ -300,10 +301,14 @@ def convert(data, kaggle=None, kaggle_test=None, pts=None, relabel_with=None, fl
         raise LandmaskError(f"--drop-partial {drop_partial}: only applies to --kaggle DIR (a training.csv)")
     check_targets(data, kaggle, kaggle_test, pts)
     samples = [s for d in data for s in load_dataset(d)]
+    unlabelled: list[str] = []
     if relabel_with is not None:
-        samples = relabel(samples, relabel_with, flip, reporter=reporter)
+        samples = relabel(samples, relabel_with, flip, reporter=reporter, skipped=unlabelled)
     jobs = (("--kaggle", kaggle, lambda o: write_kaggle(samples, o, drop_partial, seed, reporter=reporter)),
             ("--kaggle-test", kaggle_test, lambda o: write_kaggle(samples, o, test=True, reporter=reporter)),
             ("--pts", pts, lambda o: write_pts_folder(samples, o, reporter=reporter)))
-    return {flag: {"out": str(out), **fn(out)} for flag, out, fn in jobs if out}
+    results = {flag: {"out": str(out), **fn(out)} for flag, out, fn in jobs if out}
+    for r in results.values():   # faces --relabel could not crop are skipped in every output
+        r["skipped"] = unlabelled + list(r["skipped"])
+    return results
 

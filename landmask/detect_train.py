@@ -397,8 +397,8 @@ def init_weights(model, path) -> None:
     try:
         model.load_state_dict(other.state_dict())
     except RuntimeError:   # other stage widths (--channels) or width
-        raise LandmaskError(f"--init {path}: its stage widths are not this run's --channels; leave out "
-                            f"--channels to take its own") from None
+        raise LandmaskError(f"--init {path}: its layout does not fit this run's detector (other stage widths: "
+                            f"without --channels the run takes its own)") from None
 
 
 def init_channels(path, width: float) -> list[int]:

@@ -448,7 +448,7 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
     try:
         samples = [s for s in load_training_data(data, lm.scheme.name, 0, reporter) if s.path is not None]
     except LandmaskError as e:   # train-face-check has no --scheme: the model's is used
-        raise LandmaskError(str(e).replace("to --scheme ", "the model's scheme, ")) from None
+        raise LandmaskError(str(e).replace("to --scheme ", "to the model's scheme, ")) from None
     negatives = load_negative_photos(list(negative_photos), reporter) if negative_photos else []
     k = 1 + len(lm.scheme)
     if candidates is not None and Path(candidates).exists():

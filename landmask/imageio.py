@@ -190,18 +190,16 @@ _CAPTURE: dict = {}   # pid → the temporary file fd 2 is sent to while libjpeg
 
 def _capture_fd2(fn):
     """Run fn() with file descriptor 2 sent to a temporary file; (what was written, fn's result).
-    Called under _STDERR_LOCK.  Where fd 2 is closed (a process started with 2>&-), it is borrowed
-    for the call and closed again, so libjpeg's warnings are still read (and land in no other file
-    that took that number)."""
+    Called under _STDERR_LOCK.  With no sys.stderr (a process started with 2>&-), fd 2 may belong to
+    another file by now: nothing is captured (the CLI gives such a process /dev/null as stderr
+    first, which takes fd 2, so its photos are still checked)."""
+    if sys.stderr is None:
+        return "", fn()
     try:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    try:
+        sys.stderr.flush()
         saved = os.dup(2)
-    except OSError:
-        saved = None                        # fd 2 is closed
+    except (OSError, ValueError):          # no stderr to borrow: decode without the check
+        return "", fn()
     try:
         cap = _CAPTURE.get(os.getpid())
         if cap is None:                     # one per process: a forked child must not share its parent's offset
@@ -209,20 +207,15 @@ def _capture_fd2(fn):
             cap = _CAPTURE[os.getpid()] = tempfile.TemporaryFile()
         cap.seek(0)
         cap.truncate()
-        if cap.fileno() != 2:               # (fd 2 closed when it was made: it may hold that number itself)
-            os.dup2(cap.fileno(), 2)
+        os.dup2(cap.fileno(), 2)
     except OSError:
-        if saved is not None:
-            os.close(saved)
+        os.close(saved)
         return "", fn()
     try:
         result = fn()
     finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-        elif cap.fileno() != 2:
-            os.close(2)
+        os.dup2(saved, 2)
+        os.close(saved)
     cap.seek(0)
     return cap.read(65536).decode("utf-8", "replace"), result
 

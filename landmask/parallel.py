@@ -75,8 +75,7 @@ def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) 
     """try_mask results for ``todo`` [(src, dst)] in order, on ``jobs`` worker processes.  A worker
     that dies (killed by the out-of-memory killer on a huge photo, a crash in a decoder) breaks the
     pool: the photos not yet done go on in a new one; where no photo got done between two breaks,
-    the first of them is tried alone, and is the one failed photo if it breaks that pool too (if it
-    does not, the rest go on with one worker fewer)."""
+    the first of them is tried alone, and is the one failed photo if it breaks that pool too."""
     from concurrent.futures.process import BrokenProcessPool
     results: list = []
     suspect = False
@@ -85,9 +84,6 @@ def run_local(todo, task: MaskTask, jobs: int, reporter: Reporter = Reporter()) 
         rest = todo[start:1 + start] if suspect else todo[start:]
         try:
             _pool_run(rest, task, 1 if suspect else jobs, results, len(todo), todo, reporter)
-            if suspect and jobs > 1:   # it was no photo of its own: the workers together (memory?); fewer of them
-                jobs -= 1
-                reporter.warn(f"worker processes died with no photo to blame (out of memory?); going on with {jobs}")
             suspect = False
         except BrokenProcessPool:   # the pool's other workers were stopped too, maybe mid-write: their temporaries go
             remove_stale_parts({Path(d).parent for _, d in todo[start:]})

@@ -233,18 +233,19 @@ def stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -(rotation // 90))) if rotation else rgb
 
 
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}   # not EIO: FFmpeg's reads end so too
 
 
 def write_error(e: BaseException) -> OSError | None:
     """The OSError of a failed write (a full disk, a quota, a size limit) behind ``e``: ``e`` itself,
-    or what it was raised from or during (PyAV re-raises a write callback's error as its own)."""
+    or what it was raised from or during (PyAV re-raises a write callback's error as its own); a
+    context the code set aside (``raise ... from None``) is not followed."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
             return e
-        e = e.__cause__ or e.__context__
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return None
 
 
@@ -276,7 +277,10 @@ def _colour_tags(colour) -> dict:
     (otherwise none: the encoder's own conversion, BT.601 and limited range, untagged, as before)."""
     if colour is None:
         return {}
-    from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc
+    try:
+        from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc
+    except ImportError:   # PyAV before 17: no colour description to pass on (the encoder's BT.601, untagged)
+        return {}
     known = {"colorspace": set(CONVERTIBLE_MATRICES), "color_range": {int(v) for v in ColorRange},
              "color_primaries": {int(v) for v in ColorPrimaries}, "color_trc": {int(v) for v in ColorTrc}}
     tags = {k: int(getattr(colour, k, None) or 0) for k in UNSPECIFIED}
@@ -503,9 +507,9 @@ class VideoWriter:
             self.file.commit()
         except BaseException as e:
             self.file.discard()
-            full = write_error(e)
-            if full is not None:   # a full disk, a quota: the file's error, not a traceback
-                raise LandmaskError(f"{self.path}: cannot write ({full.strerror or full})") from None
+            failed = write_error(e) or (e if isinstance(e, OSError) else None)
+            if failed is not None:   # a full disk, a quota, a folder in the way: the file's error, not a traceback
+                raise LandmaskError(f"{self.path}: cannot write ({failed.strerror or failed})") from None
             raise
 
     def abort(self) -> None:

