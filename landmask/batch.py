@@ -14,7 +14,8 @@ from pathlib import Path
 
 from landmask.errors import LandmaskError
 from landmask.imageio import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_with_metadata, is_image_path, is_video,
-                              read_file_bytes, suffix_kind, write_bytes_atomic, write_image, write_text_atomic)
+                              own_format, read_file_bytes, suffix_kind, write_bytes_atomic, write_image,
+                              write_text_atomic)
 from landmask.report import Reporter
 
 
@@ -241,8 +242,7 @@ def _mask_one(src: Path, dst: Path, landmarker, effects: dict, feather, copy_unm
     # the input's own format where the output keeps its name (a PNG named .jpg stays a PNG, alpha and
     # all; a JPEG named without a suffix stays a JPEG); a name given another suffix (-o x.png) decides
     keeps_name = suffix_kind(dst) in (None, suffix_kind(src))
-    own = "pam" if meta.fmt == "pnm" and data[:2] == b"P7" else meta.fmt   # PAM (alpha and all), not PPM
-    write_image(dst, out, quality, metadata=meta, fmt=own if keeps_name else None)
+    write_image(dst, out, quality, metadata=meta, fmt=own_format(meta.fmt, data) if keeps_name else None)
     return True
 
 

@@ -840,7 +840,7 @@ def add_serve(sub):
 
 def cmd_serve(a):
     try:
-        from landmask.server import Settings, check_settings, serve
+        from landmask.server import Settings, check_listen, check_settings, serve
     except ImportError as e:
         raise LandmaskError(f"serve needs the serve extra: pip install 'landmask[serve]' ({e.name} is missing)") from None
     for opt, v in (("--port", a.port), ("--workers", a.workers), ("--max-upload-mb", a.max_upload_mb),
@@ -852,6 +852,7 @@ def cmd_serve(a):
                         max_upload_bytes=int(a.max_upload_mb * 2**20), max_pixels=int(a.max_megapixels * 1e6),
                         timeout_s=a.timeout)
     check_settings(settings)
+    check_listen(a.host, a.port)
     print(f"landmask serve: http://{a.host}:{a.port}/ (camera: /camera, API schema: /openapi.json), {a.workers} worker(s); "
           "Ctrl-C stops", flush=True)
     serve(settings, a.host, a.port, a.workers)

@@ -122,6 +122,8 @@ def decode_with_metadata(data: bytes, mode: str = "rgb", name: str = "<bytes>") 
     arr, exif, icc = _decode(data, kind, name)
     if arr is None or arr.size == 0:
         raise LandmaskError(f"{name}: truncated or corrupt image (the decoder gave up)")
+    if data[:2] == b"P7" and arr.ndim == 3 and arr.shape[2] >= 3:   # OpenCV reads PAM in file order (RGB), not BGR
+        arr = np.ascontiguousarray(np.concatenate([arr[..., 2::-1], arr[..., 3:]], axis=2))
     if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
         raise LandmaskError(f"{name}: image too large ({arr.shape[1]}×{arr.shape[0]} pixels)")
     if kind in ("jpeg", "png", "webp") and exif:
@@ -130,6 +132,12 @@ def decode_with_metadata(data: bytes, mode: str = "rgb", name: str = "<bytes>") 
         if orientation != 1:
             exif = _reset_orientation(exif)
     return _convert(arr, mode), Metadata(kind, exif or None, icc or None, kind == "webp" and webp_lossless(data))
+
+
+def own_format(fmt: str, data: bytes) -> str:
+    """The format to write an image back in: its own (``fmt`` as sniffed), PAM for a P7 file (of the
+    netpbm family sniffed as "pnm", the one that holds alpha)."""
+    return "pam" if fmt == "pnm" and data[:2] == b"P7" else fmt
 
 
 def webp_lossless(data: bytes) -> bool:
@@ -581,7 +589,9 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95, metadata: Metad
         arr = (arr.astype(np.float32) / 257 + 0.5).astype(np.uint8)
     if ext == ".jpg" and arr.ndim == 3 and arr.shape[2] == 4:
         arr = np.ascontiguousarray(arr[..., :3])
-    if arr.ndim == 3 and arr.shape[2] == 3:
+    if ext == ".pam":
+        pass                             # OpenCV writes PAM in memory order: RGB(A) as it is
+    elif arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)

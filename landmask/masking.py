@@ -358,8 +358,24 @@ def mask_image(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, fa
     return out
 
 
-def face_list(faces) -> list:
-    """``faces`` as a list of faces: None → [], one Face → [it]; each must have finite points."""
+@dataclass(frozen=True)
+class CheckedFace:
+    """A face as ``face_list`` passes it on: arrays of the right shapes, finite."""
+    points: np.ndarray
+    scheme: str
+    confidence: np.ndarray | None = None
+    box: np.ndarray | None = None
+    score: float = 1.0
+
+
+POINT_LIMIT = 1e6   # pixels: farther points are no face of any image (and overflow the drawing code)
+
+
+def face_list(faces) -> list[CheckedFace]:
+    """``faces`` as a list of checked faces: None → [], one Face → [it].  Each needs a known
+    scheme and its (K, 2) points, finite; a confidence, if any, (K,) and finite; a box, if any, 4
+    finite numbers.  Anything else is one LandmaskError naming the face (a Face rebuilt from
+    ``to_dict()`` lists is fine)."""
     if faces is None:
         return []
     if hasattr(faces, "points"):
@@ -368,8 +384,33 @@ def face_list(faces) -> list:
         faces = list(faces)
     except TypeError:
         raise LandmaskError(f"faces: give a list of faces (from Landmarker.faces), not {type(faces).__name__}") from None
+    out = []
     for i, f in enumerate(faces):
-        if not hasattr(f, "points") or not np.isfinite(np.asarray(f.points, float)).all():
-            raise LandmaskError(f"faces[{i}]: not a face with finite points")
-    return faces
+        if not hasattr(f, "points") or not hasattr(f, "scheme"):
+            raise LandmaskError(f"faces[{i}]: not a face (it needs points and a scheme, as Landmarker.faces gives)")
+        try:
+            k = len(get_scheme(f.scheme))
+        except (ValueError, TypeError):
+            raise LandmaskError(f"faces[{i}]: unknown scheme {f.scheme!r} (ibug68 or kaggle15)") from None
+        pts, conf, box = (_numbers(getattr(f, a, None), i, a) for a in ("points", "confidence", "box"))
+        if pts is None or pts.shape != (k, 2) or not np.isfinite(pts).all() or np.abs(pts).max() > POINT_LIMIT:
+            raise LandmaskError(f"faces[{i}]: its points must be {k} finite (x, y) pairs in pixels (a {f.scheme} face), "
+                                f"not {'none' if pts is None else pts.shape}")
+        if conf is not None and (conf.shape != (k,) or not np.isfinite(conf).all()):
+            raise LandmaskError(f"faces[{i}]: its confidence must be {k} finite numbers (one per point), or None")
+        if box is not None and (box.shape != (4,) or not np.isfinite(box).all() or np.abs(box).max() > POINT_LIMIT):
+            raise LandmaskError(f"faces[{i}]: its box must be 4 finite numbers (x0, y0, x1, y1), or None")
+        score = getattr(f, "score", 1.0)
+        out.append(CheckedFace(pts, f.scheme, conf, box, float(score) if isinstance(score, (int, float, np.number)) else 1.0))
+    return out
+
+
+def _numbers(v, i: int, name: str) -> np.ndarray | None:
+    if v is None:
+        return None
+    try:
+        return np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LandmaskError(f"faces[{i}]: its {name} must be numbers") from None
+
 

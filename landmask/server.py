@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 import landmask
 from landmask import imageio
@@ -36,7 +37,8 @@ EFFECT_FIELDS = ("lips", "eyes", "eyebrows", "face")
 FORM_FIELDS = ("image",) + EFFECT_FIELDS + ("feather", "format")
 OUTPUT_FORMATS = ("jpeg", "png", "webp")   # what `format` may ask for (default: the input's own)
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp",
-               "tiff": "image/tiff", "gif": "image/gif", "pnm": "image/x-portable-anymap"}
+               "tiff": "image/tiff", "gif": "image/gif", "pnm": "image/x-portable-anymap",
+               "pam": "image/x-portable-arbitrarymap"}
 SETTINGS_ENV = "LANDMASK_SERVE_SETTINGS"   # how `landmask serve --workers N` hands settings to workers
 
 
@@ -178,6 +180,8 @@ async def read_form(request: Request, settings: Settings) -> dict:
     parser.spool_max_size = limit + 1    # the body is capped at `limit`, so no file part ever rolls to disk
     try:
         form = await parser.parse()
+    except ClientDisconnect:   # the client went away mid-upload: nobody to answer, nothing to log
+        raise ApiError("the client disconnected during the upload", 400) from None
     except MultiPartException as e:
         if "exceeded maximum size" in e.message:    # a text field over 64 KB: most likely a photo sent without a filename
             raise ApiError(f"malformed multipart form: {e.message} (a text field; send the photo as a file "
@@ -291,7 +295,7 @@ def mask_bytes(landmarker, data: bytes, name: str, opts: dict, max_pixels: int,
     image, meta = decode(data, name, max_pixels)
     faces = landmarker.faces(image)
     out = landmask.mask(image, faces, **opts) if faces else image
-    fmt = fmt or meta.fmt
+    fmt = fmt or imageio.own_format(meta.fmt, data)
     return imageio.encode_image(out, fmt, metadata=meta), fmt, len(faces)
 
 
@@ -435,6 +439,23 @@ def check_settings(settings: Settings) -> None:
     """Load the models once before starting: a bad --model or --detector is one LandmaskError
     here, not a traceback from every worker's start-up."""
     load_landmarker(settings)
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse, before the banner and the model load, an address that cannot be listened on (a port
+    in use, a host name that does not resolve): one error instead of uvicorn's log line and exit 3."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise landmask.LandmaskError(f"--host {host}: cannot listen there ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn does
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise landmask.LandmaskError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror})") from None
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:

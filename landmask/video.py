@@ -63,14 +63,19 @@ class VideoMasker:
         self.landmarker = landmarker
         self.draw = bool(draw)
         self.effects = resolve_effects(lips, eyes, eyebrows, face)
+        # the CLI's ranges (cli.RANGES), for the Python API and the camera page's settings too
+        if feather is not None and not (_is_number(feather) and 0 <= feather <= 1000):
+            raise LandmaskError(f"--feather {feather!r}: a number of pixels from 0 to 1000")
         self.feather = feather
+        if not (isinstance(smooth, bool) or (_is_number(smooth) and 0 <= smooth <= 1000)):
+            raise LandmaskError(f"--smooth {smooth!r}: a number from 0 to 1000 (0 = off, 1 = default)")
         self.strength = 1.0 if smooth is True else float(smooth or 0.0)
-        if not (self.strength >= 0 and np.isfinite(self.strength)):
-            raise LandmaskError(f"--smooth {smooth}: must be a number >= 0 (0 = off, 1 = default)")
         if isinstance(detect_every, bool) or not isinstance(detect_every, (int, np.integer)) or not detect_every >= 1:
             raise LandmaskError(f"--detect-every {detect_every}: give a whole number of frames, 1 or more")
+        if fps is not None and not (_is_number(fps) and fps > 0):
+            raise LandmaskError(f"fps {fps!r}: a positive number of frames per second")
         self.tracker = Tracker(landmarker, detect_every=detect_every)
-        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.fps = float(fps) if fps else 30.0
         self.reset()
 
     def reset(self) -> None:
@@ -83,6 +88,8 @@ class VideoMasker:
         """The faces of this frame (RGB (H, W, 3) uint8 or grey), tracked and smoothed; ``t`` is
         the frame's time in seconds (default: frame index / fps)."""
         frame = pixels(frame)
+        if t is not None and not _is_number(t):
+            raise LandmaskError(f"t {t!r}: the frame's time in seconds, a number (or None)")
         t = self.index / self.fps if t is None else float(t)
         self.index += 1
         faces = self.tracker.update(frame)
@@ -247,6 +254,10 @@ def write_error(e: BaseException) -> OSError | None:
             return e
         e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return None
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
 def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:

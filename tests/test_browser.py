@@ -131,6 +131,8 @@ def test_photo_page(server, pw):
                                               "buffer": b"these are words"}])
         page.wait_for_selector("#error:not([hidden])", timeout=20_000)
         assert "not an image" in page.inner_text("#error")
+        # ... and the earlier photo's result and download link are gone, not left under the error
+        assert page.get_attribute("#result", "src") is None and page.locator("#download").is_hidden()
     finally:
         browser.close()
 

@@ -134,9 +134,24 @@ def test_a_gif_keeps_its_colours_and_transparency(tmp_path):
 def test_an_rgba_pam_is_masked_into_a_pam(tmp_path, capsys):
     from landmask.cli import main
     rgba = np.dstack([np.asarray(Image.open("landmask/samples/astronaut.jpg")), np.full((512, 512), 255, np.uint8)])
-    import cv2
-    cv2.imwrite(str(tmp_path / "x.pam"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA),
-                [cv2.IMWRITE_PAM_TUPLETYPE, cv2.IMWRITE_PAM_FORMAT_RGB_ALPHA])
-    assert main(["mask", str(tmp_path / "x.pam"), "-o", str(tmp_path / "out") + "/", "--threads", "1"]) == 0
+    (tmp_path / "x.pam").write_bytes(b"P7\nWIDTH 512\nHEIGHT 512\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n"
+                                     + rgba.tobytes())   # the netpbm way: R, G, B, A
+    assert main(["mask", str(tmp_path / "x.pam"), "-o", str(tmp_path / "out") + "/", "--threads", "1",
+                 "--lips", "solid:red"]) == 0
     assert (tmp_path / "out" / "x.pam").read_bytes()[:2] == b"P7"
-    assert read_image(tmp_path / "out" / "x.pam", "keep").shape == (512, 512, 4)
+    out = read_image(tmp_path / "out" / "x.pam", "keep")
+    changed = np.abs(out[..., :3].astype(int) - rgba[..., :3]).max(axis=2) > 60
+    assert out.shape == (512, 512, 4) and changed.sum() > 100
+    assert (out[changed][:, 0] > 200).mean() > 0.9 and (out[changed][:, 2] < 60).mean() > 0.9   # red, not blue
+
+
+def test_pam_channels_are_read_and_written_in_rgb_order(tmp_path):
+    """OpenCV keeps a PAM's channels in file order: a red P7 pixel was read as blue, and
+    --lips solid:red painted blue lips into a PAM."""
+    from landmask.imageio import decode_with_metadata, encode_image
+    head = b"P7\nWIDTH 2\nHEIGHT 1\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n"
+    img = decode_with_metadata(head + bytes([200, 20, 0, 255, 0, 30, 220, 128]), "keep")[0]
+    assert img.tolist() == [[[200, 20, 0, 255], [0, 30, 220, 128]]]
+    data = encode_image(img, "pam")
+    assert data.endswith(bytes([200, 20, 0, 255, 0, 30, 220, 128]))
+    assert decode_with_metadata(encode_image(img[..., :3], "pam"), "keep")[0].tolist() == [[[200, 20, 0], [0, 30, 220]]]

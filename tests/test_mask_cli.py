@@ -236,3 +236,29 @@ def test_api_options_out_of_range_are_refused_as_in_the_cli():
     image = read_image(SAMPLE)
     with pytest.raises(landmask.LandmaskError, match="--lips 3"):
         landmask.mask(image, [], lips=3)
+
+
+def test_faces_given_to_mask_and_draw_are_checked(tmp_path):
+    """NaN confidences painted the parts black; lists, other point counts, a (68, 3) array or a NaN box
+    were raw Python errors or a wrong mask. Each is one LandmaskError naming the face; a Face rebuilt
+    from to_dict() works."""
+    import dataclasses
+    import landmask
+    image = read_image(SAMPLE)
+    face = landmask.load().faces(image)[0]
+    d = face.to_dict()
+    rebuilt = landmask.Face(d["box"], d["score"], d["points"], d["scheme"], d["confidence"])
+    a, b = landmask.mask(image, [rebuilt]).astype(int), landmask.mask(image, [face]).astype(int)   # points rounded to 0.01 px
+    assert (np.abs(a - b).max(axis=2) > 3).mean() < 0.001 and np.abs(a - image).max() > 50
+    assert rebuilt.parts.keys() == face.parts.keys()
+    landmask.draw(image, [rebuilt])
+    bad = [dataclasses.replace(face, confidence=np.full(68, np.nan)), dataclasses.replace(face, points=face.points[:10]),
+           dataclasses.replace(face, points=np.hstack([face.points, face.points[:, :1]])),
+           dataclasses.replace(face, scheme="nope"), dataclasses.replace(face, confidence=np.ones(5)),
+           dataclasses.replace(face, points=face.points * 1e12)]
+    for f in bad:
+        for call in (landmask.mask, landmask.draw):
+            with pytest.raises(landmask.LandmaskError, match=r"faces\[0\]"):
+                call(image, [f])
+    with pytest.raises(landmask.LandmaskError, match="box"):
+        landmask.draw(image, [dataclasses.replace(face, box=np.array([np.nan, 0, 1, 1]))])

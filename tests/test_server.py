@@ -340,6 +340,14 @@ def test_serve_refuses_bad_options():
     r = subprocess.run([sys.executable, "-m", "landmask.cli", "serve", "--model", "nope"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--model nope" in r.stderr and "Traceback" not in r.stderr
+    import socket
+    with socket.socket() as taken:   # a port in use: one error line, no banner (was uvicorn's log and exit 3)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "landmask.cli", "serve", "--port", str(port)],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"--port {port}: cannot listen" in r.stderr and "landmask serve:" not in r.stdout
 
 
 def test_model_loaded_once_per_app(monkeypatch, photo):
@@ -407,3 +415,21 @@ def test_slow_upload_is_408_not_busy(photo):
         assert httpx.get(url + "/healthz", timeout=5).status_code == 200
     finally:
         stop_server(proc)
+
+
+def test_a_client_that_leaves_mid_upload_leaves_no_traceback_in_the_log():
+    import socket
+    proc, url = start_server()
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            head = (b"--XX\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+                    b"Content-Type: image/jpeg\r\n\r\n" + b"\xff" * 1000)
+            s.sendall(b"POST /v1/mask HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
+                      b"Content-Length: 100000\r\n\r\n" + head)
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        stop_server(proc)
+    log = proc.stdout.read().decode()
+    assert "Traceback" not in log and "ClientDisconnect" not in log, log

@@ -62,6 +62,12 @@ async function update() {
     if (e.name === "AbortError" || superseded()) return;   // (a replaced image fails to decode)
     statusLine.textContent = "";
     showError(errorBox, e.message);
+    // no earlier photo's result (nor its download link) stays on screen under this one's error
+    if (result.src) URL.revokeObjectURL(result.src);
+    result.removeAttribute("src");
+    download.hidden = true;
+    download.removeAttribute("href");
+    canvas.hidden = true;
   } finally {
     if (pending === ctrl) pending = null;
   }
@@ -98,7 +104,8 @@ function drawPoints() {
 
 function maskedName(name, type) {
   const ext = { "image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp",
-                "image/tiff": "tif", "image/gif": "gif", "image/x-portable-anymap": "pnm" }[type] || "img";
+                "image/tiff": "tif", "image/gif": "gif", "image/x-portable-anymap": "pnm",
+                "image/x-portable-arbitrarymap": "pam" }[type] || "img";
   return `${name.replace(/\.[^.]*$/, "") || "photo"}-masked.${ext}`;
 }
 
