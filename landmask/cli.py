@@ -860,7 +860,7 @@ def cmd_serve(a):
 
 
 def console(a):
-    """The run's one progress reporter (stderr; --quiet shows failures only)."""
+    """The run's one progress reporter (stderr; --quiet shows failures and warnings only)."""
     from landmask.report import ConsoleReporter
     if getattr(a, "_reporter", None) is None:
         a._reporter = ConsoleReporter(quiet=getattr(a, "quiet", False))
@@ -894,7 +894,7 @@ def build_parser():
     add_submit(sub)
     add_serve(sub)
     for sp in sub.choices.values():
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info lines; failures only")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info lines: failures, warnings and the result only")
     return p
 
 

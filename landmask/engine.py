@@ -3,6 +3,7 @@ evaluation on held-out crops (under inference mode)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,12 +45,24 @@ class BatchWorkers:
     torch (transforms.cut_batch_in_worker).  A worker that dies (out of memory, say) or cannot start
     is one LandmaskError, not a hang."""
 
+    START_S = 300   # seconds for the workers to start and take their copy of the crops
+
     def __init__(self, n: int, caches, points, size, perm, aug: AugmentConfig | None, seed: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
-        from landmask.transforms import start_batch_worker
+        from concurrent.futures import TimeoutError as FutureTimeout
+        from concurrent.futures.process import BrokenProcessPool
+        from landmask.transforms import start_batch_worker, worker_ready
+        check_main_guard()
         self.pool = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=start_batch_worker,
                                         initargs=(caches, points, size, perm, aug, seed))
+        try:   # a worker that cannot start can leave the pool waiting for ever: it answers in time, or the run stops
+            for f in [self.pool.submit(worker_ready) for _ in range(n)]:
+                f.result(timeout=self.START_S)
+        except (BrokenProcessPool, FutureTimeout):
+            self.kill()
+            raise LandmaskError(f"--workers {n}: the processes cutting the training crops did not start (out of "
+                                f"memory?); try fewer --workers, or none") from None
 
     def batches(self, idx, batch_size, rng, epoch: int, mean, std):
         from concurrent.futures.process import BrokenProcessPool
@@ -66,6 +79,31 @@ class BatchWorkers:
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def kill(self):
+        for p in list(getattr(self.pool, "_processes", {}).values()):
+            p.terminate()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def check_main_guard() -> None:
+    """Refuse --workers from a script without Python's ``if __name__ == "__main__":`` guard: each
+    spawned worker imports the script, which would start the training again in it (into the same
+    run folder) and leave this process waiting for workers that never come."""
+    import sys
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return   # python -c, an interactive session, a notebook: nothing is imported again
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return
+    if "__name__" in text and "__main__" in text:
+        return
+    raise LandmaskError(f"--workers: {path} has no `if __name__ == \"__main__\":` guard around its training call; "
+                        f"the worker processes import the script and would run it again. Add the guard, or train "
+                        f"without --workers")
 
 
 def masked_loss(pred, target, kind: str, size: int):
@@ -190,9 +228,12 @@ def evaluate(model, caches, points, norms, idx, size, loss_kind, mean, std, devi
     loss = masked_loss(torch.from_numpy(pred), torch.from_numpy(gt), loss_kind, size).item()
     d = pred - gt
     err = np.linalg.norm(d, axis=-1)
-    return {"loss": loss, "mae_px": float(np.nanmean(np.abs(d))),
-            "rmse_px": float(np.sqrt(np.nanmean(d ** 2))),
-            "nme_percent": float(np.nanmean(np.nanmean(err, axis=1) / norms[idx]) * 100)}
+    import warnings
+    with warnings.catch_warnings():   # no face with both eye corners known (Kaggle rows): NaN, said as null
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"loss": loss, "mae_px": float(np.nanmean(np.abs(d))),
+                "rmse_px": float(np.sqrt(np.nanmean(d ** 2))),
+                "nme_percent": float(np.nanmean(np.nanmean(err, axis=1) / norms[idx]) * 100)}
 
 
 def load_teacher(cfg, mcfg, device=None):

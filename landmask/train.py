@@ -301,7 +301,8 @@ def save_epoch(out: Path, model, opt, sched, rng, epoch: int, history: list, met
     from landmask import checkpoint as ckpt
     ckpt.save_model(out / "model.safetensors", model.state_dict(), meta)
     ckpt.save_resume(out / "last.safetensors", model, opt, sched, rng, torch.get_rng_state(), epoch, history)
-    write_text_atomic(out / "history.json", json.dumps(history, indent=1))
+    finite = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in history]
+    write_text_atomic(out / "history.json", json.dumps(finite, indent=1))   # null, never NaN: strict JSON
     plot_curves(history, out / "curves.png")
 
 

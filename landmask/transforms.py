@@ -107,6 +107,11 @@ def start_batch_worker(caches, points, size, perm, aug, seed):
     _WORK.update(caches=caches, points=points, size=size, perm=perm, aug=aug, seed=seed)
 
 
+def worker_ready() -> bool:
+    """A batch worker's first task: it answers once it has started (BatchWorkers waits for it)."""
+    return True
+
+
 def cut_batch_in_worker(job):
     """Batch b of epoch e (``job`` = (e, b, sample indices)) from its own random stream."""
     epoch, b, sel = job

@@ -764,3 +764,20 @@ def test_photos_are_masked_when_the_standard_error_is_closed(tmp_path):
     r = subprocess.run(["bash", "-c", f"{sys.executable} -m landmask mask {tmp_path / 'bad.jpg'} -o {out}/ --threads 1 2>&-"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and not (out / "bad.jpg").exists() and "failed 1" in r.stdout, r.stdout
+
+
+def test_history_json_is_strict_json_when_no_validation_face_can_be_scored(kaggle, tmp_path):
+    """Kaggle rows with an outer eye corner missing give no NME: history.json said NaN (not JSON)."""
+    pytest.importorskip("torch")
+    import csv as csv_module
+    rows = list(csv_module.reader(open(kaggle / "training.csv")))
+    col = rows[0].index("left_eye_outer_corner_x")
+    for r in rows[1:]:
+        r[col] = r[col + 1] = ""
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        csv_module.writer(f).writerows(rows)
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "seed", "--data", str(tmp_path / "t.csv"), "--epochs", "1",
+                 "--val-fraction", "0.34", "--out", str(out)]) == 0
+    history = json.loads((out / "history.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in history.json"))
+    assert history[0]["val_nme_percent"] is None

