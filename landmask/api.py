@@ -34,7 +34,9 @@ class Face:
     confidence: np.ndarray | None = None   # (K,) per-point confidence in [0, 1] (heatmap peaks)
 
     def __post_init__(self):   # lists (a Face rebuilt from to_dict()) become arrays
-        self.box, self.points = np.asarray(self.box, np.float64), np.asarray(self.points, np.float64)
+        self.points = np.asarray(self.points, np.float64)
+        if self.box is not None:
+            self.box = np.asarray(self.box, np.float64)
         if self.confidence is not None:
             self.confidence = np.asarray(self.confidence, np.float64)
 
