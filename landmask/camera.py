@@ -174,8 +174,11 @@ def run_camera(source: FrameSource, masker: VideoMasker, out=None, show: MjpegSe
             masked, faces = masker.process(rgb, now)
             if out is not None:
                 if writer is None:
-                    writer = VideoWriter(out, rgb.shape[1], rgb.shape[0], Fraction(round(source.fps * 1000), 1000),
-                                         Fraction(1, 1000))
+                    try:
+                        writer = VideoWriter(out, rgb.shape[1], rgb.shape[0], Fraction(round(source.fps * 1000), 1000),
+                                             Fraction(1, 1000))
+                    except OSError as e:   # the recording cannot be made (a full disk, a read-only folder)
+                        raise LandmaskError(f"{out}: cannot write ({e.strerror or e})") from None
                 last_pts = max(last_pts + 1, round(now * 1000))   # wall-clock times: a live source's frame times
                 writer.write(masked, last_pts, Fraction(1, 1000))
             if show is not None:

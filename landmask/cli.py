@@ -43,7 +43,7 @@ class Parser(argparse.ArgumentParser):
                         for name, p in a.choices.items()}
             chosen = next((commands[t] for t in getattr(self, "_argv", []) if t in commands), None)
             parsers = [self] + ([chosen] if chosen is not None else list(commands.values()))
-            opts = sorted({o for p in parsers for a in p._actions for o in a.option_strings} - {"-h", "--help"})
+            opts = sorted({o for p in parsers for a in p._actions for o in a.option_strings} - {"-h"})
             every = sorted({o for p in commands.values() for a in p._actions for o in a.option_strings} - {"-h", "--help"})
 
             def owners(option):
@@ -669,7 +669,8 @@ def cmd_evaluate(a):
         raise LandmaskError("--json -: the standard output is closed; give a file name")
     root = a.data if Path(a.data).is_dir() else Path(a.data).parent   # refused before the evaluation, not after
     check_output_file(a.json, "--json", [a.data], data_root=root)
-    check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root, photos_by_name=Path(a.data).is_dir())
+    by_name = Path(a.data).is_dir() or Path(a.data).suffix.lower() in (".pts", ".ljson")   # a photo beside its annotation
+    check_output_file(a.ced, "--ced", [a.data], image=True, data_root=root, photos_by_name=by_name)
     if a.ced and Path(a.ced).suffix.lower() != ".png":
         raise LandmaskError(f"--ced {a.ced}: the plot is written as PNG; give a .png name")
     detector = None
@@ -851,8 +852,8 @@ def cmd_serve(a):
                         max_faces=a.max_faces, min_score=a.min_score, threads=a.threads or 1,
                         max_upload_bytes=int(a.max_upload_mb * 2**20), max_pixels=int(a.max_megapixels * 1e6),
                         timeout_s=a.timeout)
+    check_listen(a.host, a.port)   # before the model loads
     check_settings(settings)
-    check_listen(a.host, a.port)
     print(f"landmask serve: http://{a.host}:{a.port}/ (camera: /camera, API schema: /openapi.json), {a.workers} worker(s); "
           "Ctrl-C stops", flush=True)
     serve(settings, a.host, a.port, a.workers)

@@ -25,8 +25,9 @@ def draw_faces(image: np.ndarray, faces) -> np.ndarray:
         if f.box is not None:
             x0, y0, x1, y1 = (int(round(v)) for v in f.box)
             cv2.rectangle(out, (x0, y0), (x1, y1), colour_of(BOX), thick, cv2.LINE_AA)
-            cv2.putText(out, f"{f.score:.2f}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4 * thick, colour_of(BOX), thick, cv2.LINE_AA)
+            if f.score is not None:
+                cv2.putText(out, f"{f.score:.2f}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.4 * thick, colour_of(BOX), thick, cv2.LINE_AA)
         for part in get_scheme(f.scheme).parts:
             for poly in part_polygons(f.points, f.scheme, part):
                 pts = np.round(poly * 16).astype(np.int32)

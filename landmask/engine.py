@@ -93,8 +93,9 @@ def check_main_guard() -> None:
     import sys
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if not path:
-        return   # python -c, an interactive session, a notebook: nothing is imported again
+    spec = getattr(main, "__spec__", None)
+    if not path or (spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__"))):
+        return   # python -c, a notebook, python -m PKG (a package's __main__ is never run again): nothing re-runs
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:

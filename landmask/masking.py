@@ -366,7 +366,7 @@ class CheckedFace:
     scheme: str
     confidence: np.ndarray | None = None
     box: np.ndarray | None = None
-    score: float = 1.0
+    score: float | None = None
 
 
 POINT_LIMIT = 1e6   # pixels: farther points are no face of any image (and overflow the drawing code)
@@ -401,8 +401,9 @@ def face_list(faces) -> list[CheckedFace]:
             raise LandmaskError(f"faces[{i}]: its confidence must be {k} finite numbers (one per point), or None")
         if box is not None and (box.shape != (4,) or not np.isfinite(box).all() or np.abs(box).max() > POINT_LIMIT):
             raise LandmaskError(f"faces[{i}]: its box must be 4 finite numbers (x0, y0, x1, y1), or None")
-        score = getattr(f, "score", 1.0)
-        out.append(CheckedFace(pts, f.scheme, conf, box, float(score) if isinstance(score, (int, float, np.number)) else 1.0))
+        score = getattr(f, "score", None)
+        score = float(score) if isinstance(score, (int, float, np.number)) and np.isfinite(score) else None
+        out.append(CheckedFace(pts, f.scheme, conf, box, score))
     return out
 
 

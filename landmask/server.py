@@ -444,18 +444,21 @@ def check_settings(settings: Settings) -> None:
 def check_listen(host: str, port: int) -> None:
     """Refuse, before the banner and the model load, an address that cannot be listened on (a port
     in use, a host name that does not resolve): one error instead of uvicorn's log line and exit 3."""
+    import errno
     import socket
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise landmask.LandmaskError(f"--host {host}: cannot listen there ({e.strerror})") from None
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn does
-        try:
+    try:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn does
             s.bind(address)
-        except OSError as e:
-            raise landmask.LandmaskError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror})") from None
+    except OSError as e:
+        if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):   # no such address on this machine
+            raise landmask.LandmaskError(f"--host {host}: cannot listen there ({e.strerror})") from None
+        raise landmask.LandmaskError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror})") from None
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:

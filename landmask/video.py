@@ -67,13 +67,13 @@ class VideoMasker:
         if feather is not None and not (_is_number(feather) and 0 <= feather <= 1000):
             raise LandmaskError(f"--feather {feather!r}: a number of pixels from 0 to 1000")
         self.feather = feather
-        if not (isinstance(smooth, bool) or (_is_number(smooth) and 0 <= smooth <= 1000)):
+        if not (smooth is None or isinstance(smooth, bool) or (_is_number(smooth) and 0 <= smooth <= 1000)):
             raise LandmaskError(f"--smooth {smooth!r}: a number from 0 to 1000 (0 = off, 1 = default)")
         self.strength = 1.0 if smooth is True else float(smooth or 0.0)
         if isinstance(detect_every, bool) or not isinstance(detect_every, (int, np.integer)) or not detect_every >= 1:
             raise LandmaskError(f"--detect-every {detect_every}: give a whole number of frames, 1 or more")
-        if fps is not None and not (_is_number(fps) and fps > 0):
-            raise LandmaskError(f"fps {fps!r}: a positive number of frames per second")
+        if fps is not None and not (_is_number(fps) and fps >= 0):   # 0 or None: unknown (a camera may say 0): 30
+            raise LandmaskError(f"fps {fps!r}: a number of frames per second")
         self.tracker = Tracker(landmarker, detect_every=detect_every)
         self.fps = float(fps) if fps else 30.0
         self.reset()
@@ -257,7 +257,8 @@ def write_error(e: BaseException) -> OSError | None:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and bool(np.isfinite(v))
+    import numbers
+    return isinstance(v, (numbers.Real, np.number)) and not isinstance(v, bool) and bool(np.isfinite(float(v)))
 
 
 def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:

