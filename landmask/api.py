@@ -20,7 +20,7 @@ import numpy as np
 from landmask import geometry as G
 from landmask.errors import LandmaskError, for_option
 from landmask.imageio import check_image, pixels, to_grey
-from landmask.masking import face_list, hidden_parts, mask_image, part_polygons
+from landmask.masking import check_feather, face_list, hidden_parts, mask_image, part_polygons
 from landmask.runtime import INT8_EXPORTS, LandmarkModel, load as load_model
 from landmask.schemes import get_scheme
 
@@ -311,8 +311,7 @@ def mask(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, face=Non
     (``masking.DEFAULT_EFFECTS``: red lips, tinted eyes); naming any part paints only the parts
     named.  Effects: ``EFFECT[:VALUE][@OPACITY]`` or a plain colour (see landmask.masking)."""
     check_image(image)
-    if feather is not None and not (isinstance(feather, (int, float, np.number)) and 0 <= feather <= 1000):
-        raise LandmaskError(f"feather {feather!r}: a number of pixels from 0 to 1000")
+    check_feather(feather)
     return mask_image(np.asarray(image), face_list(faces), lips=lips, eyes=eyes, eyebrows=eyebrows, face=face,
                       feather=feather)
 

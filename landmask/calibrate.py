@@ -38,17 +38,12 @@ def calibrate_heldout(model_file, data, reporter: Reporter = Reporter()) -> dict
         raise LandmaskError("calibrate --model needs --data (the data sets it was trained on: 5 % of them held out, "
                             "as training does) or --faces (folders of faces it never trained on)")
     cfg = TrainConfig(data=list(data), scheme=landmark_scheme(model_file))
-    try:
-        samples = load_training_data(cfg.data, cfg.scheme, cfg.limit, Reporter())
-    except LandmaskError as e:
-        raise LandmaskError(_calibrate_words(str(e))) from None
+    samples = load_training_data(cfg.data, cfg.scheme, cfg.limit, Reporter(), scheme_named=MODEL_SCHEME)
     _, val_idx = split(len(samples), cfg.val_fraction, cfg.seed)
     return calibrate_model([model_file], [samples[i] for i in val_idx], reporter)
 
 
-def _calibrate_words(msg: str) -> str:
-    """A training-data error in calibrate's words: calibrate has no --scheme (the model's is used)."""
-    return msg.replace("to --scheme ", "to the model's scheme, ")
+MODEL_SCHEME = "the model's scheme,"   # how calibrate and train-face-check (no --scheme) name it in data errors
 
 
 def landmark_scheme(model_file) -> str:
@@ -67,9 +62,9 @@ def calibrate_faces(model_file, data, reporter: Reporter = Reporter()) -> dict:
     as folders of held-out faces made by scripts/holdout_folder.py --held, from several data sets)."""
     scheme = landmark_scheme(model_file)
     try:
-        samples = load_training_data(list(data), scheme, 0, Reporter())
-    except LandmaskError as e:   # its messages name --data and --scheme, the training options
-        raise LandmaskError(_calibrate_words(str(e)).replace("--data", "--faces")) from None
+        samples = load_training_data(list(data), scheme, 0, Reporter(), scheme_named=MODEL_SCHEME)
+    except LandmaskError as e:   # its messages name --data, the training option
+        raise LandmaskError(str(e).replace("--data", "--faces")) from None
     return calibrate_model([model_file], samples, reporter)
 
 

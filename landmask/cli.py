@@ -1002,16 +1002,15 @@ class GuardedStdout:
         self._stream = stream
 
     def write(self, text):
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise StdoutError(f"cannot write to the standard output ({e.strerror or e})") from None
+        return self._guarded(self._stream.write, text)
 
     def flush(self):
+        return self._guarded(self._stream.flush)
+
+    @staticmethod
+    def _guarded(fn, *args):
         try:
-            return self._stream.flush()
+            return fn(*args)
         except BrokenPipeError:
             raise
         except OSError as e:

@@ -428,9 +428,11 @@ def dataset_scheme(samples: list[Sample]) -> str:
 
 # ---------------------------------------------------------------- training data
 
-def load_training_data(specs, scheme: str = "ibug68", limit: int = 0, reporter: Reporter = Reporter()) -> list[Sample]:
+def load_training_data(specs, scheme: str = "ibug68", limit: int = 0, reporter: Reporter = Reporter(),
+                       scheme_named: str = "--scheme") -> list[Sample]:
     """Every usable face of the data sets ``specs`` (any format load_dataset reads), the first
-    ``limit`` of each when ``limit``; each data set's scheme must convert to ``scheme``."""
+    ``limit`` of each when ``limit``; each data set's scheme must convert to ``scheme`` (named in
+    errors as ``scheme_named``: an option, or "the model's scheme," for commands that have none)."""
     samples, skipped = [], []
     for spec in specs:
         part = load_dataset(spec)
@@ -439,7 +441,7 @@ def load_training_data(specs, scheme: str = "ibug68", limit: int = 0, reporter: 
         for s in part:   # every face: a folder may mix point counts
             if not can_convert(s.scheme, scheme):
                 raise LandmaskError(f"--data {spec}: {s.source}: its scheme {s.scheme} cannot be converted to "
-                                    f"--scheme {scheme}")
+                                    f"{scheme_named} {scheme}")
         part, unusable = usable_faces(part)
         skipped += unusable
         reporter.info(f"data {spec}: {len(part)} faces" + (f" ({len(unusable)} skipped: {unusable[0]}"

@@ -7,6 +7,7 @@ landmark-box convention (the tight box of the 68 points) that the crop rule expe
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,8 @@ DEFAULT_MIN_SCORE = 0.4   # for detector files that do not store their own (land
 
 
 def is_number(v) -> bool:
-    """A real number (a bool or a string is not): what a detector score threshold must be."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    """A finite real number (a bool, a string, NaN or infinity is not): what an option's value must be."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class LandmaskDetector:

@@ -445,10 +445,9 @@ def train_face_check(model_file, data, negative_photos=(), composites: int = 800
                             "the learned check is fitted for models whose own points frame their refined crops (ibug68)")
     lm.meta = {**lm.meta, "face_check": {k: v for k, v in meta["face_check"].items() if k != "learned"}}
     pipe = Landmarker(lm, get_detector("landmask", **detector_options("landmask")))
-    try:
-        samples = [s for s in load_training_data(data, lm.scheme.name, 0, reporter) if s.path is not None]
-    except LandmaskError as e:   # train-face-check has no --scheme: the model's is used
-        raise LandmaskError(str(e).replace("to --scheme ", "to the model's scheme, ")) from None
+    from landmask.calibrate import MODEL_SCHEME
+    samples = [s for s in load_training_data(data, lm.scheme.name, 0, reporter, scheme_named=MODEL_SCHEME)
+               if s.path is not None]
     negatives = load_negative_photos(list(negative_photos), reporter) if negative_photos else []
     k = 1 + len(lm.scheme)
     if candidates is not None and Path(candidates).exists():

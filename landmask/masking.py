@@ -359,6 +359,14 @@ def mask_image(image: np.ndarray, faces, lips=None, eyes=None, eyebrows=None, fa
     return out
 
 
+def check_feather(feather):
+    """``feather`` (soft-edge pixels, or None for the default) as given, or one LandmaskError."""
+    if feather is not None and not (isinstance(feather, (int, float, np.number)) and not isinstance(feather, bool)
+                                    and np.isfinite(feather) and 0 <= feather <= 1000):
+        raise LandmaskError(f"feather {feather!r}: a number of pixels from 0 to 1000")
+    return feather
+
+
 @dataclass(frozen=True)
 class CheckedFace:
     """A face as ``face_list`` passes it on: arrays of the right shapes, finite."""

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from landmask.detect import is_number
 from landmask.errors import LandmaskError
 from landmask.imageio import VIDEO_SUFFIXES, is_video, part_prefix, pixels, sniff_video  # noqa: F401 (re-exported)
-from landmask.masking import mask_image, resolve_effects
+from landmask.masking import check_feather, mask_image, resolve_effects
 from landmask.report import Reporter
 from landmask.smoothing import LandmarkSmoother
 from landmask.tracking import TrackedFace, Tracker
@@ -64,15 +65,13 @@ class VideoMasker:
         self.draw = bool(draw)
         self.effects = resolve_effects(lips, eyes, eyebrows, face)
         # the CLI's ranges (cli.RANGES), for the Python API and the camera page's settings too
-        if feather is not None and not (_is_number(feather) and 0 <= feather <= 1000):
-            raise LandmaskError(f"--feather {feather!r}: a number of pixels from 0 to 1000")
-        self.feather = feather
-        if not (smooth is None or isinstance(smooth, bool) or (_is_number(smooth) and 0 <= smooth <= 1000)):
+        self.feather = check_feather(feather)
+        if not (smooth is None or isinstance(smooth, bool) or (is_number(smooth) and 0 <= smooth <= 1000)):
             raise LandmaskError(f"--smooth {smooth!r}: a number from 0 to 1000 (0 = off, 1 = default)")
         self.strength = 1.0 if smooth is True else float(smooth or 0.0)
         if isinstance(detect_every, bool) or not isinstance(detect_every, (int, np.integer)) or not detect_every >= 1:
             raise LandmaskError(f"--detect-every {detect_every}: give a whole number of frames, 1 or more")
-        if fps is not None and not (_is_number(fps) and fps >= 0):   # 0 or None: unknown (a camera may say 0): 30
+        if fps is not None and not (is_number(fps) and fps >= 0):   # 0 or None: unknown (a camera may say 0): 30
             raise LandmaskError(f"fps {fps!r}: a number of frames per second")
         self.tracker = Tracker(landmarker, detect_every=detect_every)
         self.fps = float(fps) if fps else 30.0
@@ -88,7 +87,7 @@ class VideoMasker:
         """The faces of this frame (RGB (H, W, 3) uint8 or grey), tracked and smoothed; ``t`` is
         the frame's time in seconds (default: frame index / fps)."""
         frame = pixels(frame)
-        if t is not None and not _is_number(t):
+        if t is not None and not is_number(t):
             raise LandmaskError(f"t {t!r}: the frame's time in seconds, a number (or None)")
         t = self.index / self.fps if t is None else float(t)
         self.index += 1
@@ -254,11 +253,6 @@ def write_error(e: BaseException) -> OSError | None:
             return e
         e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return None
-
-
-def _is_number(v) -> bool:
-    import numbers
-    return isinstance(v, (numbers.Real, np.number)) and not isinstance(v, bool) and bool(np.isfinite(float(v)))
 
 
 def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -875,8 +869,9 @@ def mask_videos(inputs, out_dir, landmarker, *, lips=None, eyes=None, eyebrows=N
             s.failed.append(str(e))
             continue
         except Exception as e:   # an item never stops the batch; say which file it was
-            if write_error(e) is not None:   # the disk filled up while writing (mid-stream)
-                s.failed.append(f"{src}: cannot write {dst} ({write_error(e).strerror})")
+            full = write_error(e)
+            if full is not None:   # the disk filled up while writing (mid-stream)
+                s.failed.append(f"{src}: cannot write {dst} ({full.strerror})")
             elif type(e).__module__.startswith("av"):   # FFmpeg refused something (a codec the container cannot hold)
                 s.failed.append(f"{src}: FFmpeg cannot write {dst.name} ({_ffmpeg_reason(e)})")
             else:
